@@ -1,0 +1,106 @@
+"""The per-connection state machine of a watcher's WebSocket, without I/O.
+
+The server feeds it what arrived (`receive`) and asks it what to send (`outgoing`); it decides
+which client messages are acceptable in which state and keeps `seq` from ever going backwards on
+one connection, so a stale frame that loses a race with a newer one is simply not sent.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from protocol.codec import Codec
+from protocol.errors import MalformedMessage, ProtocolError
+from protocol.messages import (
+    Called,
+    ClientMessage,
+    Error,
+    Leave,
+    Position,
+    ServerMessage,
+    Status,
+    Watch,
+)
+
+WATCH_TIMEOUT_S = 10.0
+
+
+class State(enum.Enum):
+    AWAITING_WATCH = "awaiting_watch"
+    WATCHING = "watching"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """Send `error`, then close with `close_code`."""
+
+    error: Error
+    close_code: int
+
+
+class Connection:
+    def __init__(self, codec: Codec) -> None:
+        self.codec = codec
+        self.state = State.AWAITING_WATCH
+        self.ticket_id: str | None = None
+        self.last_seq = -1
+        self._last_position: tuple[int, int, int | None] | None = None
+
+    # -- input ----------------------------------------------------------------------------------
+
+    def receive(self, frame: str | bytes) -> ClientMessage | Reject:
+        """Decode one client frame and check it is allowed now; a Reject ends the connection."""
+        try:
+            message = self.codec.decode_client(frame)
+        except ProtocolError as exc:
+            return self._reject(exc)
+        if self.state is State.AWAITING_WATCH and not isinstance(message, Watch):
+            return self._reject(MalformedMessage("the first message must be 'watch'"))
+        if self.state is State.WATCHING and isinstance(message, Watch):
+            return self._reject(MalformedMessage("this connection already watches a ticket"))
+        if self.state is State.CLOSED:
+            return self._reject(MalformedMessage("connection is closing"))
+        return message
+
+    def watch_timed_out(self) -> Reject:
+        return self._reject(MalformedMessage("no 'watch' message within 10 s"))
+
+    def bad_token(self) -> Reject:
+        self.state = State.CLOSED
+        return Reject(Error("unauthorized", "ticket token is missing, malformed or unknown"), 1008)
+
+    def watching(self, ticket_id: str) -> None:
+        self.state = State.WATCHING
+        self.ticket_id = ticket_id
+
+    def closed(self) -> None:
+        self.state = State.CLOSED
+
+    # -- output ---------------------------------------------------------------------------------
+
+    def outgoing(self, message: ServerMessage) -> bool:
+        """Whether `message` should be sent: never an older seq, never a repeated position."""
+        if self.state is State.CLOSED:
+            return False
+        if isinstance(message, Error):
+            return True
+        if message.seq < self.last_seq:
+            return False
+        if isinstance(message, Position):
+            shown = (message.position, message.waiting, message.eta_s)
+            if message.seq == self.last_seq and shown == self._last_position:
+                return False
+            self._last_position = shown
+        elif isinstance(message, Called | Status):
+            self._last_position = None
+        self.last_seq = message.seq
+        return True
+
+    def _reject(self, exc: ProtocolError) -> Reject:
+        self.state = State.CLOSED
+        return Reject(Error(exc.code, exc.message), exc.close_code)
+
+
+__all__ = ["WATCH_TIMEOUT_S", "Connection", "Leave", "Reject", "State", "Watch"]

@@ -1,0 +1,58 @@
+"""Wait estimates from a queue's recent call rate.
+
+The estimator keeps an exponentially weighted mean of the time between calls. Until it has seen
+`min_calls` calls the honest answer is "don't know" (None). A long silence since the last call
+stretches the interval (people are not being called as fast as before) rather than pretending the
+old rate still holds. All times are seconds passed in by the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEFAULT_ALPHA = 0.2
+DEFAULT_MIN_CALLS = 3
+# Gaps longer than this are breaks (lunch, closing time), not a measure of service speed.
+MAX_INTERVAL_S = 30 * 60.0
+
+
+@dataclass(slots=True)
+class EtaEstimator:
+    alpha: float = DEFAULT_ALPHA
+    min_calls: int = DEFAULT_MIN_CALLS
+    interval_s: float | None = None
+    calls: int = 0
+    last_call_s: float | None = field(default=None)
+
+    def record_call(self, at_s: float) -> None:
+        if self.last_call_s is not None and at_s >= self.last_call_s:
+            gap = at_s - self.last_call_s
+            if gap <= MAX_INTERVAL_S:
+                if self.interval_s is None:
+                    self.interval_s = gap
+                else:
+                    self.interval_s += self.alpha * (gap - self.interval_s)
+        if self.last_call_s is None or at_s > self.last_call_s:
+            self.last_call_s = at_s
+        self.calls += 1
+
+    def seed(self, interval_s: float, calls: int, last_call_s: float | None) -> None:
+        """Start from history (e.g. the event log) instead of from nothing."""
+        self.interval_s = interval_s
+        self.calls = calls
+        self.last_call_s = last_call_s
+
+    def current_interval_s(self, now_s: float) -> float | None:
+        if self.interval_s is None or self.calls < self.min_calls or self.last_call_s is None:
+            return None
+        silence = now_s - self.last_call_s
+        if silence > MAX_INTERVAL_S:
+            return None
+        return max(self.interval_s, silence)
+
+    def estimate_s(self, position: int, now_s: float) -> int | None:
+        """Seconds until the ticket at `position` is called, or None if we cannot say."""
+        interval = self.current_interval_s(now_s)
+        if interval is None or position < 1:
+            return None
+        return max(0, round(position * interval))

@@ -1,0 +1,65 @@
+"""Who may do what: ticket tokens for customers, venue-scoped staff keys for staff."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from protocol.names import is_slug, parse_ticket_id
+from server.auth import TicketClaim, bearer, hash_key, key_matches, parse_staff_key
+from server.errors import ApiError, Unavailable
+from server.services import Services
+
+
+def ticket_claim(request: Request, svc: Services, ticket_id: str) -> TicketClaim:
+    """The caller's claim on `ticket_id`; 401 for a missing, forged or other ticket's token."""
+    token = bearer(request.headers.get("authorization"))
+    claim = None if token is None else svc.signer.verify(token)
+    if claim is None or claim.ticket_id != ticket_id:
+        raise ApiError.from_code("unauthorized", "a valid ticket token for this ticket is required")
+    return claim
+
+
+async def staff_venue(request: Request, svc: Services) -> str:
+    """The venue id of the staff key in the request; 401 when missing or wrong."""
+    key = bearer(request.headers.get("authorization"))
+    key_id = None if key is None else parse_staff_key(key)
+    if key is None or key_id is None:
+        raise ApiError.from_code("unauthorized", "a valid staff key is required")
+    digest = hash_key(key)
+    venue = svc.keys.get(digest)
+    if venue is not None:
+        return venue
+    try:
+        row = await svc.db.staff_key(key_id)
+    except Unavailable:
+        # PostgreSQL down: a key verified recently still works, so the live queue keeps going.
+        venue = svc.keys.get(digest, stale=True)
+        if venue is None:
+            raise
+        return venue
+    if row is None or not key_matches(key, row[1]):
+        raise ApiError.from_code("unauthorized", "a valid staff key is required")
+    svc.keys.put(digest, row[0])
+    return row[0]
+
+
+async def owned_queue(svc: Services, queue: str, venue_id: str) -> None:
+    """404 for an unknown queue, 403 for another venue's queue."""
+    if not is_slug(queue):
+        raise ApiError.from_code("queue_not_found")
+    meta = await svc.store.queue_meta(queue)
+    owner = meta.get("venue") if meta is not None else None
+    if owner is None:
+        row = await svc.db.queue(queue)
+        if row is None:
+            raise ApiError.from_code("queue_not_found")
+        owner = row.venue_id
+    if owner != venue_id:
+        raise ApiError.from_code("forbidden", "this queue belongs to another venue")
+
+
+def parse_ticket(ticket_id: str) -> tuple[str, int]:
+    parsed = parse_ticket_id(ticket_id)
+    if parsed is None:
+        raise ApiError.from_code("ticket_not_found")
+    return parsed

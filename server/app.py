@@ -1,0 +1,119 @@
+"""The Starlette application: routes, error answers, and the services' lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import Scope
+
+from server import customers, staff
+from server.auth import KeyCache, TicketSigner
+from server.config import Settings
+from server.db import Database
+from server.errors import ApiError, Unavailable
+from server.fanout import Fanout
+from server.httpio import JSONResponse, error_response
+from server.services import Services
+from server.store import Store
+from server.ws import WatchEndpoint
+
+log = logging.getLogger(__name__)
+
+HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    400: "bad_request",
+    413: "payload_too_large",
+}
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    svc: Services = request.app.state.services
+    redis_ok = await svc.store.ping()
+    db_ok = await svc.db.ping()
+    body = {"redis": redis_ok, "postgres": db_ok, "watchers": svc.fanout.watcher_count}
+    return JSONResponse(body, 200 if redis_ok and db_ok else 503)
+
+
+async def on_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.code, exc.message)
+
+
+async def on_unavailable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Unavailable)
+    return error_response(503, exc.code, exc.message, headers={"Retry-After": "1"})
+
+
+async def on_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = HTTP_CODES.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+async def on_crash(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal_error", "something went wrong on our side")
+
+
+async def build_services(settings: Settings) -> Services:
+    """Connect to Redis and PostgreSQL and start the fan-out (urls must be set by now)."""
+    assert settings.redis_url is not None and settings.database_url is not None
+    assert settings.secret_key is not None
+    store = Store(settings.redis_url.reveal(), settings.redis_prefix)
+    db = await Database.connect(settings.database_url.reveal())
+    fanout = Fanout(store, settings.flush_ms, settings.stuck_close_s, settings.resync_check_s)
+    await fanout.start()
+    signer = TicketSigner(settings.secret_key.reveal())
+    return Services(settings, store, db, fanout, signer, KeyCache())
+
+
+async def close_services(svc: Services) -> None:
+    await svc.fanout.stop()
+    await svc.store.close()
+    await svc.db.close()
+
+
+def create_app(settings: Settings) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        svc = await build_services(settings)
+        app.state.services = svc
+        try:
+            yield
+        finally:
+            await close_services(svc)
+
+    def services_of(scope: Scope) -> Services:
+        found: Services = scope["app"].state.services
+        return found
+
+    routes: list[Any] = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        *customers.ROUTES,
+        *staff.ROUTES,
+        WebSocketRoute("/v1/ws", WatchEndpoint(services_of)),
+    ]
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            ApiError: on_api_error,
+            Unavailable: on_unavailable,
+            HTTPException: on_http_exception,
+            Exception: on_crash,
+        },
+    )

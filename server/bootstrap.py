@@ -1,0 +1,46 @@
+"""Start the embedded Redis and PostgreSQL when REDIS_URL / DATABASE_URL are not set."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+
+from server.config import Secret, Settings
+from server.embedded import EmbeddedPostgres, EmbeddedRedis
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunningServices:
+    settings: Settings  # with the embedded services' URLs filled in
+    redis: EmbeddedRedis | None
+    postgres: EmbeddedPostgres | None
+
+    def stop(self) -> None:
+        for service in (self.redis, self.postgres):
+            if service is not None:
+                service.stop()
+
+
+def start_embedded(settings: Settings) -> RunningServices:
+    """Start whichever of Redis and PostgreSQL has no URL, under `settings.data_dir`."""
+    data = settings.data_dir.resolve()
+    redis = postgres = None
+    try:
+        if settings.redis_url is None:
+            redis = EmbeddedRedis(data / "redis")
+            url = redis.start()
+            settings = replace(settings, redis_url=Secret(url))
+            print(f"vqueue: embedded Redis at {url} (data in {data / 'redis'})", flush=True)
+        if settings.database_url is None:
+            postgres = EmbeddedPostgres(data / "postgres")
+            dsn = postgres.start()
+            settings = replace(settings, database_url=Secret(dsn))
+            print(f"vqueue: embedded PostgreSQL at {dsn} (data in {data / 'postgres'})", flush=True)
+    except BaseException:
+        for service in (redis, postgres):
+            if service is not None:
+                service.stop()
+        raise
+    return RunningServices(settings, redis, postgres)

@@ -1,0 +1,109 @@
+"""Settings, read from the environment once, here and nowhere else.
+
+`Settings.from_environ(os.environ)` fails fast with the variable's name; secrets are `Secret`s
+whose repr is masked so they never reach a log. Every variable is in the README's table.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class Secret:
+    """A string that does not show itself in reprs, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    def __str__(self) -> str:
+        return "**********"
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: Secret | None = None
+    database_url: Secret | None = None
+    secret_key: Secret | None = None
+    allowed_origins: tuple[str, ...] = ()  # empty: the origin of the request's own Host
+    data_dir: Path = field(default_factory=lambda: Path(".vqueue"))
+    redis_prefix: str = "vq"
+    flush_ms: float = 50.0
+    stuck_close_s: float = 10.0
+    resync_check_s: float = 2.0
+    persist_batch: int = 500
+    demo: bool = True
+    log_level: str = "INFO"
+
+    @property
+    def embedded(self) -> bool:
+        return self.redis_url is None or self.database_url is None
+
+    @classmethod
+    def from_environ(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        origins = tuple(o.strip().rstrip("/") for o in env.get("VQ_ALLOWED_ORIGINS", "").split(","))
+        prefix = env.get("VQ_REDIS_PREFIX", "vq")
+        if not prefix or any(c in prefix for c in "{}: "):
+            raise ConfigError(f"VQ_REDIS_PREFIX must be a plain word, got {prefix!r}")
+        level = env.get("VQ_LOG_LEVEL", "INFO").upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"VQ_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+        secret = env.get("VQ_SECRET_KEY") or None
+        if secret is not None and len(secret) < 32:
+            raise ConfigError("VQ_SECRET_KEY must be at least 32 characters")
+        return cls(
+            redis_url=Secret(env["REDIS_URL"]) if env.get("REDIS_URL") else None,
+            database_url=Secret(env["DATABASE_URL"]) if env.get("DATABASE_URL") else None,
+            secret_key=Secret(secret) if secret else None,
+            allowed_origins=tuple(o for o in origins if o),
+            data_dir=Path(env.get("VQ_DATA_DIR") or ".vqueue"),
+            redis_prefix=prefix,
+            flush_ms=_float(env, "VQ_FLUSH_MS", 50.0, 0.0, 5000.0),
+            stuck_close_s=_float(env, "VQ_STUCK_CLOSE_S", 10.0, 0.5, 600.0),
+            resync_check_s=_float(env, "VQ_RESYNC_CHECK_S", 2.0, 0.1, 60.0),
+            persist_batch=int(_float(env, "VQ_PERSIST_BATCH", 500, 1, 10000)),
+            demo=_bool(env, "VQ_DEMO", True),
+            log_level=level,
+        )

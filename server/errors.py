@@ -1,0 +1,73 @@
+"""Errors the server turns into answers.
+
+Hierarchy::
+
+    ServerError                 root of everything the server raises on purpose
+    ├── ApiError                a 4xx answer with a contract error code
+    └── Unavailable             a store is unreachable: 503, the client may retry
+
+`ApiError.from_code` maps a code (as Lua scripts return them) to its HTTP status, so each code
+has one status everywhere. Anything else raised is a bug: 500 with no internals, logged.
+"""
+
+from __future__ import annotations
+
+STATUS_OF_CODE = {
+    "bad_request": 400,
+    "invalid_json": 400,
+    "invalid_body": 400,
+    "invalid_slug": 400,
+    "invalid_idempotency_key": 400,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "queue_not_found": 404,
+    "ticket_not_found": 404,
+    "method_not_allowed": 405,
+    "queue_closed": 409,
+    "queue_paused": 409,
+    "ticket_finished": 409,
+    "ticket_not_called": 409,
+    "payload_too_large": 413,
+    "unsupported_media_type": 415,
+}
+
+MESSAGE_OF_CODE = {
+    "queue_not_found": "no such queue",
+    "ticket_not_found": "no such ticket",
+    "unauthorized": "missing or invalid credentials",
+    "forbidden": "this key belongs to another venue",
+    "queue_closed": "the queue is closed",
+    "queue_paused": "the queue is paused",
+    "ticket_finished": "the ticket is already finished",
+    "ticket_not_called": "the ticket has not been called",
+    "payload_too_large": "request body over 64 KiB",
+}
+
+
+class ServerError(Exception):
+    """Root of the errors the server raises on purpose."""
+
+
+class ApiError(ServerError):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    @classmethod
+    def from_code(cls, code: str, message: str | None = None) -> ApiError:
+        status = STATUS_OF_CODE.get(code, 400)
+        return cls(status, code, message or MESSAGE_OF_CODE.get(code, code.replace("_", " ")))
+
+
+class Unavailable(ServerError):
+    """Redis or PostgreSQL could not be reached; answered with 503."""
+
+    status = 503
+    code = "unavailable"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message

@@ -1,0 +1,86 @@
+"""Reading request bodies and writing JSON answers, with the contract's limits and errors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from server.errors import ApiError
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status, headers=headers)
+
+
+async def read_body(request: Request) -> bytes:
+    """The body, refusing more than 64 KiB whether or not Content-Length says so."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ApiError(400, "bad_request", "Content-Length is not a number")
+        if int(declared) > MAX_BODY_BYTES:
+            raise ApiError.from_code("payload_too_large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ApiError.from_code("payload_too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_object(request: Request) -> dict[str, Any]:
+    """A JSON object body; an empty body counts as `{}`."""
+    body = await read_body(request)
+    if not body.strip():
+        return {}
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "invalid_json", "request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_body", "request body must be a JSON object")
+    return data
+
+
+def optional_text(data: dict[str, Any], field: str, max_chars: int) -> str | None:
+    """A short, printable, optional string field; None when absent, null or blank."""
+    value = data.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ApiError(400, "invalid_body", f"'{field}' must be a string")
+    value = value.strip()
+    if len(value) > max_chars:
+        raise ApiError(400, "invalid_body", f"'{field}' is longer than {max_chars} characters")
+    if any(not ch.isprintable() for ch in value):
+        raise ApiError(400, "invalid_body", f"'{field}' contains control characters")
+    return value or None
+
+
+def idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_CHARS or not all(33 <= ord(c) < 127 for c in key):
+        raise ApiError(
+            400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 visible ASCII characters"
+        )
+    return key

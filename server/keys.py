@@ -1,0 +1,46 @@
+"""Every Redis key and channel name vqueue uses, in one place.
+
+All of a queue's keys share the hash tag `{queue}`, so each Lua script touches one hash slot and
+runs unchanged on a Redis Cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class QueueKeys:
+    meta: str  # hash: venue, name, state, epoch, seq, next (ticket counter)
+    line: str  # sorted set: waiting ticket numbers scored by number
+    tickets: str  # hash: number -> JSON of the ticket
+    counters: str  # hash: counter name -> number last called there
+    called: str  # sorted set: called (not yet finished) numbers scored by call time
+    finished: str  # sorted set: finished numbers scored by finish time (for expiry)
+    events: str  # stream: the outbox of queue events (persisted to PostgreSQL)
+    channel: str  # pub/sub channel of compact change notices
+
+    def idempotency(self, action: str, key: str) -> str:
+        return f"{self.meta[:-5]}:idem:{action}:{key}"
+
+
+def queue_keys(prefix: str, queue: str) -> QueueKeys:
+    base = f"{prefix}:{{{queue}}}"
+    return QueueKeys(
+        meta=f"{base}:meta",
+        line=f"{base}:line",
+        tickets=f"{base}:tickets",
+        counters=f"{base}:counters",
+        called=f"{base}:called",
+        finished=f"{base}:finished",
+        events=f"{base}:events",
+        channel=f"{base}:notify",
+    )
+
+
+def queues_index(prefix: str) -> str:
+    """Set of every queue slug with live state (for the persister and recovery to walk)."""
+    return f"{prefix}:queues"
+
+
+PERSISTER_GROUP = "persister"

@@ -1,0 +1,170 @@
+"""Per-connection outgoing buffers: broadcast never waits on one socket (DESIGN.md invariant 5).
+
+An outbox takes encoded frames without blocking. Position frames are replaceable: a newer one
+overwrites an unsent older one. `called` and `status` frames are kept in order. A connection
+whose backlog does not clear within `stuck_close_s` is aborted by the fan-out's sweeper.
+
+`ChannelOutbox` writes straight into the transport through vqueue's own WebSocket protocol
+(`server.wsprotocol`, scope extension "vqueue.push"); `AsgiOutbox` is the portable fallback for
+other ASGI servers, with one sender task per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+MAX_BACKLOG_FRAMES = 16
+# Above this many bytes in the transport's buffer, frames wait in the outbox instead.
+HIGH_WATER_BYTES = 64 * 1024
+
+
+class PushChannel(Protocol):
+    """What `server.wsprotocol` offers through the scope extension "vqueue.push"."""
+
+    @property
+    def open(self) -> bool: ...
+
+    def send(self, payload: bytes, text: bool) -> bool: ...
+
+    def buffered_bytes(self) -> int: ...
+
+    def abort(self) -> None: ...
+
+
+class Outbox:
+    def __init__(self, text: bool, on_backlog: Callable[[Outbox], None]) -> None:
+        self.text = text
+        self.closed = False
+        self.stuck_since: float | None = None
+        self.frames_sent = 0
+        self._backlog: deque[tuple[bytes, bool]] = deque()
+        self._on_backlog = on_backlog
+
+    def offer(self, frame: bytes, replaceable: bool) -> None:
+        if self.closed:
+            return
+        if not self._backlog and self._try_write(frame):
+            return
+        if replaceable and self._backlog and self._backlog[-1][1]:
+            self._backlog[-1] = (frame, True)
+        else:
+            self._backlog.append((frame, replaceable))
+        if len(self._backlog) > MAX_BACKLOG_FRAMES:
+            self.abort()
+            return
+        if self.stuck_since is None:
+            self.stuck_since = time.monotonic()
+            self._on_backlog(self)
+
+    def retry(self) -> bool:
+        """Write what the socket now takes; True when the backlog is empty."""
+        while self._backlog and not self.closed:
+            if not self._try_write(self._backlog[0][0]):
+                return False
+            self._backlog.popleft()
+        self.stuck_since = None
+        return True
+
+    @property
+    def pending(self) -> int:
+        return len(self._backlog)
+
+    def _busy(self) -> bool:
+        return bool(self._backlog)
+
+    async def drain(self, timeout_s: float = 2.0) -> None:
+        """Wait (briefly) until everything offered is written: used before a normal close."""
+        deadline = time.monotonic() + timeout_s
+        while self._busy() and not self.closed and time.monotonic() < deadline:
+            self.retry()
+            if self._busy():
+                await asyncio.sleep(0.01)
+
+    def _try_write(self, frame: bytes) -> bool:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+
+class ChannelOutbox(Outbox):
+    def __init__(
+        self, channel: PushChannel, text: bool, on_backlog: Callable[[Outbox], None]
+    ) -> None:
+        super().__init__(text, on_backlog)
+        self.channel = channel
+
+    def _try_write(self, frame: bytes) -> bool:
+        if self.channel.buffered_bytes() > HIGH_WATER_BYTES:
+            return False
+        if not self.channel.send(frame, self.text):
+            self.closed = True
+        self.frames_sent += 1
+        return True
+
+    def abort(self) -> None:
+        self.closed = True
+        self._backlog.clear()
+        self.channel.abort()
+
+
+class AsgiOutbox(Outbox):
+    """Fallback: one task per connection awaits the ASGI send, so only it waits on its socket."""
+
+    def __init__(
+        self,
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+        text: bool,
+        on_backlog: Callable[[Outbox], None],
+    ) -> None:
+        super().__init__(text, on_backlog)
+        self._send = send
+        self._wake = asyncio.Event()
+        self._queue: deque[bytes] = deque()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._busy_since: float | None = None
+
+    def _try_write(self, frame: bytes) -> bool:
+        if self._queue:
+            return False
+        self._queue.append(frame)
+        self._wake.set()
+        return True
+
+    async def _run(self) -> None:
+        while not self.closed:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                frame = self._queue.popleft()
+                self._busy_since = time.monotonic()
+                event: dict[str, Any] = {"type": "websocket.send"}
+                event["text" if self.text else "bytes"] = frame.decode() if self.text else frame
+                try:
+                    await self._send(event)
+                except (OSError, RuntimeError):
+                    self.closed = True
+                    return
+                self.frames_sent += 1
+                self._busy_since = None
+                if not self._queue and self._backlog:
+                    self.retry()
+
+    def _busy(self) -> bool:
+        return bool(self._backlog or self._queue or self._busy_since is not None)
+
+    def abort(self) -> None:
+        self.closed = True
+        self._backlog.clear()
+        self._task.cancel()
+
+    async def aclose(self) -> None:
+        self.closed = True
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task

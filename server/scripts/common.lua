@@ -1,0 +1,46 @@
+-- Shared prelude, prepended to every mutating script by server/store.py.
+-- Scripts validate every input before their first write: Redis does not roll back a script
+-- that fails half-way, so a check after a write would leave a half-made change behind.
+
+local FINISHED_KEEP_MS = 24 * 3600 * 1000
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function err(code)
+  return cjson.encode({error = code})
+end
+
+-- Record one change: bump seq, append it to the queue's event stream (the outbox that the
+-- persister copies to PostgreSQL) and publish a compact notice for the nodes' watchers.
+local function emit(meta, events, channel, kind, number, waiting, at, extra)
+  local seq = redis.call('HINCRBY', meta, 'seq', 1)
+  local epoch = redis.call('HGET', meta, 'epoch')
+  local fields = {'seq', seq, 'type', kind, 'at', at, 'epoch', epoch, 'waiting', waiting}
+  local notice = {e = epoch, s = seq, k = kind, w = waiting, at = at}
+  if number then
+    table.insert(fields, 'ticket'); table.insert(fields, number)
+    notice.n = number
+  end
+  if extra then
+    for k, v in pairs(extra) do
+      table.insert(fields, k); table.insert(fields, v)
+    end
+    if extra.counter then notice.c = extra.counter end
+  end
+  redis.call('XADD', events, '*', unpack(fields))
+  redis.call('PUBLISH', channel, cjson.encode(notice))
+  return seq
+end
+
+-- Finished tickets stay readable for a day, then go; a few are swept on each finish.
+local function finish(tickets, finished, number, at)
+  redis.call('ZADD', finished, at, number)
+  local old = redis.call('ZRANGEBYSCORE', finished, '-inf', at - FINISHED_KEEP_MS, 'LIMIT', 0, 20)
+  for _, n in ipairs(old) do
+    redis.call('HDEL', tickets, n)
+    redis.call('ZREM', finished, n)
+  end
+end

@@ -1,0 +1,351 @@
+"""The Redis store: live queue state, one Lua script per change, reads, and change notices.
+
+This is the only module that imports redis. Every change runs as one script from
+`server/scripts/` (see each script's header for KEYS, ARGV and why it must be atomic); reads
+that must agree with each other run in one MULTI/EXEC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, cast
+
+import orjson
+import redis.asyncio as redis
+from redis.asyncio.client import PubSub
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
+
+from protocol.line import Snapshot
+from server.errors import ApiError, Unavailable
+from server.keys import QueueKeys, queue_keys, queues_index
+
+log = logging.getLogger(__name__)
+
+IDEMPOTENCY_TTL_S = 24 * 3600
+SCRIPT_NAMES = ("join", "call_next", "finish", "leave", "set_state", "upsert_queue")
+
+
+@dataclass(frozen=True, slots=True)
+class TicketView:
+    """A ticket as read from Redis, with the queue's seq at the moment of the read."""
+
+    number: int
+    status: str
+    name: str | None
+    nonce: str
+    counter: str | None
+    joined_ms: int
+    called_ms: int | None
+    position: int | None
+    waiting: int
+    seq: int
+    epoch: str
+    queue_state: str
+
+
+def _load_scripts() -> dict[str, str]:
+    folder = resources.files("server") / "scripts"
+    prelude = (folder / "common.lua").read_text()
+    return {name: prelude + "\n" + (folder / f"{name}.lua").read_text() for name in SCRIPT_NAMES}
+
+
+def _parse(raw: bytes | str) -> dict[str, Any]:
+    result = cast(dict[str, Any], orjson.loads(raw))
+    code = result.get("error")
+    if code is not None:
+        raise ApiError.from_code(str(code))
+    return result
+
+
+class Store:
+    def __init__(self, url: str, prefix: str = "vq", max_connections: int = 64) -> None:
+        # A blocking pool waits for a free connection instead of failing a burst (FIELD-NOTES).
+        self.pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=10, health_check_interval=15
+        )
+        self.redis = redis.Redis(connection_pool=self.pool)
+        self.prefix = prefix
+        self._scripts: dict[str, AsyncScript] = {
+            name: self.redis.register_script(text) for name, text in _load_scripts().items()
+        }
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        await self.pool.aclose()
+
+    def keys(self, queue: str) -> QueueKeys:
+        return queue_keys(self.prefix, queue)
+
+    async def _run(self, name: str, keys: list[str], args: list[str | int]) -> dict[str, Any]:
+        try:
+            raw = await self._scripts[name](keys=keys, args=args)
+        except RedisError as exc:
+            log.warning("redis script %s failed: %s", name, exc)
+            raise Unavailable("the live queue store is unreachable") from exc
+        return _parse(cast(bytes, raw))
+
+    async def _guard(self, awaitable: Awaitable[Any]) -> Any:
+        try:
+            return await awaitable
+        except RedisError as exc:
+            log.warning("redis call failed: %s", exc)
+            raise Unavailable("the live queue store is unreachable") from exc
+
+    # -- changes (one script each) --------------------------------------------------------------
+
+    async def upsert_queue(self, queue: str, venue_id: str, name: str) -> dict[str, Any]:
+        k = self.keys(queue)
+        result = await self._run("upsert_queue", [k.meta, k.line], [venue_id, name, _new_epoch()])
+        await self._guard(self.redis.sadd(queues_index(self.prefix), queue))
+        return result
+
+    async def join(self, queue: str, name: str | None, idem_key: str | None) -> dict[str, Any]:
+        k = self.keys(queue)
+        idem = k.idempotency("join", idem_key or "-")
+        args: list[str | int] = [
+            k.channel,
+            name or "",
+            secrets.token_urlsafe(12),
+            "1" if idem_key else "0",
+            IDEMPOTENCY_TTL_S,
+        ]
+        return await self._run("join", [k.meta, k.line, k.tickets, k.events, idem], args)
+
+    async def call_next(
+        self, queue: str, counter: str | None, idem_key: str | None
+    ) -> dict[str, Any]:
+        k = self.keys(queue)
+        idem = k.idempotency("call", idem_key or "-")
+        args: list[str | int] = [
+            k.channel,
+            counter or "",
+            "1" if idem_key else "0",
+            IDEMPOTENCY_TTL_S,
+        ]
+        keys = [k.meta, k.line, k.tickets, k.events, k.counters, idem, k.called]
+        return await self._run("call_next", keys, args)
+
+    async def finish(self, queue: str, number: int, status: str) -> dict[str, Any]:
+        k = self.keys(queue)
+        keys = [k.meta, k.line, k.tickets, k.events, k.finished, k.called]
+        return await self._run("finish", keys, [k.channel, number, status])
+
+    async def leave(self, queue: str, number: int, nonce: str) -> dict[str, Any]:
+        k = self.keys(queue)
+        keys = [k.meta, k.line, k.tickets, k.events, k.finished, k.called]
+        return await self._run("leave", keys, [k.channel, number, nonce])
+
+    async def set_state(self, queue: str, action: str) -> dict[str, Any]:
+        k = self.keys(queue)
+        return await self._run("set_state", [k.meta, k.line, k.events], [k.channel, action])
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    async def queue_meta(self, queue: str) -> dict[str, str] | None:
+        """The queue's live summary fields plus `waiting`, or None when Redis has no such queue."""
+        k = self.keys(queue)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hgetall(k.meta)
+        pipe.zcard(k.line)
+        meta, waiting = await self._guard(pipe.execute())
+        if not meta:
+            return None
+        fields = {key.decode(): value.decode() for key, value in meta.items()}
+        fields["waiting"] = str(waiting)
+        return fields
+
+    async def ticket(self, queue: str, number: int) -> TicketView | None:
+        k = self.keys(queue)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hget(k.tickets, str(number))
+        pipe.zrank(k.line, str(number))
+        pipe.zcard(k.line)
+        pipe.hmget(k.meta, ["seq", "epoch", "state"])
+        raw, rank, waiting, (seq, epoch, state) = await self._guard(pipe.execute())
+        if raw is None or seq is None:
+            return None
+        position = None if rank is None else int(rank) + 1
+        return _view(number, raw, position, int(waiting), int(seq), epoch.decode(), state.decode())
+
+    async def waiting_list(self, queue: str, limit: int = 10_000) -> list[tuple[int, str | None]]:
+        """The first `limit` waiting tickets in order, as (number, name)."""
+        k = self.keys(queue)
+        numbers = await self._guard(self.redis.zrange(k.line, 0, limit - 1))
+        if not numbers:
+            return []
+        raws = await self._guard(self.redis.hmget(k.tickets, numbers))
+        out: list[tuple[int, str | None]] = []
+        for number, raw in zip(numbers, raws, strict=True):
+            name = orjson.loads(raw).get("nm") if raw else None
+            out.append((int(number), name))
+        return out
+
+    async def called_list(self, queue: str, limit: int = 1000) -> list[tuple[int, dict[str, Any]]]:
+        """Called tickets not yet finished, oldest call first, as (number, ticket fields)."""
+        k = self.keys(queue)
+        numbers = await self._guard(self.redis.zrange(k.called, 0, limit - 1))
+        if not numbers:
+            return []
+        raws = await self._guard(self.redis.hmget(k.tickets, numbers))
+        return [(int(n), orjson.loads(r)) for n, r in zip(numbers, raws, strict=True) if r]
+
+    async def counters(self, queue: str) -> dict[str, int]:
+        raw = await self._guard(self.redis.hgetall(self.keys(queue).counters))
+        return {key.decode(): int(value) for key, value in raw.items()}
+
+    async def snapshot(
+        self, queue: str, numbers: list[int]
+    ) -> tuple[Snapshot | None, dict[int, TicketView]]:
+        """The queue's line and the given tickets, read in one MULTI so they agree."""
+        k = self.keys(queue)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hmget(k.meta, ["epoch", "seq", "state"])
+        pipe.zrange(k.line, 0, -1)
+        if numbers:
+            pipe.hmget(k.tickets, [str(n) for n in numbers])
+        rows = await self._guard(pipe.execute())
+        (epoch, seq, state), line = rows[0], rows[1]
+        if epoch is None:
+            return None, {}
+        snap = Snapshot(epoch.decode(), int(seq), state.decode(), tuple(int(n) for n in line))
+        views: dict[int, TicketView] = {}
+        if numbers:
+            rank = {n: i + 1 for i, n in enumerate(snap.numbers)}
+            for number, raw in zip(numbers, rows[2], strict=True):
+                if raw is not None:
+                    views[number] = _view(
+                        number, raw, rank.get(number), len(line), snap.seq, snap.epoch, snap.state
+                    )
+        return snap, views
+
+    async def seqs(self, queues: list[str]) -> list[tuple[str | None, int | None]]:
+        """(epoch, seq) of each queue in one round trip, for the periodic drift check."""
+        pipe = self.redis.pipeline(transaction=False)
+        for queue in queues:
+            pipe.hmget(self.keys(queue).meta, ["epoch", "seq"])
+        rows = await self._guard(pipe.execute())
+        return [(None if e is None else e.decode(), None if s is None else int(s)) for e, s in rows]
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await asyncio.wait_for(self.redis.ping(), timeout=1.0))
+        except (RedisError, OSError, TimeoutError):
+            return False
+
+    # -- notices --------------------------------------------------------------------------------
+
+    def notices(self) -> NoticeStream:
+        return NoticeStream(self)
+
+
+class Resubscribed:
+    """Marker yielded when a channel's subscription was (re)confirmed: messages may be lost."""
+
+    __slots__ = ("queue",)
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+
+
+class NoticeStream:
+    """One pub/sub connection carrying the notices of every queue this node watches."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._pubsub: PubSub = store.redis.pubsub()
+        self._channels: dict[bytes, str] = {}
+
+    def _channel(self, queue: str) -> str:
+        return self._store.keys(queue).channel
+
+    async def subscribe(self, queue: str) -> None:
+        channel = self._channel(queue)
+        self._channels[channel.encode()] = queue
+        await self._pubsub.subscribe(channel)
+
+    async def unsubscribe(self, queue: str) -> None:
+        channel = self._channel(queue)
+        self._channels.pop(channel.encode(), None)
+        await self._pubsub.unsubscribe(channel)
+
+    async def kill(self) -> None:
+        """Drop the connection (tests use this to prove that resync works)."""
+        if self._pubsub.connection is not None:
+            await self._pubsub.connection.disconnect()
+
+    async def messages(self) -> AsyncIterator[tuple[str, bytes] | Resubscribed]:
+        """Yield (queue, notice) and Resubscribed markers; survive Redis going away."""
+        backoff = 0.1
+        while True:
+            if not self._channels:
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+                backoff = 0.1
+            except (RedisError, OSError) as exc:
+                log.warning("pub/sub connection lost (%s); reconnecting", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                await self._reconnect()
+                continue
+            if message is None:
+                continue
+            queue = self._channels.get(message["channel"])
+            if queue is None:
+                continue
+            if message["type"] == "subscribe":
+                yield Resubscribed(queue)
+            elif message["type"] == "message":
+                yield queue, message["data"]
+
+    async def _reconnect(self) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        self._pubsub = self._store.redis.pubsub()
+        channels = [ch.decode() for ch in self._channels]
+        try:
+            if channels:
+                await self._pubsub.subscribe(*channels)
+        except (RedisError, OSError) as exc:
+            log.warning("pub/sub resubscribe failed: %s", exc)
+
+    async def close(self) -> None:
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+def _view(
+    number: int,
+    raw: bytes,
+    position: int | None,
+    waiting: int,
+    seq: int,
+    epoch: str,
+    state: str,
+) -> TicketView:
+    t = orjson.loads(raw)
+    return TicketView(
+        number=number,
+        status=t["s"],
+        name=t.get("nm"),
+        nonce=t["nc"],
+        counter=t.get("ct"),
+        joined_ms=int(t["j"]),
+        called_ms=int(t["c"]) if "c" in t else None,
+        position=position if t["s"] == "waiting" else None,
+        waiting=waiting,
+        seq=seq,
+        epoch=epoch,
+        queue_state=state,
+    )
+
+
+def _new_epoch() -> str:
+    return secrets.token_hex(6)

@@ -1,0 +1,207 @@
+"""`GET /v1/ws`: a customer's live place in line (contract-v1.md, "WebSocket").
+
+The endpoint checks the handshake's Origin, negotiates the codec, waits for `watch`, hands the
+connection to the fan-out and then only listens for `leave`. Everything the connection sends
+after the first state goes through its outbox, never an await per frame on the fan-out's path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.types import Receive, Scope, Send
+
+from protocol import closecodes
+from protocol.codec import negotiate
+from protocol.connection import WATCH_TIMEOUT_S, Connection, Reject
+from protocol.messages import Leave, Status, Watch
+from protocol.names import ticket_id
+from server.errors import ApiError, Unavailable
+from server.fanout import Watcher
+from server.outbox import AsgiOutbox, ChannelOutbox, Outbox
+from server.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def origin_allowed(headers: dict[str, str], allowed: tuple[str, ...]) -> bool:
+    """No Origin (not a browser): allowed. Otherwise it must be listed, or match our own Host."""
+    origin = headers.get("origin")
+    if origin is None:
+        return True
+    origin = origin.rstrip("/").lower()
+    if allowed:
+        return "*" in allowed or origin in {o.lower() for o in allowed}
+    host = headers.get("host", "").lower()
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return False
+    default_port = {"http": "80", "https": "443"}[parts.scheme]
+    netloc = parts.netloc
+    if ":" not in netloc.rsplit("]", 1)[-1]:
+        netloc = f"{netloc}:{default_port}"
+    if ":" not in host.rsplit("]", 1)[-1]:
+        host = f"{host}:{default_port}"
+    return netloc == host
+
+
+class WatchEndpoint:
+    """A raw ASGI app: the fast path needs the scope extension and exact close codes."""
+
+    def __init__(self, svc_getter: Any) -> None:
+        self._services = svc_getter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        svc: Services = self._services(scope)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        connect = await receive()
+        if connect["type"] != "websocket.connect":
+            return
+        if not origin_allowed(headers, svc.settings.allowed_origins):
+            log.info("refused a WebSocket from origin %r", headers.get("origin", "")[:100])
+            await send({"type": "websocket.close", "code": closecodes.POLICY_VIOLATION})
+            return
+        codec, subprotocol = negotiate(scope.get("subprotocols") or ())
+        await send({"type": "websocket.accept", "subprotocol": subprotocol, "headers": []})
+        session = _Session(svc, scope, receive, send, Connection(codec))
+        await session.run()
+
+
+class _Session:
+    def __init__(
+        self, svc: Services, scope: Scope, receive: Receive, send: Send, conn: Connection
+    ) -> None:
+        self.svc = svc
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.conn = conn
+        self.watcher: Watcher | None = None
+        self.closing = False
+
+    async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            if self.watcher is not None:
+                self.svc.fanout.remove(self.watcher)
+                if isinstance(self.watcher.outbox, AsgiOutbox):
+                    await self.watcher.outbox.aclose()
+
+    async def _run(self) -> None:
+        try:
+            frame = await asyncio.wait_for(self._next_frame(), timeout=WATCH_TIMEOUT_S)
+        except TimeoutError:
+            await self._reject(self.conn.watch_timed_out())
+            return
+        if frame is None:
+            return
+        first = self.conn.receive(frame)
+        if isinstance(first, Reject):
+            await self._reject(first)
+            return
+        assert isinstance(first, Watch)
+        if not await self._watch(first.token):
+            return
+        while True:
+            frame = await self._next_frame()
+            if frame is None:
+                return
+            message = self.conn.receive(frame)
+            if isinstance(message, Reject):
+                await self._reject(message)
+                return
+            if isinstance(message, Leave):
+                await self._leave()
+                return
+
+    async def _next_frame(self) -> str | bytes | None:
+        message = await self.receive()
+        if message["type"] == "websocket.disconnect":
+            self.closing = True
+            return None
+        text = message.get("text")
+        if text is not None:
+            return str(text)
+        return bytes(message.get("bytes") or b"")
+
+    async def _watch(self, token: str) -> bool:
+        claim = self.svc.signer.verify(token)
+        if claim is None:
+            await self._reject(self.conn.bad_token())
+            return False
+        self.conn.watching(claim.ticket_id)
+        watcher = Watcher(claim.queue, claim.number, self.conn, self._outbox(), self._end)
+        self.watcher = watcher
+        try:
+            view = await self.svc.fanout.add(watcher)
+        except Unavailable:
+            await self._close(closecodes.TRY_AGAIN_LATER)
+            return False
+        if view is None or view.nonce != claim.nonce:
+            self.watcher = None
+            self.svc.fanout.remove(watcher)
+            await self._reject(self.conn.bad_token())
+            return False
+        return True
+
+    def _outbox(self) -> Outbox:
+        text = self.conn.codec.is_text
+        backlogged = self.svc.fanout.backlogged
+        push = (self.scope.get("extensions") or {}).get("vqueue.push")
+        if push is not None:
+            return ChannelOutbox(push["channel"], text, backlogged)
+        return AsgiOutbox(self.send, text, backlogged)
+
+    async def _leave(self) -> None:
+        watcher = self.watcher
+        assert watcher is not None
+        tid = ticket_id(watcher.queue, watcher.number)
+        nonce_view = await self.svc.store.ticket(watcher.queue, watcher.number)
+        try:
+            if nonce_view is None:
+                raise ApiError.from_code("ticket_finished")
+            result = await self.svc.store.leave(watcher.queue, watcher.number, nonce_view.nonce)
+            status, seq = "left", int(result["seq"])
+        except ApiError:
+            if nonce_view is None:
+                await self._close(closecodes.NORMAL)
+                return
+            status, seq = nonce_view.status, nonce_view.seq
+        except Unavailable:
+            await self._close(closecodes.TRY_AGAIN_LATER)
+            return
+        watcher.send(Status(tid, status, seq))
+        await self._close(closecodes.NORMAL)
+
+    def _end(self) -> None:
+        """The ticket is finished: close once the status frame is out."""
+        if not self.closing:
+            self.closing = True
+            asyncio.get_running_loop().create_task(self._close(closecodes.NORMAL))
+
+    async def _reject(self, reject: Reject) -> None:
+        frame = self.conn.codec.encode(reject.error)
+        await self._send_now(frame)
+        await self._close(reject.close_code)
+
+    async def _send_now(self, frame: bytes) -> None:
+        event: dict[str, Any] = {"type": "websocket.send"}
+        if self.conn.codec.is_text:
+            event["text"] = frame.decode()
+        else:
+            event["bytes"] = frame
+        with contextlib.suppress(OSError, RuntimeError):
+            await self.send(event)
+
+    async def _close(self, code: int) -> None:
+        self.closing = True
+        if self.watcher is not None:
+            await self.watcher.outbox.drain()
+        self.conn.closed()
+        with contextlib.suppress(OSError, RuntimeError):
+            await self.send({"type": "websocket.close", "code": code})

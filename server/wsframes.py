@@ -1,0 +1,154 @@
+"""The parts of vqueue's WebSocket server that need no transport.
+
+The `websockets` sans-I/O server protocol (with one fix), the assembly of frames into ASGI
+messages, and the HTTP responses of the opening handshake. `server.wsprotocol` wires these to
+uvicorn's transport and to the ASGI app.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+from collections.abc import Iterable
+from http import HTTPStatus
+
+from uvicorn._types import WebSocketReceiveEvent
+from websockets.datastructures import Headers
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+from websockets.server import ServerProtocol
+
+__all__ = ["MessageAssembler", "SansIOServer", "accept_response", "http_response"]
+
+_UTF8Decoder = codecs.getincrementaldecoder("utf-8")
+
+
+class _QuietLogger(logging.LoggerAdapter[logging.Logger]):
+    """Passes on the warnings and errors of `websockets`, nothing below.
+
+    `websockets` logs "connection open" / "connection closed" at INFO for every socket, and
+    every frame at DEBUG: noise at 10k sockets. It reads `isEnabledFor(DEBUG)` once per
+    connection, so frame logging costs nothing either.
+    """
+
+    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 (overrides the stdlib name)
+        return level >= logging.WARNING and self.logger.isEnabledFor(level)
+
+
+_SANS_IO_LOGGER = _QuietLogger(logging.getLogger(__name__), {})
+
+
+class SansIOServer(ServerProtocol):
+    """`websockets.server.ServerProtocol` that ends a fragmented message cut by a close frame.
+
+    RFC 6455 section 5.4 lets control frames come between the fragments of a message, so a
+    close frame there starts an ordinary closing handshake and the unfinished message is dropped.
+    `websockets` fails the connection with 1002 instead, which is what Autobahn case 7.1.5
+    reports as the wrong close code.
+    """
+
+    def __init__(self, max_size_bytes: int | None) -> None:
+        # No extensions: permessage-deflate costs tens of KiB per socket (DESIGN invariant 5),
+        # so it is never negotiated, whatever uvicorn's --ws-per-message-deflate says.
+        super().__init__(extensions=None, max_size=max_size_bytes, logger=_SANS_IO_LOGGER)
+
+    def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is Opcode.CLOSE:
+            self.current_size = None
+        super().recv_frame(frame)
+
+
+class MessageAssembler:
+    """Turns data frames into `websocket.receive` events.
+
+    Text is checked as UTF-8 fragment by fragment (an incremental decoder), so a bad byte fails
+    the message as soon as it arrives rather than after the whole message is buffered.
+    `websockets` checks frame order and the size limit before frames get here.
+    """
+
+    __slots__ = ("_byte_parts", "_decoder", "_text_parts")
+
+    def __init__(self) -> None:
+        self._decoder: codecs.IncrementalDecoder | None = None  # set inside a fragmented text
+        self._text_parts: list[str] = []
+        self._byte_parts: list[bytes] = []
+
+    def feed(self, frame: Frame) -> WebSocketReceiveEvent | None:
+        """Returns the whole message once its last frame arrived.
+
+        Raises UnicodeDecodeError on invalid UTF-8 in a text message.
+        """
+        if frame.opcode is Opcode.TEXT:
+            if frame.fin:  # the common case: one frame, one message
+                return {"type": "websocket.receive", "text": bytes(frame.data).decode()}
+            self._decoder = _UTF8Decoder()
+            self._text_parts = [self._decoder.decode(frame.data)]
+            return None
+        if frame.opcode is Opcode.BINARY:
+            if frame.fin:
+                return {"type": "websocket.receive", "bytes": bytes(frame.data)}
+            self._byte_parts = [bytes(frame.data)]
+            return None
+        return self._continue(frame)  # websockets lets only continuation frames through here
+
+    def _continue(self, frame: Frame) -> WebSocketReceiveEvent | None:
+        if self._decoder is not None:
+            self._text_parts.append(self._decoder.decode(frame.data, frame.fin))
+            if not frame.fin:
+                return None
+            text = "".join(self._text_parts)
+            self._decoder, self._text_parts = None, []
+            return {"type": "websocket.receive", "text": text}
+        self._byte_parts.append(bytes(frame.data))
+        if not frame.fin:
+            return None
+        data = b"".join(self._byte_parts)
+        self._byte_parts = []
+        return {"type": "websocket.receive", "bytes": data}
+
+
+def _latin1(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    # ASGI headers are bytes; websockets' Headers hold str and encode them as ISO-8859-1.
+    return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
+
+
+def accept_response(
+    response: Response,
+    default_headers: Iterable[tuple[bytes, bytes]],
+    app_headers: Iterable[tuple[bytes, bytes]],
+    subprotocol: str | None,
+) -> None:
+    """Completes the 101 response built by `ServerProtocol.accept` with the app's choices."""
+    defaults = _latin1(default_headers)
+    headers = response.headers
+    if any(name.lower() == "date" for name, _ in defaults):
+        del headers["Date"]  # uvicorn's cached Date header replaces the one websockets made
+    for name, value in defaults + _latin1(app_headers):
+        headers[name] = value  # websockets' Headers append: repeated names stay repeated
+    if subprotocol:
+        headers["Sec-WebSocket-Protocol"] = subprotocol
+
+
+def http_response(
+    status: int,
+    default_headers: Iterable[tuple[bytes, bytes]],
+    headers: Iterable[tuple[bytes, bytes]] = (),
+    body: bytes = b"",
+) -> Response:
+    """An HTTP response that refuses the upgrade; the connection closes after it."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:  # a status code Python has no name for
+        phrase = ""
+    response_headers = Headers(_latin1(headers))
+    for name, value in _latin1(default_headers):
+        if name not in response_headers:
+            response_headers[name] = value
+    for name, value in (
+        ("Connection", "close"),
+        ("Content-Length", str(len(body))),
+        ("Content-Type", "text/plain; charset=utf-8"),
+    ):
+        if name not in response_headers:
+            response_headers[name] = value
+    return Response(status, phrase, response_headers, body)

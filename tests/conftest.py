@@ -1,0 +1,199 @@
+"""Test services: one embedded Redis and PostgreSQL per session (the same code `vqueue serve`
+uses), a migrated template database copied per test, a key prefix per test, and real server
+processes on free ports."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from server.auth import new_staff_key
+from server.config import Secret, Settings
+from server.db import Database
+from server.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from server.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE_DB = "vqueue_template"
+SECRET_KEY = "test-secret-key-0123456789abcdef-0123456789"
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("postgres"))
+    server.start()
+    dsn = server.create_database(TEMPLATE_DB)
+
+    async def migrate() -> None:
+        db = await Database.connect(dsn, max_size=1)
+        await db.migrate()
+        await db.close()
+
+    asyncio.run(migrate())
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def database_url(pg_server: EmbeddedPostgres) -> Iterator[str]:
+    name = f"t_{secrets.token_hex(6)}"
+    dsn = pg_server.create_database(name, template=TEMPLATE_DB)
+    yield dsn
+    pg_server.drop_database(name)
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+def settings(redis_server: EmbeddedRedis, database_url: str, prefix: str, tmp_path: Path) -> Settings:
+    return Settings(
+        redis_url=Secret(redis_server.url),
+        database_url=Secret(database_url),
+        secret_key=Secret(SECRET_KEY),
+        data_dir=tmp_path,
+        redis_prefix=prefix,
+        demo=False,
+        resync_check_s=0.5,
+    )
+
+
+@pytest_asyncio.fixture
+async def store(settings: Settings) -> AsyncIterator[Store]:
+    assert settings.redis_url is not None
+    s = Store(settings.redis_url.reveal(), settings.redis_prefix)
+    yield s
+    await s.close()
+
+
+@pytest_asyncio.fixture
+async def db(settings: Settings) -> AsyncIterator[Database]:
+    assert settings.database_url is not None
+    d = await Database.connect(settings.database_url.reveal(), max_size=2)
+    yield d
+    await d.close()
+
+
+@pytest_asyncio.fixture
+async def make_venue(db: Database) -> Callable[[str], asyncio.Future[tuple[str, str]]]:
+    async def create(name: str = "Venue") -> tuple[str, str]:
+        key_id, key, digest = new_staff_key()
+        venue_id = await db.create_venue(name, key_id, digest)
+        return venue_id, key
+
+    return create  # type: ignore[return-value]
+
+
+@dataclass
+class ServerProcess:
+    """A real `vqueue serve` process on a free port."""
+
+    env: dict[str, str]
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v1/ws"
+
+    def start(self, timeout_s: float = 20.0) -> None:
+        assert self.log_path is not None
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server", "serve", "--port", str(self.port)],
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"server did not start: {self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
+
+
+def server_env(settings: Settings, **extra: str) -> dict[str, str]:
+    assert settings.redis_url is not None and settings.database_url is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VQ_", "REDIS_", "DATABASE_"))}
+    env.update(
+        REDIS_URL=settings.redis_url.reveal(),
+        DATABASE_URL=settings.database_url.reveal(),
+        VQ_SECRET_KEY=SECRET_KEY,
+        VQ_REDIS_PREFIX=settings.redis_prefix,
+        VQ_DATA_DIR=str(settings.data_dir),
+        VQ_DEMO="0",
+        VQ_RESYNC_CHECK_S="0.5",
+        VQ_LOG_LEVEL="INFO",
+    )
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def start_server(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    started: list[ServerProcess] = []
+
+    def start(**extra: str) -> ServerProcess:
+        server = ServerProcess(server_env(settings, **extra))
+        server.log_path = tmp_path / f"server-{len(started)}.log"
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+        tail = server.log_text()
+        assert "Traceback" not in tail, tail[-4000:]
