@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Scope
 
-from server import customers, staff
+from server import customers, pages, staff
 from server.auth import KeyCache, TicketSigner
 from server.config import Settings
 from server.db import Database
@@ -105,6 +105,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/readyz", readyz),
         *customers.ROUTES,
         *staff.ROUTES,
+        *pages.ROUTES,
         WebSocketRoute("/v1/ws", WatchEndpoint(services_of)),
     ]
     return Starlette(

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
@@ -115,7 +115,9 @@ async def push_to_stuck_client(key: str, channel: PushChannel, receive: Any, sen
     record(key, await receive())
 
 
-async def asgi_send_to_stuck_client(key: str, channel: PushChannel, receive: Any, send: Any) -> None:
+async def asgi_send_to_stuck_client(
+    key: str, channel: PushChannel, receive: Any, send: Any
+) -> None:
     """Awaits ASGI sends of 16 KiB to a client that never reads."""
     largest_buffer, sent = 0, 0
     try:
@@ -309,7 +311,7 @@ async def test_echoes_text_and_binary(srv: RunningServer) -> None:
 
 
 async def test_negotiates_the_subprotocol_the_app_accepts(srv: RunningServer) -> None:
-    async with connect(srv.url("/echo"), subprotocols=["vq1.json", "vq1.msgpack"]) as ws:  # type: ignore[list-item]
+    async with connect(srv.url("/echo"), subprotocols=["vq1.json", "vq1.msgpack"]) as ws:
         assert ws.subprotocol == "vq1.msgpack"
     async with connect(srv.url("/echo")) as ws:
         assert ws.subprotocol is None
@@ -335,8 +337,8 @@ async def test_http_response_extension_sends_the_apps_response(srv: RunningServe
 
 async def test_never_negotiates_permessage_deflate(srv: RunningServer) -> None:
     async with connect(srv.url("/echo"), compression="deflate") as ws:
-        assert "permessage-deflate" in ws.request.headers["Sec-WebSocket-Extensions"]  # type: ignore[union-attr]
-        assert "Sec-WebSocket-Extensions" not in ws.response.headers  # type: ignore[union-attr]
+        assert "permessage-deflate" in ws.request.headers["Sec-WebSocket-Extensions"]
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
 
 
 async def test_reassembles_fragmented_messages(srv: RunningServer) -> None:
@@ -444,11 +446,7 @@ async def test_push_and_asgi_sends_arrive_in_call_order(srv: RunningServer) -> N
     async with connect(srv.url("/interleave?k=order")) as ws:
         await ws.send("300")
         received = [message async for message in ws]
-    expected: list[str | bytes] = []
-    for i in range(300):
-        expected.append(
-            (f"asgi {i}", f"push {i}", f"bin {i}".encode())[i % 3]  # type: ignore[arg-type]
-        )
+    expected = [(f"asgi {i}", f"push {i}", f"bin {i}".encode())[i % 3] for i in range(300)]
     assert received == expected
     assert ws.close_code == 1000
     assert ws.close_reason == "done"
@@ -507,7 +505,3 @@ async def test_shutdown_closes_with_1012() -> None:
         assert seen("shutdown")[2]["code"] == 1012
     finally:
         running.stop()
-
-
-def _unused(_: Any) -> None:
-    cast(None, None)

@@ -1,6 +1,6 @@
-"""The Redis store: live queue state, one Lua script per change, reads, and change notices.
+"""The Redis store: live queue state, one Lua script per change, and consistent reads.
 
-This is the only module that imports redis. Every change runs as one script from
+The `server.store` package is the only one that imports redis. Every change runs as one script from
 `server/scripts/` (see each script's header for KEYS, ARGV and why it must be atomic); reads
 that must agree with each other run in one MULTI/EXEC.
 """
@@ -8,23 +8,24 @@ that must agree with each other run in one MULTI/EXEC.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 import redis.asyncio as redis
-from redis.asyncio.client import PubSub
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from protocol.line import Snapshot
 from server.errors import ApiError, Unavailable
 from server.keys import QueueKeys, queue_keys, queues_index
+
+if TYPE_CHECKING:
+    from server.store.notices import NoticeStream
 
 log = logging.getLogger(__name__)
 
@@ -242,83 +243,9 @@ class Store:
     # -- notices --------------------------------------------------------------------------------
 
     def notices(self) -> NoticeStream:
+        from server.store.notices import NoticeStream
+
         return NoticeStream(self)
-
-
-class Resubscribed:
-    """Marker yielded when a channel's subscription was (re)confirmed: messages may be lost."""
-
-    __slots__ = ("queue",)
-
-    def __init__(self, queue: str) -> None:
-        self.queue = queue
-
-
-class NoticeStream:
-    """One pub/sub connection carrying the notices of every queue this node watches."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._pubsub: PubSub = store.redis.pubsub()
-        self._channels: dict[bytes, str] = {}
-
-    def _channel(self, queue: str) -> str:
-        return self._store.keys(queue).channel
-
-    async def subscribe(self, queue: str) -> None:
-        channel = self._channel(queue)
-        self._channels[channel.encode()] = queue
-        await self._pubsub.subscribe(channel)
-
-    async def unsubscribe(self, queue: str) -> None:
-        channel = self._channel(queue)
-        self._channels.pop(channel.encode(), None)
-        await self._pubsub.unsubscribe(channel)
-
-    async def kill(self) -> None:
-        """Drop the connection (tests use this to prove that resync works)."""
-        if self._pubsub.connection is not None:
-            await self._pubsub.connection.disconnect()
-
-    async def messages(self) -> AsyncIterator[tuple[str, bytes] | Resubscribed]:
-        """Yield (queue, notice) and Resubscribed markers; survive Redis going away."""
-        backoff = 0.1
-        while True:
-            if not self._channels:
-                await asyncio.sleep(0.05)
-                continue
-            try:
-                message = await self._pubsub.get_message(timeout=1.0)
-                backoff = 0.1
-            except (RedisError, OSError) as exc:
-                log.warning("pub/sub connection lost (%s); reconnecting", exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                await self._reconnect()
-                continue
-            if message is None:
-                continue
-            queue = self._channels.get(message["channel"])
-            if queue is None:
-                continue
-            if message["type"] == "subscribe":
-                yield Resubscribed(queue)
-            elif message["type"] == "message":
-                yield queue, message["data"]
-
-    async def _reconnect(self) -> None:
-        with contextlib.suppress(RedisError, OSError):
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-        self._pubsub = self._store.redis.pubsub()
-        channels = [ch.decode() for ch in self._channels]
-        try:
-            if channels:
-                await self._pubsub.subscribe(*channels)
-        except (RedisError, OSError) as exc:
-            log.warning("pub/sub resubscribe failed: %s", exc)
-
-    async def close(self) -> None:
-        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 def _view(

@@ -1,7 +1,4 @@
-"""PostgreSQL: venues, staff keys, queue ownership, migrations.
-
-The only module that imports asyncpg.
-"""
+"""PostgreSQL: venues, staff keys, queue ownership, migrations."""
 
 from __future__ import annotations
 
