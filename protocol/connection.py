@@ -13,13 +13,11 @@ from dataclasses import dataclass
 from protocol.codec import Codec
 from protocol.errors import MalformedMessage, ProtocolError
 from protocol.messages import (
-    Called,
     ClientMessage,
     Error,
     Leave,
     Position,
     ServerMessage,
-    Status,
     Watch,
 )
 
@@ -47,6 +45,7 @@ class Connection:
         self.ticket_id: str | None = None
         self.last_seq = -1
         self._last_position: tuple[int, int, int | None] | None = None
+        self._last_event: tuple[type, int] | None = None
 
     # -- input ----------------------------------------------------------------------------------
 
@@ -93,7 +92,13 @@ class Connection:
             if message.seq == self.last_seq and shown == self._last_position:
                 return False
             self._last_position = shown
-        elif isinstance(message, Called | Status):
+        else:
+            # The same event can arrive twice (a node's notice and a direct answer, or a
+            # resync): send it once.
+            event = (type(message), message.seq)
+            if event == self._last_event:
+                return False
+            self._last_event = event
             self._last_position = None
         self.last_seq = message.seq
         return True

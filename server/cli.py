@@ -125,6 +125,8 @@ def serve(settings: Settings, host: str, port: int) -> int:
             ws="server.wsprotocol:WebSocketProtocol",
             ws_max_size=64 * 1024,
             ws_per_message_deflate=False,
+            ws_ping_interval=settings.ws_ping_s,
+            ws_ping_timeout=settings.ws_ping_s,
             lifespan="on",
             log_level=settings.log_level.lower(),
             access_log=False,

@@ -72,6 +72,7 @@ class Settings:
     flush_ms: float = 50.0
     stuck_close_s: float = 10.0
     resync_check_s: float = 2.0
+    ws_ping_s: float = 20.0
     persist_batch: int = 500
     demo: bool = True
     log_level: str = "INFO"
@@ -103,6 +104,7 @@ class Settings:
             flush_ms=_float(env, "VQ_FLUSH_MS", 50.0, 0.0, 5000.0),
             stuck_close_s=_float(env, "VQ_STUCK_CLOSE_S", 10.0, 0.5, 600.0),
             resync_check_s=_float(env, "VQ_RESYNC_CHECK_S", 2.0, 0.1, 60.0),
+            ws_ping_s=_float(env, "VQ_WS_PING_S", 20.0, 0.5, 600.0),
             persist_batch=int(_float(env, "VQ_PERSIST_BATCH", 500, 1, 10000)),
             demo=_bool(env, "VQ_DEMO", True),
             log_level=level,

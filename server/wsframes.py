@@ -11,14 +11,23 @@ import codecs
 import logging
 from collections.abc import Iterable
 from http import HTTPStatus
+from typing import Any
+from urllib.parse import unquote
 
-from uvicorn._types import WebSocketReceiveEvent
+from uvicorn._types import WebSocketReceiveEvent, WebSocketScope
+from uvicorn.config import Config
 from websockets.datastructures import Headers
 from websockets.frames import Frame, Opcode
-from websockets.http11 import Response
+from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
-__all__ = ["MessageAssembler", "SansIOServer", "accept_response", "http_response"]
+__all__ = [
+    "MessageAssembler",
+    "SansIOServer",
+    "accept_response",
+    "http_response",
+    "websocket_scope",
+]
 
 _UTF8Decoder = codecs.getincrementaldecoder("utf-8")
 
@@ -105,6 +114,44 @@ class MessageAssembler:
         data = b"".join(self._byte_parts)
         self._byte_parts = []
         return {"type": "websocket.receive", "bytes": data}
+
+
+def websocket_scope(
+    request: Request,
+    *,
+    config: Config,
+    scheme: str,
+    server: tuple[str, int | None] | None,
+    client: tuple[str, int] | None,
+    state: dict[str, Any],
+    extensions: dict[str, dict[object, object]],
+) -> WebSocketScope:
+    """The ASGI scope of a handshake request, as uvicorn's own WebSocket protocols build it."""
+    raw_path, _, query = request.path.partition("?")  # websockets checked it is ASCII
+    subprotocols = [
+        token.strip()
+        for value in request.headers.get_all("Sec-WebSocket-Protocol")
+        for token in value.split(",")
+    ]
+    return {
+        "type": "websocket",
+        "asgi": {"version": config.asgi_version, "spec_version": "2.4"},
+        "http_version": "1.1",
+        "scheme": scheme,
+        "server": server,
+        "client": client,
+        "root_path": config.root_path,
+        "path": config.root_path + unquote(raw_path),
+        "raw_path": config.root_path.encode("ascii") + raw_path.encode("ascii"),
+        "query_string": query.encode("ascii"),
+        "headers": [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in request.headers.raw_items()
+        ],
+        "subprotocols": subprotocols,
+        "state": state,
+        "extensions": extensions,
+    }
 
 
 def _latin1(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:

@@ -22,7 +22,6 @@ import logging
 import random
 from collections import deque
 from typing import Any, ClassVar, assert_never, cast
-from urllib.parse import unquote
 
 from uvicorn._types import ASGIReceiveEvent, ASGISendEvent, WebSocketDisconnectEvent, WebSocketScope
 from uvicorn.config import Config
@@ -31,7 +30,13 @@ from uvicorn.server import ServerState
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request, Response
 
-from server.wsframes import MessageAssembler, SansIOServer, accept_response, http_response
+from server.wsframes import (
+    MessageAssembler,
+    SansIOServer,
+    accept_response,
+    http_response,
+    websocket_scope,
+)
 
 __all__ = ["PushChannel", "WebSocketProtocol"]
 
@@ -120,6 +125,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._disconnect: WebSocketDisconnectEvent | None = None
         self._reading_paused = False
         self._drained: asyncio.Future[None] | None = None  # exists while writing is paused
+        self._ping_timeout_s = config.ws_ping_timeout
         self._drain_timeout_s = config.ws_ping_timeout or DEFAULT_DRAIN_TIMEOUT_S
         self._ping_payload: bytes | None = None
         self._ping_timer: asyncio.TimerHandle | None = None
@@ -245,7 +251,18 @@ class WebSocketProtocol(asyncio.Protocol):
             self._begin_close(CloseCode.ABNORMAL_CLOSURE)
             return
         self._response = response
-        scope = self._build_scope(request)
+        scope = websocket_scope(
+            request,
+            config=self._config,
+            scheme="wss" if is_ssl(self.transport) else "ws",
+            server=get_local_addr(self.transport),
+            client=self._client,
+            state=self._app_state.copy(),
+            extensions={
+                "websocket.http.response": {},
+                PUSH_EXTENSION: {"channel": self._channel},
+            },
+        )
         self._path = scope["path"]
         self._inbox.append({"type": "websocket.connect"})
         # A client must wait for our answer before sending frames (RFC 6455 4.1): read nothing
@@ -254,38 +271,6 @@ class WebSocketProtocol(asyncio.Protocol):
         task = self._loop.create_task(self._run_asgi(scope))
         self._server_state.tasks.add(task)
         task.add_done_callback(self._server_state.tasks.discard)
-
-    def _build_scope(self, request: Request) -> WebSocketScope:
-        transport, root_path = self.transport, self._config.root_path
-        raw_path, _, query = request.path.partition("?")
-        subprotocols = [
-            token.strip()
-            for value in request.headers.get_all("Sec-WebSocket-Protocol")
-            for token in value.split(",")
-        ]
-        extensions: dict[str, dict[object, object]] = {
-            "websocket.http.response": {},
-            PUSH_EXTENSION: {"channel": self._channel},
-        }
-        return {
-            "type": "websocket",
-            "asgi": {"version": self._config.asgi_version, "spec_version": "2.4"},
-            "http_version": "1.1",
-            "scheme": "wss" if is_ssl(transport) else "ws",
-            "server": get_local_addr(transport),
-            "client": self._client,
-            "root_path": root_path,
-            "path": root_path + unquote(raw_path),
-            "raw_path": root_path.encode("ascii") + raw_path.encode("ascii"),
-            "query_string": query.encode("ascii"),
-            "headers": [
-                (name.lower().encode("latin-1"), value.encode("latin-1"))
-                for name, value in request.headers.raw_items()
-            ],
-            "subprotocols": subprotocols,
-            "state": self._app_state.copy(),
-            "extensions": extensions,
-        }
 
     # The ASGI app
 
@@ -346,6 +331,8 @@ class WebSocketProtocol(asyncio.Protocol):
 
     async def _send_open(self, message: ASGISendEvent) -> None:
         if message["type"] == "websocket.send":
+            if self.transport.is_closing():  # failed a write and has yet to tell us
+                raise ClientDisconnected
             data = message.get("bytes")
             if data is not None:
                 self.write_message(data, text=False)
@@ -435,10 +422,10 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _flush(self) -> None:
         for data in self._conn.data_to_send():
-            if data:
-                self.transport.write(data)
-            else:  # SEND_EOF: websockets is done with this connection
+            if not data:  # SEND_EOF: websockets is done with this connection
                 self._close_transport()
+            elif not self.transport.is_closing():  # uvloop raises on a write after close
+                self.transport.write(data)
 
     def _close_transport(self) -> None:
         if self.phase is not Phase.CLOSED:
@@ -453,7 +440,12 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _deliver_disconnect(self, code: int, reason: str = "") -> None:
         if self._disconnect is None:
-            self._disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
+            disconnect: WebSocketDisconnectEvent = {
+                "type": "websocket.disconnect",
+                "code": int(code),  # a plain int, not websockets' CloseCode enum
+                "reason": reason,
+            }
+            self._disconnect = disconnect
             self._wake_receiver()
 
     # Flow control
@@ -506,11 +498,13 @@ class WebSocketProtocol(asyncio.Protocol):
         self._ping_payload = random.getrandbits(32).to_bytes(4, "big")
         self._conn.send_ping(self._ping_payload)
         self._flush()
-        timeout = self._config.ws_ping_timeout
-        if timeout is not None:
-            self._pong_timer = self._loop.call_later(timeout, self._on_pong_timeout)
-        else:
+        self._await_pong()
+
+    def _await_pong(self) -> None:
+        if self._ping_timeout_s is None:  # no deadline: just ping again later
             self._start_keepalive()
+        else:
+            self._pong_timer = self._loop.call_later(self._ping_timeout_s, self._on_pong_timeout)
 
     def _on_pong(self, payload: bytes) -> None:
         if self._ping_payload is None or payload != self._ping_payload:
@@ -523,6 +517,10 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _on_pong_timeout(self) -> None:
         self._pong_timer = None
+        if self._reading_paused:
+            # The pong may sit unread behind messages the app has not taken yet: no verdict.
+            self._await_pong()
+            return
         self._conn.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
         self._begin_close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
         self._flush()

@@ -67,7 +67,9 @@ def prefix() -> str:
 
 
 @pytest.fixture
-def settings(redis_server: EmbeddedRedis, database_url: str, prefix: str, tmp_path: Path) -> Settings:
+def settings(
+    redis_server: EmbeddedRedis, database_url: str, prefix: str, tmp_path: Path
+) -> Settings:
     return Settings(
         redis_url=Secret(redis_server.url),
         database_url=Secret(database_url),
@@ -124,14 +126,14 @@ class ServerProcess:
 
     def start(self, timeout_s: float = 20.0) -> None:
         assert self.log_path is not None
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "serve", "--port", str(self.port)],
-            env=self.env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with self.log_path.open("ab") as log:  # the child keeps its own copy of the fd
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "server", "serve", "--port", str(self.port)],
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -179,6 +181,62 @@ def server_env(settings: Settings, **extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+def create_venue_sync(dsn: str, name: str = "Venue") -> tuple[str, str]:
+    """(venue id, staff key), for sync fixtures."""
+
+    async def create() -> tuple[str, str]:
+        db = await Database.connect(dsn, max_size=1)
+        try:
+            key_id, key, digest = new_staff_key()
+            return await db.create_venue(name, key_id, digest), key
+        finally:
+            await db.close()
+
+    return asyncio.run(create())
+
+
+@dataclass
+class SharedServer:
+    """One server for a whole test module, with two venues' keys."""
+
+    server: ServerProcess
+    settings: Settings
+    key: str
+    other_key: str
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+
+@pytest.fixture(scope="module")
+def shared_server(
+    redis_server: EmbeddedRedis,
+    pg_server: EmbeddedPostgres,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[SharedServer]:
+    name = f"m_{secrets.token_hex(6)}"
+    dsn = pg_server.create_database(name, template=TEMPLATE_DB)
+    tmp = tmp_path_factory.mktemp("shared")
+    settings = Settings(
+        redis_url=Secret(redis_server.url),
+        database_url=Secret(dsn),
+        secret_key=Secret(SECRET_KEY),
+        data_dir=tmp,
+        redis_prefix=f"m{secrets.token_hex(4)}",
+        demo=False,
+    )
+    _, key = create_venue_sync(dsn, "Venue A")
+    _, other = create_venue_sync(dsn, "Venue B")
+    server = ServerProcess(server_env(settings))
+    server.log_path = tmp / "server.log"
+    server.start()
+    yield SharedServer(server, settings, key, other)
+    server.stop()
+    pg_server.drop_database(name)
+    assert "Traceback" not in server.log_text(), server.log_text()[-4000:]
 
 
 @pytest.fixture

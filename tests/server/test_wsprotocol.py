@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import select
 import socket
 import threading
 import time
@@ -136,8 +137,10 @@ async def wait_for_silent_client(key: str, channel: PushChannel, receive: Any, s
         channel.send(b"z" * KIB, False)
     record(key, await receive())
     deadline = time.monotonic() + 5
-    while channel.buffered_bytes() > 0 and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)  # polls for the transport to be gone
+    while channel.buffered_bytes() > 0:  # polls for the transport to be gone
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.01)
     record(key, ("buffer after close", channel.buffered_bytes()))
 
 
@@ -418,25 +421,38 @@ async def test_reading_stops_while_the_app_does_not_receive(srv: RunningServer) 
     client = RawClient(srv.port, "/hold?k=hold")
     client.proto.send_binary(b"m" * 60 * KIB)
     frame = b"".join(client.proto.data_to_send())
-    client.sock.setblocking(False)
-    sent_frames, pending = 0, b""
-    while sent_frames < 2000:  # 120 MB if nothing pushed back
-        pending = frame
-        try:
-            while pending:
-                pending = pending[client.sock.send(pending) :]
-        except BlockingIOError:
-            break
-        sent_frames += 1
+    # 2000 frames are 120 MB: the socket must stop taking them long before, and stay stopped.
+    sent_frames, pending = send_until_stalled(client.sock, frame, 2000, stall_s=0.3)
     assert sent_frames < 400, "the server kept reading for an app that does not receive"
     HOLDS["hold"].set()
-    client.sock.settimeout(5)
     client.sock.sendall(pending)
     client.proto.send_close(1000)
     client.flush()
     client.read_close()
     client.close()
     await eventually(lambda: ("received", sent_frames + 1) in seen("hold"))
+
+
+def send_until_stalled(
+    sock: socket.socket, frame: bytes, limit: int, stall_s: float
+) -> tuple[int, bytes]:
+    """Sends `frame` up to `limit` times; stops when the socket takes nothing for `stall_s`.
+
+    Returns how many frames went whole, and the unsent rest of the frame that stalled.
+    """
+    sock.setblocking(False)
+    sent = 0
+    try:
+        while sent < limit:
+            pending = frame
+            while pending:
+                if not select.select([], [sock], [], stall_s)[1]:
+                    return sent, pending
+                pending = pending[sock.send(pending) :]
+            sent += 1
+        return sent, b""
+    finally:
+        sock.settimeout(5)
 
 
 # The push channel

@@ -1,0 +1,47 @@
+# vqueue: the two commands the README promises (`make run`, `make test`) and the usual others.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+PYTEST_ARGS ?=
+
+.PHONY: run test lint format types unit soak bench browser-deps clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+## run: the server on http://127.0.0.1:8000 (embedded Redis and PostgreSQL unless REDIS_URL / DATABASE_URL are set)
+run: $(STAMP)
+	$(BIN)/vqueue serve --host 127.0.0.1 --port 8000
+
+## test: lint, types and the whole test suite (starts its own Redis and PostgreSQL)
+test: lint types unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check server protocol loadtest tests
+	$(BIN)/ruff format --check server protocol loadtest tests
+
+format: $(STAMP)
+	$(BIN)/ruff format server protocol loadtest tests
+	$(BIN)/ruff check --fix server protocol loadtest tests
+
+types: $(STAMP)
+	$(BIN)/mypy server protocol loadtest
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## soak: the long runs (PostgreSQL down for a minute, ...), only when asked
+soak: $(STAMP)
+	$(BIN)/python -m pytest -m soak $(PYTEST_ARGS)
+
+## browser-deps: Debian's Chromium for the browser tests (Playwright cannot download one here)
+browser-deps:
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache
