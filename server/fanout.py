@@ -190,6 +190,20 @@ class Fanout:
     # -- notices --------------------------------------------------------------------------------
 
     async def _read_notices(self) -> None:
+        while True:
+            try:
+                await self._consume_notices()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A bug here must not silence every watcher of this node: log it, start over
+                # and reload every queue, since notices may have been dropped meanwhile.
+                log.exception("notice reader failed; restarting it")
+                await asyncio.sleep(0.5)
+                for qw in self.queues.values():
+                    self._start_resync(qw)
+
+    async def _consume_notices(self) -> None:
         async for item in self._notices.messages():
             if isinstance(item, Resubscribed):
                 qw = self.queues.get(item.queue)

@@ -61,13 +61,13 @@ class NoticeStream:
         """Yield (queue, notice) and Resubscribed markers; survive Redis going away."""
         backoff = 0.1
         while True:
-            if not self._channels:
-                await asyncio.sleep(0.05)
+            if self._pubsub.connection is None:  # the first subscribe has not connected yet
+                await asyncio.sleep(0.02)
                 continue
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
                 backoff = 0.1
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, RuntimeError) as exc:
                 log.warning("pub/sub connection lost (%s); reconnecting", exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)

@@ -1,0 +1,92 @@
+"""Many real WebSocket watchers that record everything they are sent (for multi-node tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+
+@dataclass(eq=False)
+class RecordingWatcher:
+    ticket_id: str
+    token: str
+    ws_url: str
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    ws: ClientConnection | None = None
+    task: asyncio.Task[None] | None = None
+    reconnects: int = 0
+
+    async def start(self) -> None:
+        self.ws = await connect(self.ws_url, open_timeout=20)
+        await self.ws.send(json.dumps({"type": "watch", "token": self.token}))
+        self.task = asyncio.get_running_loop().create_task(self._read(self.ws))
+
+    async def _read(self, ws: ClientConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for raw in ws:
+                self.messages.append(json.loads(raw))
+
+    async def stop(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        if self.task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+    @property
+    def last_position(self) -> int | None:
+        for m in reversed(self.messages):
+            if m["type"] == "position":
+                return int(m["position"])
+            if m["type"] in ("called", "status"):
+                return None
+        return None
+
+    @property
+    def kinds(self) -> list[str]:
+        return [m["type"] for m in self.messages]
+
+    @property
+    def closed(self) -> bool:
+        return self.task is not None and self.task.done()
+
+
+async def true_positions(http: httpx.AsyncClient, queue: str, key: str) -> dict[str, int]:
+    r = await http.get(f"/v1/queues/{queue}/tickets", headers={"Authorization": f"Bearer {key}"})
+    r.raise_for_status()
+    return {row["ticket_id"]: row["position"] for row in r.json()["waiting"]}
+
+
+async def mismatches(
+    watchers: list[RecordingWatcher], http: httpx.AsyncClient, queue: str, key: str
+) -> list[tuple[str, int | None, int | None]]:
+    truth = await true_positions(http, queue, key)
+    return [
+        (w.ticket_id, w.last_position, truth.get(w.ticket_id))
+        for w in watchers
+        if w.last_position != truth.get(w.ticket_id)
+    ]
+
+
+async def settle(
+    watchers: list[RecordingWatcher],
+    http: httpx.AsyncClient,
+    queue: str,
+    key: str,
+    timeout_s: float = 10.0,
+) -> list[tuple[str, int | None, int | None]]:
+    """Wait (with a deadline) until every watcher's last position is the truth; return what is off."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    wrong = await mismatches(watchers, http, queue, key)
+    while wrong and loop.time() < deadline:
+        await asyncio.sleep(0.1)
+        wrong = await mismatches(watchers, http, queue, key)
+    return wrong
