@@ -21,8 +21,8 @@ if ARGV[2] ~= '' then ticket.nm = ARGV[2] end
 redis.call('HSET', tickets, number, cjson.encode(ticket))
 local position = redis.call('ZRANK', line, number) + 1
 local waiting = redis.call('ZCARD', line)
-local extra = nil
-if ARGV[2] ~= '' then extra = {name = ARGV[2]} end
+local extra = {nonce = ARGV[3]}  -- logged so a rebuild from the log keeps tokens valid
+if ARGV[2] ~= '' then extra.name = ARGV[2] end
 local seq = emit(meta, events, ARGV[1], 'joined', number, waiting, at, extra)
 local result = cjson.encode({number = number, nonce = ARGV[3], position = position,
                             waiting = waiting, seq = seq, status = 'waiting'})
