@@ -19,9 +19,9 @@ from protocol import closecodes
 from protocol.codec import negotiate
 from protocol.connection import WATCH_TIMEOUT_S, Connection, Reject
 from protocol.messages import Leave, Status, Watch
-from protocol.names import ticket_id
+from server.auth import TicketClaim
 from server.errors import ApiError, Unavailable
-from server.fanout import Watcher
+from server.fanout import FINAL_STATUSES, Watcher
 from server.outbox import AsgiOutbox, ChannelOutbox, Outbox
 from server.services import Services
 
@@ -81,6 +81,7 @@ class _Session:
         self.send = send
         self.conn = conn
         self.watcher: Watcher | None = None
+        self.claim: TicketClaim | None = None
         self.closing = False
 
     async def run(self) -> None:
@@ -135,6 +136,7 @@ class _Session:
             await self._reject(self.conn.bad_token())
             return False
         self.conn.watching(claim.ticket_id)
+        self.claim = claim
         watcher = Watcher(claim.queue, claim.number, self.conn, self._outbox(), self._end)
         self.watcher = watcher
         try:
@@ -158,24 +160,18 @@ class _Session:
         return AsgiOutbox(self.send, text, backlogged)
 
     async def _leave(self) -> None:
-        watcher = self.watcher
-        assert watcher is not None
-        tid = ticket_id(watcher.queue, watcher.number)
-        nonce_view = await self.svc.store.ticket(watcher.queue, watcher.number)
+        watcher, claim = self.watcher, self.claim
+        assert watcher is not None and claim is not None
         try:
-            if nonce_view is None:
-                raise ApiError.from_code("ticket_finished")
-            result = await self.svc.store.leave(watcher.queue, watcher.number, nonce_view.nonce)
-            status, seq = "left", int(result["seq"])
-        except ApiError:
-            if nonce_view is None:
-                await self._close(closecodes.NORMAL)
-                return
-            status, seq = nonce_view.status, nonce_view.seq
+            result = await self.svc.store.leave(claim.queue, claim.number, claim.nonce)
+            watcher.send(Status(claim.ticket_id, "left", int(result["seq"])))
+        except ApiError:  # already finished (or gone): tell the client how it ended
+            view = await self.svc.store.ticket(claim.queue, claim.number)
+            if view is not None and view.status in FINAL_STATUSES:
+                watcher.send(Status(claim.ticket_id, view.status, view.seq))
         except Unavailable:
             await self._close(closecodes.TRY_AGAIN_LATER)
             return
-        watcher.send(Status(tid, status, seq))
         await self._close(closecodes.NORMAL)
 
     def _end(self) -> None:
