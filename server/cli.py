@@ -38,10 +38,11 @@ def _secret_file(path: Path) -> str:
     return value
 
 
-def with_secret(settings: Settings) -> Settings:
+def with_secret(settings: Settings, shared: bool) -> Settings:
+    """Fill in the token secret from the data folder; `shared`: other nodes may run too."""
     if settings.secret_key is not None:
         return settings
-    if not settings.embedded:
+    if shared:
         log.warning(
             "VQ_SECRET_KEY is unset: using one from %s; every node must share it", settings.data_dir
         )
@@ -107,7 +108,7 @@ def serve(settings: Settings, host: str, port: int) -> int:
     try:
         if services is not None:
             settings = services.settings
-        settings = with_secret(settings)
+        settings = with_secret(settings, shared=services is None)
         asyncio.run(_migrate(settings))
         if settings.demo and services is not None:
             key = asyncio.run(_demo(settings))
@@ -206,7 +207,7 @@ def _offline(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "recover":
         from server.recovery import recover_all
 
-        settings = with_secret(settings)
+        settings = with_secret(settings, shared=False)
         count = asyncio.run(recover_all(settings))
         print(f"recovered {count} queue(s)")
         return 0
