@@ -1,8 +1,8 @@
 """The parts of vqueue's WebSocket server that need no transport.
 
 The `websockets` sans-I/O server protocol (with one fix), the assembly of frames into ASGI
-messages, and the HTTP responses of the opening handshake. `server.wsprotocol` wires these to
-uvicorn's transport and to the ASGI app.
+messages, the ASGI scope and the HTTP responses of the opening handshake. `server.wsprotocol`
+wires these to uvicorn's transport and to the ASGI app.
 """
 
 from __future__ import annotations

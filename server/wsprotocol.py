@@ -56,7 +56,7 @@ class Phase(enum.Enum):
 
 
 class PushChannel:
-    """Writes messages to one WebSocket synchronously, for fan-out.
+    """Writes messages to one WebSocket synchronously, for fan-out; use it on the event loop.
 
     `send()` never waits: a client that stops reading makes `buffered_bytes()` grow, and the
     caller decides when to `abort()` it (DESIGN invariant 5).
@@ -302,6 +302,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self.abort()
 
     async def receive(self) -> ASGIReceiveEvent:
+        # One receiver at a time, as ASGI apps read: a second concurrent call would take over.
         while not self._inbox:
             if self._disconnect is not None:
                 return self._disconnect  # again and again: a late receive must not hang

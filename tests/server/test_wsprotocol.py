@@ -476,7 +476,7 @@ async def test_push_never_waits_for_a_client_that_does_not_read(srv: RunningServ
     _, _, pushed, after_abort, disconnect = seen("stuck")
     _, sent, buffered, slowest_s = pushed
     assert buffered >= 2 * 1024 * KIB  # the transport holds what the client does not take
-    assert slowest_s < 0.05  # every send returned at once
+    assert slowest_s < 0.25  # every send returned at once (a wait would last until abort)
     assert sent > 2 * 1024
     assert after_abort == ("after abort", False, False)
     assert disconnect["code"] == 1006
