@@ -17,6 +17,8 @@ from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import orjson
+
 
 class EventKind(enum.Enum):
     JOINED = "joined"
@@ -49,6 +51,21 @@ class Notice:
     waiting: int = 0  # line length after the change
     counter: str | None = None
     at_ms: int = 0
+
+    @classmethod
+    def from_wire(cls, raw: bytes) -> Notice:
+        """Parse a published notice; ValueError / KeyError / TypeError when malformed."""
+        data = orjson.loads(raw)
+        counter = data.get("c")
+        return cls(
+            epoch=str(data["e"]),
+            seq=int(data["s"]),
+            kind=EventKind(data["k"]),
+            number=int(data["n"]) if "n" in data else None,
+            waiting=int(data["w"]),
+            counter=None if counter is None else str(counter),
+            at_ms=int(data.get("at", 0)),
+        )
 
 
 @dataclass(frozen=True, slots=True)

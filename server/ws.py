@@ -153,7 +153,7 @@ class _Session:
 
     def _outbox(self) -> Outbox:
         text = self.conn.codec.is_text
-        backlogged = self.svc.fanout.backlogged
+        backlogged = self.svc.fanout.sweeper.backlogged
         push = (self.scope.get("extensions") or {}).get("vqueue.push")
         if push is not None:
             return ChannelOutbox(push["channel"], text, backlogged)
