@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
 import uvicorn
 from websockets.asyncio.client import connect
@@ -19,7 +20,14 @@ from server.sweeper import Sweeper
 from tests.wsraw import RawWebSocket
 
 STUCK_CLOSE_S = 0.5
-FRAME = b'{"type":"position","pad":"' + b"x" * 2000 + b'"}'
+FRAMES = 3000
+PAD = "x" * 2000
+
+
+def frame(i: int) -> bytes:
+    return f'{{"i":{i},"pad":"{PAD}"}}'.encode()
+
+
 results: dict[str, Any] = {}
 
 
@@ -34,9 +42,9 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
     mode = scope["path"].strip("/")
     started = time.monotonic()
     longest = 0.0
-    for i in range(3000):
+    for i in range(FRAMES):
         before = time.perf_counter()
-        outbox.offer(FRAME, replaceable=(mode != "events"))
+        outbox.offer(frame(i), replaceable=(mode != "events"))
         longest = max(longest, time.perf_counter() - before)
         if outbox.closed:
             break
@@ -86,12 +94,12 @@ async def wait_for(key: str, timeout_s: float = 10.0) -> Any:
 async def test_stuck_reader_is_held_then_aborted(port: int) -> None:
     raw = await RawWebSocket.connect("127.0.0.1", port, path="/positions", rcvbuf=4096)
     assert raw.status == 101
-    # A healthy client at the same time gets everything, undisturbed.
+    # A client that reads at the same time gets frames in order and, at the end, the newest.
     async with connect(f"ws://127.0.0.1:{port}/healthy", max_size=None) as ws:
-        received = 0
-        while received < 3000:
-            await asyncio.wait_for(ws.recv(), 5)
-            received += 1
+        seen = [-1]
+        while seen[-1] < FRAMES - 1:
+            seen.append(orjson.loads(await asyncio.wait_for(ws.recv(), 5))["i"])
+        assert seen == sorted(seen)
     assert await wait_for("positions.disconnect") == 1006
     assert results["positions.aborted"] == 1
     assert results["positions.pending"] == 1  # only the newest position was kept
