@@ -9,6 +9,8 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
@@ -108,8 +110,21 @@ def create_app(settings: Settings) -> Starlette:
         *pages.ROUTES,
         WebSocketRoute("/v1/ws", WatchEndpoint(services_of)),
     ]
+    middleware = []
+    if settings.allowed_origins:
+        # Venues embedding the JS client on their own site call the API cross-origin.
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.allowed_origins),
+                allow_methods=["GET", "POST", "PUT", "DELETE"],
+                allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+                max_age=600,
+            )
+        )
     return Starlette(
         routes=routes,
+        middleware=middleware,
         lifespan=lifespan,
         exception_handlers={
             ApiError: on_api_error,

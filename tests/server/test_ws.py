@@ -262,3 +262,16 @@ async def test_configured_origins(start_server: Any) -> None:
         raw = await RawWebSocket.connect("127.0.0.1", server.port, headers={"Origin": origin})
         assert raw.status == status, origin
         raw.close()
+
+
+async def test_configured_origins_may_call_the_api_cross_origin(start_server: Any) -> None:
+    server = start_server(VQ_ALLOWED_ORIGINS="https://venue.example")
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        r = await http.options(
+            "/v1/queues/any/tickets",
+            headers={"Origin": "https://venue.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert r.status_code == 200
+        assert r.headers["access-control-allow-origin"] == "https://venue.example"
+        r = await http.get("/healthz", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in r.headers
