@@ -16,13 +16,16 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Scope
 
-from server import customers, pages, staff
+from server import customers, history, pages, staff
 from server.auth import KeyCache, TicketSigner
 from server.config import Settings
 from server.db import Database
+from server.db.events import EventLog
 from server.errors import ApiError, Unavailable
 from server.fanout import Fanout
 from server.httpio import JSONResponse, error_response
+from server.persister import Persister
+from server.recovery import Recovery
 from server.services import Services
 from server.store import Store
 from server.ws import WatchEndpoint
@@ -45,7 +48,13 @@ async def readyz(request: Request) -> Response:
     svc: Services = request.app.state.services
     redis_ok = await svc.store.ping()
     db_ok = await svc.db.ping()
-    body = {"redis": redis_ok, "postgres": db_ok, "watchers": svc.fanout.watcher_count}
+    body: dict[str, object] = {
+        "redis": redis_ok,
+        "postgres": db_ok,
+        "watchers": svc.fanout.watcher_count,
+    }
+    if svc.persister is not None:
+        body["persistence"] = svc.persister.status()
     return JSONResponse(body, 200 if redis_ok and db_ok else 503)
 
 
@@ -77,12 +86,19 @@ async def build_services(settings: Settings) -> Services:
     store = Store(settings.redis_url.reveal(), settings.redis_prefix)
     db = await Database.connect(settings.database_url.reveal())
     fanout = Fanout(store, settings.flush_ms, settings.stuck_close_s, settings.resync_check_s)
+    fanout.seed_eta = history.eta_seeder(EventLog(db))
     await fanout.start()
     signer = TicketSigner(settings.secret_key.reveal())
-    return Services(settings, store, db, fanout, signer, KeyCache())
+    recovery = Recovery(store, db)
+    persister = Persister(store, db, recovery, batch=settings.persist_batch)
+    fanout.on_quote = persister.quotes.record
+    await persister.start()
+    return Services(settings, store, db, fanout, signer, KeyCache(), recovery.rebuild, persister)
 
 
 async def close_services(svc: Services) -> None:
+    if svc.persister is not None:
+        await svc.persister.stop()
     await svc.fanout.stop()
     await svc.store.close()
     await svc.db.close()
@@ -107,6 +123,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/readyz", readyz),
         *customers.ROUTES,
         *staff.ROUTES,
+        *history.ROUTES,
         *pages.ROUTES,
         WebSocketRoute("/v1/ws", WatchEndpoint(services_of)),
     ]

@@ -13,7 +13,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
+from protocol.eta import EtaEstimator
 from protocol.flush import FlushPolicy
 from protocol.line import Notice, Outcome
 from server.errors import Unavailable
@@ -25,6 +27,20 @@ log = logging.getLogger(__name__)
 
 UNSUBSCRIBE_GRACE_S = 10.0
 READY_TIMEOUT_S = 10.0
+RETRY_MISSING_S = 1.0
+
+
+async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel and await tasks, cancelling again if a cancel was swallowed (redis-py can)."""
+    for _ in range(10):
+        pending = [t for t in tasks if not t.done()]
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=1.0)
+    log.warning("some background tasks would not stop")
+
 
 __all__ = ["FINAL_STATUSES", "Fanout", "Watcher"]
 
@@ -39,6 +55,10 @@ class Fanout:
         self.sweeper = Sweeper(stuck_close_s)
         self._notices = store.notices()
         self._tasks: list[asyncio.Task[None]] = []
+        # Hooks set by the app: prime a new queue's wait estimate from its history
+        # (server.history), record the first estimate each ticket is quoted (server.persister).
+        self.seed_eta: Callable[[str, EtaEstimator], Awaitable[None]] | None = None
+        self.on_quote: Callable[[str, int, int, int], None] | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -49,11 +69,7 @@ class Fanout:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         await self._notices.close()
 
     @property
@@ -72,7 +88,10 @@ class Fanout:
         qw = self.queues.get(watcher.queue)
         if qw is None:
             qw = self.queues[watcher.queue] = QueueWatch(watcher.queue, FlushPolicy(self.flush_s))
+            qw.quote = self.on_quote
             await self._notices.subscribe(watcher.queue)
+            if self.seed_eta is not None:
+                await self.seed_eta(watcher.queue, qw.eta)
         qw.add(watcher)
         try:
             await asyncio.wait_for(qw.ready.wait(), timeout=READY_TIMEOUT_S)
@@ -165,9 +184,11 @@ class Fanout:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
         self.resyncs += 1
-        if snap is None:  # Redis lost the queue: wait for it to be rebuilt (a new epoch)
+        if snap is None:  # Redis lost the queue: look again until it is rebuilt (a new epoch)
             qw.resyncing = False
             qw.pending.clear()
+            if self.queues.get(qw.name) is qw and qw.watchers:
+                asyncio.get_running_loop().call_later(RETRY_MISSING_S, self._start_resync, qw)
             return
         qw.reset(snap, views)
         pending, qw.pending = qw.pending, []

@@ -19,16 +19,16 @@ T = TypeVar("T")
 async def restore(svc: Services, queue: str) -> bool:
     """Recreate a queue's live state from PostgreSQL; False when PostgreSQL has no such queue.
 
-    The queue comes back under a new epoch, so every node resyncs its watchers. Rebuilding its
-    tickets from the event log is `server.recovery`'s job when it is configured.
+    With recovery configured (`svc.rebuild`) the tickets are replayed from the event log;
+    either way the queue comes back under a new epoch, so every node resyncs its watchers.
     """
-    row = await svc.db.queue(queue)
-    if row is None:
-        return False
-    rebuild = getattr(svc, "rebuild", None)
-    if rebuild is not None:
-        await rebuild(queue)
+    if svc.rebuild is not None:
+        if not await svc.rebuild(queue):
+            return False
     else:
+        row = await svc.db.queue(queue)
+        if row is None:
+            return False
         await svc.store.upsert_queue(queue, row.venue_id, row.name)
     log.warning("queue %s was missing from Redis; restored from PostgreSQL", queue)
     return True

@@ -58,6 +58,7 @@ class QueueWatch:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     drift_seq: int | None = None
     idle_since: float | None = None
+    quote: Callable[[str, int, int, int], None] | None = None  # records each quoted ETA
 
     # -- watchers -------------------------------------------------------------------------------
 
@@ -84,6 +85,8 @@ class QueueWatch:
             if self.mirror is not None:
                 self.mirror.watch(view.number)
             eta = self.eta_s(view.position, view.queue_state)
+            if eta is not None and self.quote is not None:
+                self.quote(self.name, view.number, view.position, eta)
             watcher.send(Position(tid, view.position, view.waiting, eta, view.seq))
         elif view.status == "called":
             watcher.send(Called(tid, view.counter, view.seq))
@@ -147,6 +150,8 @@ class QueueWatch:
             if not group or position is None:
                 continue
             eta = self.eta.estimate_s(position, now) if open_queue else None
+            if eta is not None and self.quote is not None:
+                self.quote(self.name, number, position, eta)
             message = Position(ticket_id(self.name, number), position, waiting, eta, seq)
             cache: dict[object, bytes] = {}
             for watcher in group:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
 
@@ -11,6 +13,9 @@ from server.config import Settings
 from server.db import Database
 from server.fanout import Fanout
 from server.store import Store
+
+if TYPE_CHECKING:
+    from server.persister import Persister
 
 
 @dataclass(eq=False)
@@ -21,6 +26,8 @@ class Services:
     fanout: Fanout
     signer: TicketSigner
     keys: KeyCache
+    rebuild: Callable[[str], Awaitable[bool]] | None = None  # queues.restore(): replay the log
+    persister: Persister | None = None
 
 
 def services(conn: HTTPConnection) -> Services:

@@ -49,8 +49,8 @@ def test_wheel_runs_migrations_from_the_installed_package(tmp_path: Path) -> Non
     # Import from the installed copy only (not the source tree) and list what it would apply.
     code = (
         "import server.db.core as c, server.store.core as s;"
-        "assert c.__file__.startswith(%r), c.__file__;"
-        "print([n for n, _ in c.migration_files()]); print(sorted(s._load_scripts()))" % str(target)
+        f"assert c.__file__.startswith({str(target)!r}), c.__file__;"
+        "print([n for n, _ in c.migration_files()]); print(sorted(s._load_scripts()))"
     )
     out = subprocess.run(
         [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); {code}"],

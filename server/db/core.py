@@ -38,8 +38,10 @@ class Database:
 
     @classmethod
     async def connect(cls, dsn: str, max_size: int = 10) -> Database:
+        # No connection floor (min_size=0): asyncpg would restore it in the background and log a
+        # traceback on every retry while PostgreSQL is down. One connection is opened at start.
         pool = await asyncpg.create_pool(
-            dsn, min_size=1, max_size=max_size, command_timeout=10, timeout=5
+            dsn, min_size=0, init_size=1, max_size=max_size, command_timeout=10, timeout=5
         )
         return cls(pool)
 

@@ -82,7 +82,7 @@ async def settle(
     key: str,
     timeout_s: float = 10.0,
 ) -> list[tuple[str, int | None, int | None]]:
-    """Wait (with a deadline) until every watcher's last position is the truth; return what is off."""
+    """Wait, with a deadline, until every last position is the truth; return what is off."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     wrong = await mismatches(watchers, http, queue, key)

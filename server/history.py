@@ -1,0 +1,188 @@
+"""A queue's persisted history: the staff events and statistics routes, and ETA seeding.
+
+Both routes read PostgreSQL only (they answer while Redis is away) and need a staff key of the
+queue's venue. The events API never returns a ticket's nonce: only the fields in
+`PUBLIC_FIELDS` leave `queue_events.data`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from protocol.eta import EtaEstimator
+from protocol.names import is_slug, ticket_id
+from server.access import staff_venue
+from server.db.events import EventLog, LoggedEvent, to_ms, to_time
+from server.errors import ApiError, Unavailable
+from server.httpio import JSONResponse
+from server.services import services
+
+log = logging.getLogger(__name__)
+
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 100
+DEFAULT_WINDOW_MS = 24 * 3600 * 1000
+PUBLIC_FIELDS = ("waiting", "name", "counter", "waited_ms", "service_ms")
+COUNTED = {
+    "joined": "joins",
+    "called": "called",
+    "served": "served",
+    "no_show": "no_shows",
+    "left": "left",
+}
+SEED_CALLS = 50
+SEED_TIMEOUT_S = 1.0
+
+
+def iso(ms: int) -> str:
+    return to_time(ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _bad_query(message: str) -> ApiError:
+    return ApiError(400, "invalid_query", message)
+
+
+def _int_param(request: Request, name: str, default: int, low: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _bad_query(f"'{name}' must be an integer") from None
+    if value < low:
+        raise _bad_query(f"'{name}' must be at least {low}")
+    return value
+
+
+def _time_param(request: Request, name: str, default_ms: int) -> int:
+    """A time as ISO 8601 (UTC unless it says otherwise) or as Unix seconds."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default_ms
+    try:
+        if raw.lstrip("-").replace(".", "", 1).isdigit():
+            return int(float(raw) * 1000)
+        at = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
+    except (ValueError, OverflowError):
+        raise _bad_query(f"'{name}' must be an ISO 8601 time or Unix seconds") from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return to_ms(at)
+
+
+async def _venue_queue(request: Request) -> tuple[EventLog, str]:
+    """The queue of the path, owned by the caller's venue (checked in PostgreSQL)."""
+    svc = services(request)
+    venue = await staff_venue(request, svc)
+    queue = request.path_params["queue"]
+    if not is_slug(queue):
+        raise ApiError.from_code("queue_not_found")
+    row = await svc.db.queue(queue)
+    if row is None:
+        raise ApiError.from_code("queue_not_found")
+    if row.venue_id != venue:
+        raise ApiError.from_code("forbidden", "this queue belongs to another venue")
+    return EventLog(svc.db), queue
+
+
+def event_json(queue: str, event: LoggedEvent) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "seq": event.seq,
+        "type": event.kind,
+        "ticket_id": None if event.ticket is None else ticket_id(queue, event.ticket),
+        "at": iso(event.at_ms),
+        "at_ms": event.at_ms,
+        "epoch": event.epoch,
+    }
+    for key in PUBLIC_FIELDS:
+        if key in event.data:
+            out[key] = event.data[key]
+    return out
+
+
+async def list_events(request: Request) -> Response:
+    after_seq = _int_param(request, "after_seq", 0, 0)
+    limit = min(_int_param(request, "limit", DEFAULT_LIMIT, 1), MAX_LIMIT)
+    log_, queue = await _venue_queue(request)
+    events = await log_.page(queue, after_seq, limit)
+    return JSONResponse(
+        {
+            "queue": queue,
+            "events": [event_json(queue, e) for e in events],
+            "next_after_seq": events[-1].seq if events else after_seq,
+        }
+    )
+
+
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+async def queue_stats(request: Request) -> Response:
+    now_ms = int(time.time() * 1000)
+    since = _time_param(request, "since", now_ms - DEFAULT_WINDOW_MS)
+    until = _time_param(request, "until", now_ms + 1000)
+    if since >= until:
+        raise _bad_query("'since' must be before 'until'")
+    log_, queue = await _venue_queue(request)
+    raw = await log_.stats(queue, since, until)
+    totals = dict.fromkeys(COUNTED.values(), 0)
+    per_hour = []
+    for hour, counts in raw["hours"]:
+        row: dict[str, Any] = {"hour": hour.isoformat().replace("+00:00", "Z")}
+        for kind, name in COUNTED.items():
+            row[name] = counts.get(kind, 0)
+            totals[name] += row[name]
+        per_hour.append(row)
+    eta = raw["eta"]
+    return JSONResponse(
+        {
+            "queue": queue,
+            "since": iso(since),
+            "until": iso(until),
+            **totals,
+            "avg_wait_s": _seconds(raw["wait_avg_s"]),
+            "p90_wait_s": _seconds(raw["wait_p90_s"]),
+            "avg_service_s": _seconds(raw["service_avg_s"]),
+            "avg_call_interval_s": _seconds(raw["call_interval_avg_s"]),
+            "throughput_per_hour": per_hour,
+            "eta_error": {
+                "samples": eta["samples"],
+                "mean_s": _seconds(eta["mean"]),
+                "mean_abs_s": _seconds(eta["mean_abs"]),
+                "p90_abs_s": _seconds(eta["p90_abs"]),
+            },
+        }
+    )
+
+
+def eta_seeder(log_: EventLog) -> Callable[[str, EtaEstimator], Awaitable[None]]:
+    """What the fan-out awaits when it first loads a queue: its estimator primed from history."""
+
+    async def seed(queue: str, eta: EtaEstimator) -> None:
+        try:
+            times = await asyncio.wait_for(log_.call_times_ms(queue, SEED_CALLS), SEED_TIMEOUT_S)
+        except (Unavailable, TimeoutError):
+            return  # no history now: the estimate starts from live calls
+        if eta.calls:
+            return  # live calls came in meanwhile; they are newer than any history
+        for at_ms in times:
+            eta.record_call(at_ms / 1000.0)
+
+    return seed
+
+
+ROUTES = [
+    Route("/v1/queues/{queue}/events", list_events, methods=["GET"]),
+    Route("/v1/queues/{queue}/stats", queue_stats, methods=["GET"]),
+]

@@ -1,0 +1,255 @@
+"""Rebuilding live queues in Redis from the event log (DESIGN.md invariant 7).
+
+A queue is rebuilt when Redis lost it (its meta is gone: a flush, a new empty Redis) or went
+back in time (its seq is below the last one PostgreSQL has: a crash lost Redis's last second of
+writes after the persister had copied them). The rebuild replays the queue's events from
+`queue_events` in seq order, merged with whatever the Redis stream still holds that PostgreSQL
+does not have yet, and writes the result in one script under a new epoch, so every node resyncs
+its watchers. Ticket nonces travel in the `joined` events, so customers' tokens keep working.
+
+The replay (`LiveQueue`) is pure: events in, the queue's live state out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from server.config import Settings
+from server.db import Database
+from server.db.events import EventLog, QueueHead
+from server.store import Store
+from server.store.events import EventStreams, StreamEvent
+
+log = logging.getLogger(__name__)
+
+FINISHED_KEEP_MS = 24 * 3600 * 1000  # as in scripts/common.lua: finished tickets stay a day
+STATE_AFTER = {"paused": "paused", "resumed": "open", "closed": "closed", "opened": "open"}
+FINAL = frozenset({"served", "no_show", "left"})
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One logged event, from PostgreSQL or from the stream."""
+
+    seq: int
+    kind: str
+    ticket: int | None
+    at_ms: int
+    data: Mapping[str, Any]
+
+
+@dataclass
+class LiveQueue:
+    """A queue's live state, built by applying its events in seq order."""
+
+    now_ms: int
+    state: str = "open"
+    seq: int = 0
+    next_number: int = 0
+    tickets: dict[int, dict[str, Any]] = field(default_factory=dict)
+    line: set[int] = field(default_factory=set)
+    called: dict[int, int] = field(default_factory=dict)
+    finished: dict[int, int] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+    missing_seqs: int = 0  # events the log never got (lost with Redis before being persisted)
+    new_nonces: int = 0  # tickets whose nonce was not logged: their tokens no longer work
+
+    def apply(self, event: Event) -> None:
+        if event.seq <= self.seq:
+            return  # already applied (the same event from PostgreSQL and from the stream)
+        self.missing_seqs += event.seq - self.seq - 1
+        self.seq = event.seq
+        number = event.ticket
+        if event.kind in STATE_AFTER:
+            self.state = STATE_AFTER[event.kind]
+        elif number is None:
+            log.warning("ignoring a %s event with no ticket (seq %d)", event.kind, event.seq)
+        elif event.kind == "joined":
+            self._join(number, event.at_ms, event.data)
+        elif event.kind == "called":
+            self._call(number, event.at_ms, event.data)
+        elif event.kind in FINAL:
+            self._finish(number, event.kind, event.at_ms)
+        else:
+            log.warning("ignoring an event of unknown type %r (seq %d)", event.kind, event.seq)
+
+    def _ticket(self, number: int, joined_ms: int, data: Mapping[str, Any]) -> dict[str, Any]:
+        self.next_number = max(self.next_number, number)
+        nonce = data.get("nonce")
+        if not nonce:
+            nonce = secrets.token_urlsafe(12)
+            self.new_nonces += 1
+        ticket: dict[str, Any] = {"s": "waiting", "nc": str(nonce), "j": joined_ms}
+        if data.get("name"):
+            ticket["nm"] = str(data["name"])
+        self.tickets[number] = ticket
+        return ticket
+
+    def _join(self, number: int, at_ms: int, data: Mapping[str, Any]) -> None:
+        self._ticket(number, at_ms, data)
+        self.line.add(number)
+
+    def _call(self, number: int, at_ms: int, data: Mapping[str, Any]) -> None:
+        ticket = self.tickets.get(number)
+        if ticket is None:  # its join was lost: keep the call, with a fresh nonce
+            ticket = self._ticket(number, at_ms - int(data.get("waited_ms", 0)), {})
+        self.line.discard(number)
+        ticket["s"] = "called"
+        ticket["c"] = at_ms
+        counter = data.get("counter")
+        if counter:
+            ticket["ct"] = str(counter)
+            self.counters[str(counter)] = number
+        self.called[number] = at_ms
+
+    def _finish(self, number: int, status: str, at_ms: int) -> None:
+        self.line.discard(number)
+        self.called.pop(number, None)
+        ticket = self.tickets.get(number)
+        if ticket is None or at_ms < self.now_ms - FINISHED_KEEP_MS:
+            self.tickets.pop(number, None)  # long finished: Redis would have swept it by now
+            return
+        ticket["s"] = status
+        ticket["f"] = at_ms
+        self.finished[number] = at_ms
+
+
+def restore_payload(
+    live: LiveQueue, head: QueueHead, epoch: str, expect: tuple[str | None, int | None]
+) -> dict[str, Any]:
+    """The argument of restore.lua for this state (see the script's header)."""
+    return {
+        "venue": head.venue_id,
+        "name": head.name,
+        "state": live.state,
+        "epoch": epoch,
+        "seq": live.seq,
+        "next": live.next_number,
+        "expect_epoch": expect[0] or "",
+        "expect_seq": expect[1] or 0,
+        "tickets": [[n, orjson.dumps(t).decode()] for n, t in sorted(live.tickets.items())],
+        "line": sorted(live.line),
+        "called": sorted([n, at] for n, at in live.called.items()),
+        "finished": sorted([n, at] for n, at in live.finished.items()),
+        "counters": sorted([c, n] for c, n in live.counters.items()),
+    }
+
+
+def needs_rebuild(epoch: str | None, seq: int | None, logged_seq: int | None) -> bool:
+    """Redis lost the queue, or holds less of it than PostgreSQL does."""
+    if epoch is None:
+        return True
+    return logged_seq is not None and (seq is None or seq < logged_seq)
+
+
+def _from_stream(e: StreamEvent) -> Event:
+    return Event(e.seq, e.kind, e.ticket, e.at_ms, e.data)
+
+
+class Recovery:
+    """Rebuilds queues; used by the request path, the persister's periodic check and the CLI."""
+
+    def __init__(self, store: Store, db: Database) -> None:
+        self.store = store
+        self.streams = EventStreams(store)
+        self.log = EventLog(db)
+        self.rebuilds = 0
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def rebuild(self, queue: str) -> bool:
+        """Bring `queue` back in Redis if it needs it; False when PostgreSQL does not know it."""
+        async with self._lock(queue):
+            head = await self.log.head(queue)
+            if head is None:
+                return False
+            await self._rebuild(head)
+            return True
+
+    def _lock(self, queue: str) -> asyncio.Lock:
+        # One rebuild per queue at a time on this node; other nodes are kept out by the script.
+        return self._locks.setdefault(queue, asyncio.Lock())
+
+    async def _rebuild(self, head: QueueHead) -> bool:
+        # Read Redis first, then the stream, then PostgreSQL: an entry trimmed after it was
+        # persisted is in PostgreSQL by then, and any change after the first read makes the
+        # script's compare-and-set fail instead of being overwritten.
+        ((epoch, seq),) = await self.store.seqs([head.slug])
+        if not needs_rebuild(epoch, seq, head.seq):
+            return False
+        pending = sorted(await self.streams.entries(head.slug), key=lambda e: e.seq)
+        live = LiveQueue(now_ms=int(time.time() * 1000))
+        async for event in self._merged(head.slug, [_from_stream(e) for e in pending]):
+            live.apply(event)
+        payload = restore_payload(live, head, secrets.token_hex(6), (epoch, seq))
+        result = await self.streams.restore(head.slug, payload)
+        if not result["restored"]:
+            log.info("queue %s changed while it was being rebuilt; left as it is", head.slug)
+            return False
+        self.rebuilds += 1
+        log.warning(
+            "queue %s rebuilt from the event log: seq %d, %d waiting, %d called, epoch %s "
+            "(was %s); %d events missing from the log, %d tickets without their nonce",
+            head.slug,
+            live.seq,
+            len(live.line),
+            len(live.called),
+            payload["epoch"],
+            epoch,
+            live.missing_seqs,
+            live.new_nonces,
+        )
+        return True
+
+    async def _merged(self, queue: str, pending: list[Event]) -> AsyncIterator[Event]:
+        """PostgreSQL's events of the queue merged with the stream's, in seq order."""
+        i = 0
+        async for row in self.log.replay(queue):
+            while i < len(pending) and pending[i].seq < row.seq:
+                yield pending[i]
+                i += 1
+            yield Event(row.seq, row.kind, row.ticket, row.at_ms, row.data)
+        for event in pending[i:]:
+            yield event
+
+    async def check(self) -> list[str]:
+        """Rebuild every queue PostgreSQL knows that Redis lost or holds less of; their slugs."""
+        heads = await self.log.heads()
+        if not heads:
+            return []
+        current = await self.store.seqs([h.slug for h in heads])
+        stale = [h for h, (e, s) in zip(heads, current, strict=True) if needs_rebuild(e, s, h.seq)]
+        # A live queue missing from the index would never be persisted: put it back.
+        await self.streams.index([h.slug for h, (e, _) in zip(heads, current, strict=True) if e])
+        done: list[str] = []
+        for head in stale:
+            try:
+                async with self._lock(head.slug):
+                    if await self._rebuild(head):
+                        done.append(head.slug)
+            except ValueError:
+                log.exception("could not rebuild queue %s", head.slug)
+        return done
+
+
+async def recover_all(settings: Settings) -> int:
+    """`vqueue recover`: rebuild every queue Redis lost; the number of queues rebuilt."""
+    assert settings.redis_url is not None and settings.database_url is not None
+    store = Store(settings.redis_url.reveal(), settings.redis_prefix)
+    db = await Database.connect(settings.database_url.reveal(), max_size=2)
+    try:
+        recovery = Recovery(store, db)
+        done = await recovery.check()
+        for queue in done:
+            log.info("recovered queue %s", queue)
+        return recovery.rebuilds
+    finally:
+        await store.close()
+        await db.close()

@@ -1,0 +1,325 @@
+"""The queues' event streams: the outbox every node's persister reads (DESIGN.md invariant 6).
+
+Each queue has its own stream in its own hash slot, read through one consumer group
+(`PERSISTER_GROUP`) shared by every node: an entry goes to one node, stays pending until that
+node has committed it to PostgreSQL and acknowledged it, and is claimed by another node if the
+first one dies holding it. A stream is trimmed only below its oldest entry that is not yet
+acknowledged, so an entry leaves Redis only once PostgreSQL has it.
+
+Streams live in different hash slots, so nothing here puts two queues in one script; the
+multi-stream reads are plain commands (on a Redis Cluster they would be split per node).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, cast
+
+import orjson
+from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError, ResponseError
+
+from server.errors import Unavailable
+from server.keys import PERSISTER_GROUP, queues_index
+from server.store.core import Store
+
+log = logging.getLogger(__name__)
+
+INT_FIELDS = frozenset({"waiting", "waited_ms", "service_ms"})
+CORE_FIELDS = frozenset({"seq", "type", "at", "epoch", "ticket"})
+STREAMS_PER_READ = 500  # keys per XREADGROUP: bounds one command's size on a node with many queues
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One stream entry, parsed. `data` holds the type-specific fields (name, nonce, counter...)."""
+
+    queue: str
+    entry_id: str
+    seq: int
+    kind: str
+    ticket: int | None
+    at_ms: int
+    epoch: str
+    data: dict[str, str | int]
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """Entries still in the streams (not yet trimmed) and the age of the oldest, for the lag."""
+
+    entries: int
+    oldest_ms: int | None
+
+
+def parse_entry(queue: str, entry_id: bytes, fields: dict[bytes, bytes]) -> StreamEvent | None:
+    """The event of a stream entry, or None when the entry is not one of ours."""
+    try:
+        text = {key.decode(): value.decode() for key, value in fields.items()}
+        data: dict[str, str | int] = {}
+        for key, value in text.items():
+            if key not in CORE_FIELDS:
+                data[key] = int(value) if key in INT_FIELDS else value
+        ticket = text.get("ticket")
+        return StreamEvent(
+            queue=queue,
+            entry_id=entry_id.decode(),
+            seq=int(text["seq"]),
+            kind=text["type"],
+            ticket=None if ticket is None else int(ticket),
+            at_ms=int(text["at"]),
+            epoch=text["epoch"],
+            data=data,
+        )
+    except (KeyError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def entry_ms(entry_id: bytes | str) -> int:
+    """The millisecond time part of a stream id."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return int(text.split("-", 1)[0])
+
+
+def _after(entry_id: str) -> str:
+    ms, _, seq = entry_id.partition("-")
+    return f"{ms}-{int(seq or 0) + 1}"
+
+
+def _load_restore() -> str:
+    folder = resources.files("server") / "scripts"
+    return (folder / "common.lua").read_text() + "\n" + (folder / "restore.lua").read_text()
+
+
+class EventStreams:
+    """Every Redis call the persister and recovery make on the event streams."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.redis = store.redis
+        self._restore: AsyncScript = store.redis.register_script(_load_restore())
+        self._streams: dict[bytes, str] = {}  # stream key -> queue, for the replies
+        self._malformed: list[tuple[str, str]] = []
+
+    def stream(self, queue: str) -> str:
+        key = self.store.keys(queue).events
+        self._streams.setdefault(key.encode(), queue)
+        return key
+
+    async def _call(self, awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except RedisError as exc:
+            raise Unavailable(f"redis: {exc}") from exc
+
+    async def _execute(self, pipe: Pipeline) -> list[Any]:
+        try:
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+            return results
+        except RedisError as exc:
+            raise Unavailable(f"redis: {exc}") from exc
+
+    async def queues(self) -> list[str]:
+        """Every queue slug with live state (the `{prefix}:queues` set)."""
+        raw = await self._call(self.redis.smembers(queues_index(self.store.prefix)))
+        return sorted(member.decode() for member in raw)
+
+    async def index(self, queues: Sequence[str]) -> None:
+        """Make sure live queues are in `{prefix}:queues`, the set the persisters read."""
+        if queues:
+            await self._call(self.redis.sadd(queues_index(self.store.prefix), *queues))
+
+    async def ensure_groups(self, queues: Iterable[str]) -> None:
+        """Create the persister group on each stream (and the stream), reading from its start."""
+        pipe = self.redis.pipeline(transaction=False)
+        names = list(queues)
+        for queue in names:
+            pipe.xgroup_create(self.stream(queue), PERSISTER_GROUP, id="0", mkstream=True)
+        for queue, result in zip(names, await self._execute(pipe), strict=True):
+            if isinstance(result, Exception) and "BUSYGROUP" not in str(result):
+                raise Unavailable(f"redis: cannot create the group of {queue}: {result}")
+
+    async def read(
+        self, consumer: str, queues: Sequence[str], count: int, block_ms: int
+    ) -> list[StreamEvent]:
+        """New entries for `consumer`, up to `count` per stream; blocks only on a small node.
+
+        With more streams than one command takes, each chunk is read without blocking and the
+        caller idles when nothing came back.
+        """
+        out: list[StreamEvent] = []
+        chunks = [queues[i : i + STREAMS_PER_READ] for i in range(0, len(queues), STREAMS_PER_READ)]
+        block = block_ms if len(chunks) == 1 else None
+        for chunk in chunks:
+            streams: dict[Any, Any] = {self.stream(queue): ">" for queue in chunk}
+            call = self.redis.xreadgroup(PERSISTER_GROUP, consumer, streams, count, block)
+            try:
+                reply: Any = await call
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise Unavailable(f"redis: {exc}") from exc
+                log.info("a persister group is missing (Redis lost its data?); recreating")
+                await self.ensure_groups(chunk)
+                continue
+            except RedisError as exc:
+                raise Unavailable(f"redis: {exc}") from exc
+            out.extend(self._parse_reply(reply or []))
+        return out
+
+    def _parse_reply(self, reply: list[Any]) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        for key, entries in reply:
+            queue = self._streams[key]
+            for entry_id, fields in entries:
+                if entry_id is None:
+                    continue
+                event = parse_entry(queue, entry_id, fields)
+                if event is None:
+                    log.error("dropping malformed entry %s of queue %s", entry_id, queue)
+                    self._malformed.append((queue, entry_id.decode()))
+                else:
+                    out.append(event)
+        return out
+
+    def take_malformed(self) -> list[tuple[str, str]]:
+        """(queue, entry id) of entries that cannot be events: the caller acknowledges them."""
+        taken, self._malformed = self._malformed, []
+        return taken
+
+    async def claim(
+        self, consumer: str, queues: Sequence[str], min_idle_ms: int, count: int
+    ) -> list[StreamEvent]:
+        """Take over entries pending longer than `min_idle_ms` (their consumer died)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for queue in queues:
+            pipe.xautoclaim(
+                self.stream(queue), PERSISTER_GROUP, consumer, min_idle_ms, "0-0", count
+            )
+        out: list[StreamEvent] = []
+        ghosts: list[str] = []
+        for queue, result in zip(queues, await self._execute(pipe), strict=True):
+            if isinstance(result, Exception):
+                continue  # no group yet: nothing can be pending there
+            entries = result[1]
+            if any(entry_id is None for entry_id, _ in entries):
+                ghosts.append(queue)
+            out.extend(self._parse_reply([(self.stream(queue).encode(), entries)]))
+        for queue in ghosts:
+            await self._ack_deleted(queue)
+        return out
+
+    async def _ack_deleted(self, queue: str) -> None:
+        """Acknowledge pending ids whose entry is gone (Redis 6.2 claims them as nil forever)."""
+        key = self.stream(queue)
+        pending = await self._call(self.redis.xpending_range(key, PERSISTER_GROUP, "-", "+", 1000))
+        ids = [row["message_id"] for row in pending]
+        pipe = self.redis.pipeline(transaction=False)
+        for entry_id in ids:
+            pipe.xrange(key, entry_id, entry_id)
+        gone = [i for i, rows in zip(ids, await self._execute(pipe), strict=True) if rows == []]
+        if gone:
+            log.warning("acknowledging %d deleted pending entries of queue %s", len(gone), queue)
+            await self._call(self.redis.xack(key, PERSISTER_GROUP, *gone))
+
+    async def ack(self, entries: Iterable[tuple[str, str]]) -> None:
+        """XACK (queue, entry id) pairs, then trim the streams they came from."""
+        by_queue: dict[str, list[str]] = {}
+        for queue, entry_id in entries:
+            by_queue.setdefault(queue, []).append(entry_id)
+        pipe = self.redis.pipeline(transaction=False)
+        for queue, ids in by_queue.items():
+            pipe.xack(self.stream(queue), PERSISTER_GROUP, *ids)
+        for result in await self._execute(pipe):
+            if isinstance(result, Exception) and "NOGROUP" not in str(result):
+                raise Unavailable(f"redis: {result}")
+        await self.trim(list(by_queue))
+
+    async def trim(self, queues: Sequence[str]) -> None:
+        """Drop the entries PostgreSQL has: everything below the oldest unacknowledged entry.
+
+        Below min(oldest pending id, just after last delivered id) every entry was delivered and
+        is not pending, so it was acknowledged, so it was committed first. The group is read
+        before the pending list: an entry delivered in between is then above the bound.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        for queue in queues:
+            key = self.stream(queue)
+            pipe.xinfo_groups(key)
+            pipe.xpending(key, PERSISTER_GROUP)
+        results = await self._execute(pipe)
+        pipe = self.redis.pipeline(transaction=False)
+        trims = 0
+        for i, queue in enumerate(queues):
+            groups, pending = results[2 * i], results[2 * i + 1]
+            if isinstance(groups, Exception) or isinstance(pending, Exception):
+                continue
+            delivered = [g for g in groups if g["name"] == PERSISTER_GROUP.encode()]
+            if not delivered:
+                continue
+            bound = _after(delivered[0]["last-delivered-id"].decode())
+            if pending["pending"]:
+                bound = pending["min"].decode()
+            pipe.xtrim(self.stream(queue), minid=bound, approximate=False)
+            trims += 1
+        if trims:
+            await self._execute(pipe)
+
+    async def backlog(self, queues: Sequence[str]) -> Backlog:
+        """Entries left in the streams after trimming, and the oldest one's time."""
+        pipe = self.redis.pipeline(transaction=False)
+        for queue in queues:
+            key = self.stream(queue)
+            pipe.xlen(key)
+            pipe.xrange(key, "-", "+", 1)
+        results = await self._execute(pipe)
+        total, oldest = 0, None
+        for i in range(len(queues)):
+            length, first = results[2 * i], results[2 * i + 1]
+            if isinstance(length, Exception) or isinstance(first, Exception) or not first:
+                continue
+            total += int(length)
+            at = entry_ms(first[0][0])
+            oldest = at if oldest is None else min(oldest, at)
+        return Backlog(total, oldest)
+
+    async def prune_consumers(self, queues: Sequence[str], idle_ms: int) -> int:
+        """Delete consumers idle for `idle_ms` with nothing pending (nodes gone for good)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for queue in queues:
+            pipe.xinfo_consumers(self.stream(queue), PERSISTER_GROUP)
+        results = await self._execute(pipe)
+        pipe = self.redis.pipeline(transaction=False)
+        dropped = 0
+        for queue, consumers in zip(queues, results, strict=True):
+            if isinstance(consumers, Exception):
+                continue
+            for c in consumers:
+                if int(c["pending"]) == 0 and int(c["idle"]) > idle_ms:
+                    pipe.xgroup_delconsumer(self.stream(queue), PERSISTER_GROUP, c["name"])
+                    dropped += 1
+        if dropped:
+            await self._execute(pipe)
+        return dropped
+
+    async def entries(self, queue: str) -> list[StreamEvent]:
+        """Every event still in the queue's stream, oldest first (for a rebuild)."""
+        raw = await self._call(self.redis.xrange(self.stream(queue), "-", "+"))
+        events = (parse_entry(queue, entry_id, fields) for entry_id, fields in raw)
+        return [e for e in events if e is not None]
+
+    async def restore(self, queue: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Run restore.lua: replace the queue's live state if it is still as `payload` expects."""
+        k = self.store.keys(queue)
+        keys = [k.meta, k.line, k.tickets, k.called, k.counters, k.finished]
+        args = [k.channel, orjson.dumps(payload).decode()]
+        raw = await self._call(self._restore(keys=keys, args=args))
+        result = cast(dict[str, Any], orjson.loads(raw))
+        if "error" in result:
+            raise ValueError(f"restore of {queue} refused: {result['error']}")
+        if result["restored"]:
+            await self._call(self.redis.sadd(queues_index(self.store.prefix), queue))
+        return result
