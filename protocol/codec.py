@@ -76,6 +76,20 @@ class Codec(enum.Enum):
         return server_message(self.loads(frame))
 
 
+def position_json(ticket_id: str, position: int, waiting: int, eta_s: int | None, seq: int) -> bytes:
+    """`Codec.JSON.encode(Position(...))`, byte for byte, without building the message.
+
+    The hot path of the fan-out writes one of these per moved watcher; a template is about
+    three times cheaper than a dataclass, a dict and orjson. Ticket ids are `[a-z0-9.-]` only,
+    so nothing needs escaping.
+    """
+    eta = "null" if eta_s is None else str(eta_s)
+    return (
+        f'{{"type":"position","ticket_id":"{ticket_id}","position":{position},'
+        f'"waiting":{waiting},"eta_s":{eta},"seq":{seq}}}'
+    ).encode()
+
+
 def negotiate(offered: Iterable[str]) -> tuple[Codec, str | None]:
     """Pick the codec for the subprotocols a client offered, in the client's order.
 

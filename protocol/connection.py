@@ -85,22 +85,29 @@ class Connection:
             return False
         if isinstance(message, Error):
             return True
+        if isinstance(message, Position):
+            return self.allow_position(message.position, message.waiting, message.eta_s, message.seq)
         if message.seq < self.last_seq:
             return False
-        if isinstance(message, Position):
-            shown = (message.position, message.waiting, message.eta_s)
-            if message.seq == self.last_seq and shown == self._last_position:
-                return False
-            self._last_position = shown
-        else:
-            # The same event can arrive twice (a node's notice and a direct answer, or a
-            # resync): send it once.
-            event = (type(message), message.seq)
-            if event == self._last_event:
-                return False
-            self._last_event = event
-            self._last_position = None
+        # The same event can arrive twice (a node's notice and a direct answer, or a resync):
+        # send it once.
+        event = (type(message), message.seq)
+        if event == self._last_event:
+            return False
+        self._last_event = event
+        self._last_position = None
         self.last_seq = message.seq
+        return True
+
+    def allow_position(self, position: int, waiting: int, eta_s: int | None, seq: int) -> bool:
+        """`outgoing()` for a position, from its fields (the fan-out's hot path)."""
+        if self.state is State.CLOSED or seq < self.last_seq:
+            return False
+        shown = (position, waiting, eta_s)
+        if seq == self.last_seq and shown == self._last_position:
+            return False
+        self._last_position = shown
+        self.last_seq = seq
         return True
 
     def _reject(self, exc: ProtocolError) -> Reject:

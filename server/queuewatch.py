@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from protocol.codec import Codec, position_json
 from protocol.connection import Connection
 from protocol.eta import EtaEstimator
 from protocol.flush import FlushPolicy
@@ -152,10 +153,19 @@ class QueueWatch:
             eta = self.eta.estimate_s(position, now) if open_queue else None
             if eta is not None and self.quote is not None:
                 self.quote(self.name, number, position, eta)
-            message = Position(ticket_id(self.name, number), position, waiting, eta, seq)
-            cache: dict[object, bytes] = {}
+            tid = f"{self.name}.{number}"
+            json_frame: bytes | None = None
             for watcher in group:
-                watcher.send(message, cache)
+                conn = watcher.conn
+                if not conn.allow_position(position, waiting, eta, seq):
+                    continue
+                if conn.codec is Codec.JSON:  # encoded once per ticket, from a template
+                    if json_frame is None:
+                        json_frame = position_json(tid, position, waiting, eta, seq)
+                    frame = json_frame
+                else:
+                    frame = conn.codec.encode(Position(tid, position, waiting, eta, seq))
+                watcher.outbox.offer(frame, replaceable=True)
 
     def reset(self, snapshot: Snapshot, views: dict[int, TicketView]) -> None:
         """Start over from a snapshot: every watcher is rechecked, finished ones are told."""

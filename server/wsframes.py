@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import logging
+import struct
 from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any
@@ -199,3 +200,13 @@ def http_response(
         if name not in response_headers:
             response_headers[name] = value
     return Response(status, phrase, response_headers, body)
+
+
+def frame_header(length: int, text: bool) -> bytes:
+    """The header of one unfragmented, unmasked server frame carrying `length` bytes."""
+    opcode = 0x81 if text else 0x82  # FIN + text / binary
+    if length < 126:
+        return bytes((opcode, length))
+    if length < 65536:
+        return struct.pack("!BBH", opcode, 126, length)
+    return struct.pack("!BBQ", opcode, 127, length)

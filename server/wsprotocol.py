@@ -34,6 +34,7 @@ from server.wsframes import (
     MessageAssembler,
     SansIOServer,
     accept_response,
+    frame_header,
     http_response,
     websocket_scope,
 )
@@ -180,13 +181,14 @@ class WebSocketProtocol(asyncio.Protocol):
     # The push path
 
     def write_message(self, payload: bytes, text: bool) -> None:
-        """Frames one message and writes it, without waiting; the caller checked the phase."""
-        if text:
-            self._conn.send_text(payload)
-        else:
-            self._conn.send_binary(payload)
-        for data in self._conn.data_to_send():
-            self.transport.write(data)
+        """Frames one message and writes it, without waiting; the caller checked the phase.
+
+        A server frame is unmasked and we never fragment, so the header is a few bytes we build
+        ourselves: websockets' sans-I/O framing costs about 1 us a frame on the fan-out's path.
+        Its state does not depend on outgoing data frames, and its own output is always flushed
+        before control returns to the loop, so frames keep their order.
+        """
+        self.transport.write(frame_header(len(payload), text) + payload)
 
     def buffered_bytes(self) -> int:
         return 0 if self.phase is Phase.CLOSED else self.transport.get_write_buffer_size()

@@ -3,7 +3,7 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from protocol.codec import Codec, negotiate
+from protocol.codec import Codec, negotiate, position_json
 from protocol.errors import InvalidUtf8, MalformedMessage, MessageTooBig, UnsupportedFrame
 from protocol.messages import Called, Error, Leave, Position, Status, Watch
 
@@ -92,3 +92,16 @@ def test_close_codes_follow_the_contract() -> None:
     assert InvalidUtf8("x").close_code == 1007
     assert UnsupportedFrame("x").close_code == 1003
     assert MessageTooBig("x").close_code == 1009
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        Position("front-desk.42", 3, 10, 120, 7),
+        Position("q.1", 1, 1, None, 0),
+        Position("a-b-c.123456789", 99999, 100000, 0, 2**40),
+    ],
+)
+def test_position_template_matches_the_codec(message: Position) -> None:
+    fields = (message.ticket_id, message.position, message.waiting, message.eta_s, message.seq)
+    assert position_json(*fields) == Codec.JSON.encode(message)
