@@ -39,6 +39,10 @@ unit: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m pytest -m soak $(PYTEST_ARGS)
 
+## bench: the fixed harness and persistence runs that write BENCHMARKS.md (about 6 minutes)
+bench: $(STAMP)
+	$(BIN)/python -m loadtest.bench --out BENCHMARKS.md
+
 ## browser-deps: Debian's Chromium for the browser tests (Playwright cannot download one here)
 browser-deps:
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)

@@ -76,7 +76,9 @@ class Codec(enum.Enum):
         return server_message(self.loads(frame))
 
 
-def position_json(ticket_id: str, position: int, waiting: int, eta_s: int | None, seq: int) -> bytes:
+def position_json(
+    ticket_id: str, position: int, waiting: int, eta_s: int | None, seq: int
+) -> bytes:
     """`Codec.JSON.encode(Position(...))`, byte for byte, without building the message.
 
     The hot path of the fan-out writes one of these per moved watcher; a template is about

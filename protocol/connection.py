@@ -86,7 +86,9 @@ class Connection:
         if isinstance(message, Error):
             return True
         if isinstance(message, Position):
-            return self.allow_position(message.position, message.waiting, message.eta_s, message.seq)
+            return self.allow_position(
+                message.position, message.waiting, message.eta_s, message.seq
+            )
         if message.seq < self.last_seq:
             return False
         # The same event can arrive twice (a node's notice and a direct answer, or a resync):

@@ -52,7 +52,14 @@ class EtaEstimator:
 
     def estimate_s(self, position: int, now_s: float) -> int | None:
         """Seconds until the ticket at `position` is called, or None if we cannot say."""
-        interval = self.current_interval_s(now_s)
-        if interval is None or position < 1:
-            return None
-        return max(0, round(position * interval))
+        return eta_for(position, self.current_interval_s(now_s))
+
+
+def eta_for(position: int, interval_s: float | None) -> int | None:
+    """The estimate for `position` given the current interval between calls (None: unknown).
+
+    Split out so a flush can read the interval once and apply it to thousands of positions.
+    """
+    if interval_s is None or position < 1:
+        return None
+    return max(0, round(position * interval_s))

@@ -24,6 +24,7 @@ from server.db.events import EventLog
 from server.errors import ApiError, Unavailable
 from server.fanout import Fanout
 from server.httpio import JSONResponse, error_response
+from server.outbox import Outbox
 from server.persister import Persister
 from server.recovery import Recovery
 from server.services import Services
@@ -52,6 +53,7 @@ async def readyz(request: Request) -> Response:
         "redis": redis_ok,
         "postgres": db_ok,
         "watchers": svc.fanout.watcher_count,
+        "frames_sent": Outbox.sent_total,
     }
     if svc.persister is not None:
         body["persistence"] = svc.persister.status()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass, replace
 
 from server.config import Secret, Settings
@@ -32,12 +33,15 @@ def start_embedded(settings: Settings) -> RunningServices:
             redis = EmbeddedRedis(data / "redis")
             url = redis.start()
             settings = replace(settings, redis_url=Secret(url))
-            print(f"vqueue: embedded Redis at {url} (data in {data / 'redis'})", flush=True)
+            print(f"vqueue: embedded Redis at {url} (data in {data / 'redis'})", file=sys.stderr)
         if settings.database_url is None:
             postgres = EmbeddedPostgres(data / "postgres")
             dsn = postgres.start()
             settings = replace(settings, database_url=Secret(dsn))
-            print(f"vqueue: embedded PostgreSQL at {dsn} (data in {data / 'postgres'})", flush=True)
+            print(
+                f"vqueue: embedded PostgreSQL at {dsn} (data in {data / 'postgres'})",
+                file=sys.stderr,
+            )
     except BaseException:
         for service in (redis, postgres):
             if service is not None:

@@ -16,7 +16,7 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 MAX_BACKLOG_FRAMES = 16
 # Above this many bytes in the transport's buffer, frames wait in the outbox instead.
@@ -33,10 +33,14 @@ class PushChannel(Protocol):
 
     def buffered_bytes(self) -> int: ...
 
+    def try_send(self, payload: bytes, text: bool, high_water_bytes: int) -> int: ...
+
     def abort(self) -> None: ...
 
 
 class Outbox:
+    sent_total: ClassVar[int] = 0  # frames written by every outbox of this process (/readyz)
+
     def __init__(self, text: bool, on_backlog: Callable[[Outbox], None]) -> None:
         self.text = text
         self.closed = False
@@ -100,12 +104,13 @@ class ChannelOutbox(Outbox):
         self.channel = channel
 
     def _try_write(self, frame: bytes) -> bool:
-        if self.channel.buffered_bytes() > HIGH_WATER_BYTES:
-            return False
-        if not self.channel.send(frame, self.text):
-            self.closed = True
-        self.frames_sent += 1
-        return True
+        sent = self.channel.try_send(frame, self.text, HIGH_WATER_BYTES)
+        if sent > 0:
+            self.frames_sent += 1
+            Outbox.sent_total += 1
+        elif sent < 0:
+            self.closed = True  # the frame is dropped with the connection: not counted as sent
+        return sent != 0
 
     def abort(self) -> None:
         self.closed = True
@@ -151,6 +156,7 @@ class AsgiOutbox(Outbox):
                     self.closed = True
                     return
                 self.frames_sent += 1
+                Outbox.sent_total += 1
                 self._busy_since = None
                 if not self._queue and self._backlog:
                     self.retry()

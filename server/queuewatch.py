@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from protocol.codec import Codec, position_json
 from protocol.connection import Connection
-from protocol.eta import EtaEstimator
+from protocol.eta import EtaEstimator, eta_for
 from protocol.flush import FlushPolicy
 from protocol.line import EventKind, LineMirror, Notice, Outcome, Snapshot
 from protocol.messages import Called, Position, ServerMessage, Status
@@ -60,6 +60,7 @@ class QueueWatch:
     drift_seq: int | None = None
     idle_since: float | None = None
     quote: Callable[[str, int, int, int], None] | None = None  # records each quoted ETA
+    quoted: set[int] = field(default_factory=set)  # tickets whose first ETA went to `quote`
 
     # -- watchers -------------------------------------------------------------------------------
 
@@ -73,6 +74,7 @@ class QueueWatch:
             group.discard(watcher)
             if not group:
                 del self.watchers[watcher.number]
+                self.quoted.discard(watcher.number)
                 self.dirty.discard(watcher.number)
                 if self.mirror is not None:
                     self.mirror.unwatch(watcher.number)
@@ -86,8 +88,8 @@ class QueueWatch:
             if self.mirror is not None:
                 self.mirror.watch(view.number)
             eta = self.eta_s(view.position, view.queue_state)
-            if eta is not None and self.quote is not None:
-                self.quote(self.name, view.number, view.position, eta)
+            if eta is not None and view.number not in self.quoted:
+                self._quote(view.number, view.position, eta)
             watcher.send(Position(tid, view.position, view.waiting, eta, view.seq))
         elif view.status == "called":
             watcher.send(Called(tid, view.counter, view.seq))
@@ -142,17 +144,18 @@ class QueueWatch:
         if mirror is None:
             return
         dirty, self.dirty = self.dirty, set()
-        now = time.time()
-        open_queue = mirror.state == "open"
+        # One ETA interval per flush, applied to every position.
+        interval = self.eta.current_interval_s(time.time()) if mirror.state == "open" else None
         waiting, seq = mirror.waiting, mirror.seq
+        quoted = self.quoted
         for number in dirty:
             group = self.watchers.get(number)
             position = mirror.position(number)
             if not group or position is None:
                 continue
-            eta = self.eta.estimate_s(position, now) if open_queue else None
-            if eta is not None and self.quote is not None:
-                self.quote(self.name, number, position, eta)
+            eta = eta_for(position, interval)
+            if eta is not None and number not in quoted:
+                self._quote(number, position, eta)
             tid = f"{self.name}.{number}"
             json_frame: bytes | None = None
             for watcher in group:
@@ -166,6 +169,12 @@ class QueueWatch:
                 else:
                     frame = conn.codec.encode(Position(tid, position, waiting, eta, seq))
                 watcher.outbox.offer(frame, replaceable=True)
+
+    def _quote(self, number: int, position: int, eta_s: int) -> None:
+        """Hand a ticket's first quoted ETA to `quote`, once: later flushes skip the call."""
+        self.quoted.add(number)
+        if self.quote is not None:
+            self.quote(self.name, number, position, eta_s)
 
     def reset(self, snapshot: Snapshot, views: dict[int, TicketView]) -> None:
         """Start over from a snapshot: every watcher is rechecked, finished ones are told."""

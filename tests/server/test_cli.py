@@ -96,3 +96,12 @@ def test_serve_with_nothing_configured_runs_embedded_services(tmp_path: Path) ->
     assert proc.returncode == 0, rest
     assert "redis on port" in rest and "postgres on port" in rest  # both stopped cleanly
     assert "Traceback" not in "".join(lines) + rest
+
+
+def test_venue_create_json_is_pure_json_with_embedded_services(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VQ_", "REDIS_", "DATABASE_"))}
+    env["VQ_DATA_DIR"] = str(tmp_path / "data")
+    done = vqueue(env, "venue", "create", "Shop", "--json")
+    assert done.returncode == 0, done.stderr
+    assert set(json.loads(done.stdout)) == {"venue_id", "staff_key"}
+    assert "embedded Redis" in done.stderr  # where the services run is still said, on stderr

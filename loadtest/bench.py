@@ -1,0 +1,239 @@
+"""`make bench`: a fixed set of harness runs against a fresh local server, into BENCHMARKS.md.
+
+The server is one `vqueue serve` process pinned to CPU 0 (its embedded Redis and PostgreSQL,
+started before the pinning, stay free to use either core); the harness and the baseline's
+clients run on CPU 1, the baseline server on CPU 0 like the server it stands beside. With
+REDIS_URL and DATABASE_URL set, those are used instead of embedded ones.
+
+Run: python -m loadtest.bench [--out BENCHMARKS.md] [--repeat 3] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from loadtest.benchdoc import render
+from loadtest.httpc import HttpClient
+
+START_TIMEOUT_S = 90.0
+SERVER_CPU, HARNESS_CPU = "0", "1"
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    args: tuple[str, ...]
+    target: bool  # one of the runs the issue's targets are judged on
+
+
+def specs(quick: bool) -> list[Spec]:
+    """The fixed set: two target runs at 10,000 watchers, then each scenario at 5,000."""
+    big, mid = ("2000", "1000") if quick else ("10000", "5000")
+    fixed = ("--leave-rate", "0", "--join-rate", "0", "--baseline")
+    target = ("--scenario", "steady", "--watchers", big, "--processes", "4")
+    scenario = ("--watchers", mid, "--processes", "2", "--duration", "12")
+    return [
+        Spec("latency", (*target, "--duration", "10", "--call-rate", "1", *fixed), True),
+        Spec("fanout", (*target, "--duration", "8", "--call-rate", "20", *fixed), True),
+        Spec("reconnect-storm", ("--scenario", "reconnect-storm", *scenario, "--call-rate", "1"),
+             False),
+        Spec("join-spike", ("--scenario", "join-spike", *scenario, "--call-rate", "1"), False),
+        Spec("slow-readers", ("--scenario", "slow-readers", *scenario, "--call-rate", "2"), False),
+    ]  # fmt: skip
+
+
+class Server:
+    """A `vqueue serve` child process on a free port, pinned to SERVER_CPU."""
+
+    def __init__(self, data_dir: Path, port: int) -> None:
+        self.data_dir = data_dir
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = {
+            **os.environ,
+            "VQ_DATA_DIR": str(data_dir),
+            "VQ_DEMO": "0",
+            "VQ_LOG_LEVEL": "WARNING",
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def vqueue(self, *args: str) -> str:
+        cmd = [sys.executable, "-m", "server", *args]
+        return subprocess.run(cmd, env=self.env, check=True, capture_output=True).stdout.decode()
+
+    def start(self) -> None:
+        log = (self.data_dir / "server.log").open("ab")
+        cmd = [sys.executable, "-m", "server", "serve", "--port", str(self.port)]
+        self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited; see {self.data_dir / 'server.log'}")
+            if _get(f"{self.url}/healthz") == 200:
+                break
+            time.sleep(0.2)
+        else:
+            raise RuntimeError("the server did not start in time")
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():  # every thread
+            os.sched_setaffinity(int(task.name), {int(SERVER_CPU)})
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _get(url: str) -> int | None:
+    import asyncio
+
+    async def once() -> int | None:
+        parts = url.split("/", 3)
+        client = HttpClient("/".join(parts[:3]), 1, timeout_s=2.0)
+        try:
+            return (await client.request("GET", "/" + parts[3])).status
+        except Exception:  # not up yet: any failure means "try again"
+            return None
+        finally:
+            await client.close()
+
+    return asyncio.run(once())
+
+
+def _put_queue(url: str, key: str, queue: str) -> None:
+    import asyncio
+
+    async def put() -> None:
+        client = HttpClient(url, 1)
+        try:
+            reply = await client.request("PUT", f"/v1/queues/{queue}", {"name": queue}, key)
+        finally:
+            await client.close()
+        if reply.status not in (200, 201):
+            raise RuntimeError(f"PUT /v1/queues/{queue} answered {reply.status}")
+
+    asyncio.run(put())
+
+
+def run_one(server: Server, key: str, spec: Spec, rep: int, out_dir: Path) -> dict[str, Any]:
+    queue = f"bench-{spec.name}-{rep}"
+    _put_queue(server.url, key, queue)
+    stem = out_dir / f"{spec.name}-{rep}"
+    args = [
+        "--url",
+        server.url,
+        "--queue",
+        queue,
+        "--staff-key",
+        "$STAFF_KEY",
+        *spec.args,
+        "--harness-cpus",
+        HARNESS_CPU,
+        "--baseline-cpus",
+        SERVER_CPU,
+        "--json",
+        f"{stem}.json",
+        "--html",
+        f"{stem}.html",
+        "--no-progress",
+    ]
+    if spec.target:
+        args[args.index("--no-progress") : args.index("--no-progress")] = [
+            "--server-pid",
+            str(server.proc.pid if server.proc else 0),
+        ]
+    shown = "vqueue loadtest " + shlex.join(args).replace("'$STAFF_KEY'", "$STAFF_KEY")
+    real = [a if a != "$STAFF_KEY" else key for a in args]
+    print(f"bench: {spec.name} #{rep}: {shown}", flush=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtest", *real], capture_output=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{spec.name} failed:\n{done.stdout.decode()[-3000:]}{done.stderr.decode()[-3000:]}"
+        )
+    report: dict[str, Any] = orjson.loads(Path(f"{stem}.json").read_bytes())
+    report["bench_command"] = shown
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.bench", description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each target run (median)")
+    parser.add_argument("--quick", action="store_true", help="small runs, for trying it out")
+    parser.add_argument("--keep", type=Path, default=None, help="keep JSON/HTML reports here")
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="vqueue-bench-"))
+    out_dir = args.keep or work / "reports"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    server = Server(work / "data", _free_port())
+    started = time.time()
+    load_before = os.getloadavg()
+    # The embedded services announce themselves on stdout too: the JSON is the last line.
+    created = server.vqueue("venue", "create", "Bench", "--json").strip().splitlines()[-1]
+    key = orjson.loads(created)["staff_key"]
+    server.start()
+    results: dict[str, list[dict[str, Any]]] = {}
+    try:
+        for spec in specs(args.quick):
+            reps = args.repeat if spec.target else 1
+            results[spec.name] = [run_one(server, key, spec, r + 1, out_dir) for r in range(reps)]
+    finally:
+        server.stop()
+    persist = _persistence(work / "persist.json", args.quick)
+    text = render(results, started, load_before, os.getloadavg(), args.quick, persist)
+    args.out.write_text(text)
+    print(f"bench: wrote {args.out} in {time.time() - started:.0f} s (reports in {out_dir})")
+    return 0
+
+
+PERSIST_ARGS = ("--rate", "2000", "--seconds", "15", "--backlog", "50000")
+PERSIST_QUICK_ARGS = ("--rate", "500", "--seconds", "5", "--backlog", "5000")
+
+
+def _persistence(out: Path, quick: bool) -> dict[str, Any]:
+    """Run the persistence benchmark (its own Redis and PostgreSQL) and return its result."""
+    argv = [
+        sys.executable,
+        "-m",
+        "loadtest.bench_persist",
+        *(PERSIST_QUICK_ARGS if quick else PERSIST_ARGS),
+    ]
+    subprocess.run([*argv, "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
+    result: dict[str, Any] = orjson.loads(out.read_bytes())
+    result["command"] = " ".join(["python -m loadtest.bench_persist", *argv[3:]])
+    return result
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""What one harness run is asked to do."""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+MAX_SOCKETS_PER_PROCESS = 18_000  # the open-file limit is 20,000; keep room for the rest
+
+
+class Scenario(enum.Enum):
+    STEADY = "steady"
+    JOIN_SPIKE = "join-spike"
+    RECONNECT_STORM = "reconnect-storm"
+    SLOW_READERS = "slow-readers"
+
+
+@dataclass(frozen=True)
+class Options:
+    url: str
+    queue: str
+    staff_key: str
+    scenario: Scenario = Scenario.STEADY
+    watchers: int = 500
+    duration_s: float = 30.0
+    call_rate: float = 2.0
+    processes: int = 1
+    json_path: Path | None = None
+    html_path: Path | None = None
+    baseline: bool = False
+    join_rate: float | None = None  # None: call rate + leave rate, so the line keeps its length
+    leave_rate: float = 0.2
+    slow_share: float = 0.1
+    codec: str = "vq1.json"
+    join_concurrency: int = 32
+    harness_cpus: tuple[int, ...] | None = None
+    baseline_cpus: tuple[int, ...] | None = None
+    server_pid: int | None = None
+    quiet_s: float = 1.5
+    progress: bool = True
+    seed: int = 1
+
+    @property
+    def ws_url(self) -> str:
+        parts = urlsplit(self.url)
+        return f"ws://{parts.netloc}/v1/ws"
+
+    @property
+    def base_url(self) -> str:
+        return self.url.rstrip("/")
+
+    @property
+    def churn_join_rate(self) -> float:
+        return self.call_rate + self.leave_rate if self.join_rate is None else self.join_rate
+
+    def source_addresses(self) -> list[str | None]:
+        """One loopback source address per process (127.0.0.2, .3, ...) on a loopback target.
+
+        One source address reaches one server port only ~28k times (FIELD-NOTES); spreading
+        also keeps each process's sockets apart in the kernel's tables.
+        """
+        host = urlsplit(self.url).hostname or ""
+        try:
+            loopback = ipaddress.ip_address(host).version == 4 and host.startswith("127.")
+        except ValueError:
+            loopback = host == "localhost"
+        if not loopback:
+            return [None] * self.processes
+        return [f"127.0.0.{2 + i}" for i in range(self.processes)]
+
+    def shares(self, total: int) -> list[int]:
+        """`total` split over the processes as evenly as possible."""
+        base, extra = divmod(total, self.processes)
+        return [base + (1 if i < extra else 0) for i in range(self.processes)]
+
+    def check(self) -> str | None:
+        """A problem with these options, in words, or None."""
+        if urlsplit(self.url).scheme != "http":
+            return "--url must be an http:// URL"
+        if self.watchers < 1 or self.processes < 1:
+            return "--watchers and --processes must be at least 1"
+        per_process = math.ceil(self.watchers / self.processes) * (2 if self.baseline else 1)
+        if per_process > MAX_SOCKETS_PER_PROCESS:
+            need = math.ceil(self.watchers * (2 if self.baseline else 1) / MAX_SOCKETS_PER_PROCESS)
+            return f"{per_process} sockets per process is too many: use --processes {need} or more"
+        if self.duration_s <= 0 or self.call_rate < 0:
+            return "--duration must be positive and --call-rate not negative"
+        if not 0.0 <= self.slow_share < 1.0:
+            return "--slow-share must be in [0, 1)"
+        return None

@@ -1,0 +1,52 @@
+"""What the harness can read about the server besides its API: memory and frame counters."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from loadtest.httpc import HttpClient, HttpError
+
+
+def rss_kib(pid: int | None) -> int | None:
+    """Resident memory of a local process, from /proc (None if unknown or not readable)."""
+    if pid is None:
+        return None
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return None
+
+
+async def server_frames_sent(base_url: str) -> int | None:
+    """The server's own count of WebSocket frames sent, if its /readyz reports `frames_sent`."""
+    http = HttpClient(base_url, 1, timeout_s=5.0)
+    try:
+        reply = await http.request("GET", "/readyz")
+    except HttpError:
+        return None
+    finally:
+        await http.close()
+    value = reply.body.get("frames_sent") if isinstance(reply.body, dict) else None
+    return value if isinstance(value, int) else None
+
+
+def cpu_s(pid: int | None) -> float | None:
+    """CPU time (user + system, all threads) a local process has used so far, in seconds.
+
+    Unlike wall time it does not grow while other programs hold the core, so frames per
+    CPU-second compares two servers fairly on a busy machine.
+    """
+    if pid is None:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / os.sysconf("SC_CLK_TCK")

@@ -1,0 +1,105 @@
+"""The staff side: call-next at a set rate, and the true line from the staff list endpoint.
+
+It runs in the main process, whose loop has little else to do, so the moment a call-next
+response is read (the anchor of update latency) is stamped without waiting behind the thousands
+of frames the worker processes are busy receiving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from loadtest.httpc import HttpClient, HttpError, error_kind
+
+STAFF_COUNTER = "loadtest"
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    sent_at: float  # time.time() just before the request was written
+    answered_at: float  # time.time() when the whole response had been read
+    status: int
+    ticket_id: str | None
+
+
+@dataclass
+class Staff:
+    base_url: str
+    queue: str
+    key: str
+    local_addr: str | None = None
+    calls: list[CallRecord] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self.http = HttpClient(self.base_url, 2, self.local_addr)
+
+    async def call_next(self, record: bool = True) -> CallRecord | None:
+        path = f"/v1/queues/{self.queue}/call-next"
+        sent = time.time()
+        try:
+            reply = await self.http.request("POST", path, {"counter": STAFF_COUNTER}, self.key)
+        except HttpError as exc:
+            self.errors[f"call_{exc.kind}"] += 1
+            return None
+        if reply.status not in (200, 204):
+            self.errors[f"call_{error_kind(reply)}"] += 1
+            return None
+        tid = reply.body.get("ticket_id") if reply.status == 200 else None
+        call = CallRecord(sent, reply.done_at, reply.status, tid)
+        if record:
+            self.calls.append(call)
+        return call
+
+    async def drain(self, limit: int) -> int:
+        """Call next until the line is empty (at most `limit` times); returns how many."""
+        for count in range(limit):
+            call = await self.call_next(record=False)
+            if call is None or call.status == 204:
+                return count
+        return limit
+
+    async def call_at_rate(self, rate: float, duration_s: float) -> None:
+        """Call next every 1/rate seconds on a fixed schedule (late calls do not pile up)."""
+        if rate <= 0:
+            await asyncio.sleep(duration_s)
+            return
+        interval = 1.0 / rate
+        start = time.monotonic()
+        k = 0
+        while True:
+            due = start + k * interval
+            if due - start >= duration_s:
+                break
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self.call_next()
+            k = max(k + 1, int((time.monotonic() - start) / interval))
+
+    async def queue_state(self) -> dict[str, Any]:
+        reply = await self.http.request("GET", f"/v1/queues/{self.queue}")
+        if reply.status != 200:
+            raise RuntimeError(f"GET /v1/queues/{self.queue}: {error_kind(reply)}")
+        assert isinstance(reply.body, dict)
+        return reply.body
+
+    async def truth(self) -> tuple[dict[str, int], int]:
+        """ticket id -> true position, from `GET /v1/queues/{q}/tickets`; and the line's length.
+
+        The server may list only the head of a long line: positions past the list's end are
+        then unknown, and the caller must not count them as mismatches.
+        """
+        reply = await self.http.request("GET", f"/v1/queues/{self.queue}/tickets", None, self.key)
+        if reply.status != 200:
+            raise RuntimeError(f"the staff list answered {error_kind(reply)}")
+        waiting = reply.body["waiting"]
+        total = int((await self.queue_state()).get("waiting") or 0)
+        return {row["ticket_id"]: index + 1 for index, row in enumerate(waiting)}, total
+
+    async def close(self) -> None:
+        await self.http.close()

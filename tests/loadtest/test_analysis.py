@@ -1,0 +1,87 @@
+"""The harness's pure parts: latency attribution, the final check, the statistics."""
+
+from __future__ import annotations
+
+from loadtest.analysis import Call, final_mismatches, update_latencies
+from loadtest.stats import bucket_counts, histogram, log_bins, percentile, summarize
+from loadtest.wsclient import OP_TEXT, client_frame, mask
+
+
+def test_each_call_is_matched_to_the_first_frame_that_reflects_it() -> None:
+    calls = [Call(seq=10, sent_at=0.9, answered_at=1.0), Call(seq=12, sent_at=1.9, answered_at=2.0)]
+    # frames at seq 10 (t=1.1) and 13 (t=2.3): the second reflects call 12 and a later event
+    got = update_latencies([5, 10, 13], [0.5, 1.1, 2.3], first_seq=5, end_seq=None, calls=calls)
+    assert [(k, round(a, 3), round(b, 3)) for k, a, b in got] == [(0, 0.1, 0.2), (1, 0.3, 0.4)]
+
+
+def test_a_coalesced_frame_answers_every_call_it_carries() -> None:
+    calls = [Call(11, 0.0, 1.0), Call(12, 0.0, 1.5), Call(13, 0.0, 1.7)]
+    got = update_latencies([3, 13], [0.1, 2.0], first_seq=3, end_seq=None, calls=calls)
+    assert [(k, round(a, 3)) for k, a, _ in got] == [(0, 1.0), (1, 0.5), (2, 0.3)]
+
+
+def test_calls_before_watching_or_after_the_end_are_not_samples() -> None:
+    calls = [Call(4, 0.0, 0.0), Call(8, 0.0, 1.0), Call(20, 0.0, 3.0)]
+    # watching from seq 5; called itself at seq 15 (so call 20 is not its business)
+    got = update_latencies([5, 8], [0.5, 1.2], first_seq=5, end_seq=15, calls=calls)
+    assert [k for k, _, _ in got] == [1]
+
+
+def test_a_call_with_no_frame_yet_gives_no_sample() -> None:
+    got = update_latencies([5], [0.5], first_seq=5, end_seq=None, calls=[Call(6, 0.0, 1.0)])
+    assert got == []
+
+
+def test_final_check_flags_wrong_and_stale_positions() -> None:
+    truth = {"q.2": 1, "q.3": 2}
+    seen = {
+        "q.2": ("position", 1),  # right
+        "q.3": ("position", 3),  # wrong place
+        "q.1": ("position", 1),  # called, but it never heard
+        "q.4": ("called", None),  # right: not waiting
+        "q.5": ("none", None),  # waiting but nothing ever arrived: wrong
+    }
+    truth["q.5"] = 3
+    found = {m.ticket_id: (m.seen, m.truth) for m in final_mismatches(seen, truth)}
+    assert found == {
+        "q.3": ("position 3", "position 2"),
+        "q.1": ("position 1", "not waiting"),
+        "q.5": ("none", "position 3"),
+    }
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    values = list(range(1, 101))
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert summarize([3.0, 1.0, 2.0])["max"] == 3.0
+    assert summarize([])["p99"] is None
+
+
+def test_histogram_and_buckets_count_every_sample() -> None:
+    edges = log_bins(0.5, 500.0)
+    samples = [0.4, 1.0, 10.0, 99.0, 1000.0]
+    assert sum(histogram(samples, edges)) == len(samples)
+    assert bucket_counts([0.05, 0.15, 0.16, 5.0], 0.0, 0.1, 3) == [1, 2, 0]
+
+
+def test_client_frames_are_masked_and_unmask_back() -> None:
+    frame = client_frame(OP_TEXT, b'{"type":"leave"}')
+    assert frame[0] == 0x81 and frame[1] & 0x80
+    key, body = frame[2:6], frame[6:]
+    assert mask(body, key) == b'{"type":"leave"}'
+
+
+def test_the_fast_position_check_agrees_with_the_protocol_parser() -> None:
+    import orjson
+
+    from loadtest.customer import position_fields
+    from protocol.codec import Codec
+    from protocol.messages import Position, server_message
+
+    frame = Codec.JSON.encode(Position("q.7", 3, 10, None, 42))
+    data = orjson.loads(frame)
+    assert position_fields(data) == ("q.7", 42, 3)
+    assert server_message(data) == Position("q.7", 3, 10, None, 42)
+    for broken in ({**data, "seq": "42"}, {**data, "eta_s": 1.5}, {**data, "type": "called"}, []):
+        assert position_fields(broken) is None

@@ -1,0 +1,211 @@
+"""The harness end to end: against a real server, and against a fake one that lies.
+
+Each run is `python -m loadtest` in a subprocess (the real command line, worker processes and
+all), with a few hundred watchers for a few seconds; the JSON report is what is checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from loadtest.cli import main
+from server.embedded import free_port
+from tests.conftest import ROOT, ServerProcess
+
+FAKE_SERVER = Path(__file__).with_name("fakeserver.py")
+
+
+async def run_harness(url: str, queue: str, key: str, out: Path, *extra: str) -> dict[str, Any]:
+    args = ["--url", url, "--queue", queue, "--staff-key", key, "--json", str(out)]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "loadtest",
+        *args,
+        "--no-progress",
+        *extra,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await proc.communicate()
+    assert proc.returncode == 0, output.decode()[-4000:]
+    report: dict[str, Any] = orjson.loads(await asyncio.to_thread(out.read_bytes))
+    return report
+
+
+@pytest.fixture
+def fake_server(tmp_path: Path) -> Iterator[Callable[[int], str]]:
+    import subprocess
+    import time
+
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(skew: int) -> str:
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, str(FAKE_SERVER), "--port", str(port), "--skew", str(skew)],
+            cwd=ROOT,
+        )
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"{url}/readyz", timeout=0.5)
+                return url
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise RuntimeError("fake server did not start")
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def test_the_final_check_fails_when_positions_are_wrong(
+    fake_server: Callable[[int], str], tmp_path: Path
+) -> None:
+    url = fake_server(1)  # every position it sends is one too many
+    report = await run_harness(
+        url,
+        "q",
+        "key",
+        tmp_path / "r.json",
+        "--watchers",
+        "60",
+        "--duration",
+        "2",
+        "--call-rate",
+        "4",
+    )
+    assert report["final_position_mismatches"] > 0
+    assert report["final_position_mismatches"] == report["final_checked"] - report["calls"]["made"]
+
+
+async def test_counts_agree_with_the_servers_own(
+    fake_server: Callable[[int], str], tmp_path: Path
+) -> None:
+    url = fake_server(0)
+    report = await run_harness(
+        url,
+        "q",
+        "key",
+        tmp_path / "r.json",
+        "--watchers",
+        "80",
+        "--duration",
+        "2",
+        "--call-rate",
+        "5",
+        "--processes",
+        "2",
+    )
+    assert report["final_position_mismatches"] == 0
+    server = report["server"]
+    assert server["frames_sent"] is not None and server["frames_sent"] > 0
+    assert server["frames_received"] == server["frames_sent"]
+    assert report["calls"]["attributed"] == report["calls"]["made"] > 0
+    assert report["update_latency_ms"]["count"] > 0
+
+
+async def _queue(server: ServerProcess, key: str, queue: str) -> None:
+    async with httpx.AsyncClient() as client:
+        reply = await client.put(
+            f"{server.url}/v1/queues/{queue}",
+            json={"name": queue},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert reply.status_code == 201, reply.text
+
+
+async def test_steady_run_against_a_real_server(
+    start_server: Callable[..., ServerProcess], make_venue: Any, tmp_path: Path
+) -> None:
+    _venue, key = await make_venue("Load")
+    server = start_server()
+    await _queue(server, key, "lt")
+    html = tmp_path / "r.html"
+    report = await run_harness(
+        server.url,
+        "lt",
+        key,
+        tmp_path / "r.json",
+        "--watchers",
+        "300",
+        "--processes",
+        "2",
+        "--duration",
+        "3",
+        "--call-rate",
+        "5",
+        "--html",
+        str(html),
+    )
+    assert report["errors"] == {}
+    assert report["final_position_mismatches"] == 0
+    assert report["final_checked"] >= 290
+    assert report["join_latency_ms"]["count"] >= 300
+    assert report["calls"]["attributed"] == report["calls"]["called_a_ticket"] > 0
+    assert report["update_latency_ms"]["count"] > 0
+    assert report["frames"]["called"] == report["calls"]["called_a_ticket"]
+    server_counts = report["server"]
+    if server_counts["frames_sent"] is not None:  # once /readyz reports the server's counter
+        assert server_counts["frames_received"] <= server_counts["frames_sent"]
+    assert "<svg" in await asyncio.to_thread(html.read_text)
+
+
+async def test_reconnect_storm_resumes_every_watcher(
+    start_server: Callable[..., ServerProcess], make_venue: Any, tmp_path: Path
+) -> None:
+    _venue, key = await make_venue("Storm")
+    server = start_server()
+    await _queue(server, key, "storm")
+    report = await run_harness(
+        server.url,
+        "storm",
+        key,
+        tmp_path / "r.json",
+        "--watchers",
+        "200",
+        "--duration",
+        "3",
+        "--call-rate",
+        "3",
+        "--scenario",
+        "reconnect-storm",
+    )
+    assert report["storm"]["dropped"] >= 190
+    assert report["reconnect_ms"]["count"] == report["storm"]["dropped"]
+    assert report["final_position_mismatches"] == 0
+    assert not [k for k in report["errors"] if k.startswith(("reconnect_gave_up", "storm_"))]
+
+
+def test_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in (
+        "--url",
+        "--queue",
+        "--staff-key",
+        "--scenario",
+        "--watchers",
+        "--duration",
+        "--call-rate",
+        "--processes",
+        "--json",
+        "--html",
+        "--baseline",
+    ):
+        assert option in text
