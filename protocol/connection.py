@@ -44,7 +44,11 @@ class Connection:
         self.state = State.AWAITING_WATCH
         self.ticket_id: str | None = None
         self.last_seq = -1
-        self._last_position: tuple[int, int, int | None] | None = None
+        # The last position sent, as plain fields: a tuple per frame would be garbage the
+        # collector has to chase on the fan-out's hottest path.
+        self._shown_position = 0
+        self._shown_waiting = 0
+        self._shown_eta: int | None = None
         self._last_event: tuple[type, int] | None = None
 
     # -- input ----------------------------------------------------------------------------------
@@ -97,7 +101,7 @@ class Connection:
         if event == self._last_event:
             return False
         self._last_event = event
-        self._last_position = None
+        self._shown_position = 0
         self.last_seq = message.seq
         return True
 
@@ -105,10 +109,14 @@ class Connection:
         """`outgoing()` for a position, from its fields (the fan-out's hot path)."""
         if self.state is State.CLOSED or seq < self.last_seq:
             return False
-        shown = (position, waiting, eta_s)
-        if seq == self.last_seq and shown == self._last_position:
+        if (
+            seq == self.last_seq
+            and position == self._shown_position
+            and waiting == self._shown_waiting
+            and eta_s == self._shown_eta
+        ):
             return False
-        self._last_position = shown
+        self._shown_position, self._shown_waiting, self._shown_eta = position, waiting, eta_s
         self.last_seq = seq
         return True
 

@@ -62,4 +62,4 @@ def eta_for(position: int, interval_s: float | None) -> int | None:
     """
     if interval_s is None or position < 1:
         return None
-    return max(0, round(position * interval_s))
+    return int(position * interval_s + 0.5)  # interval >= 0: rounds half up, never negative

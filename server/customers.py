@@ -10,6 +10,7 @@ from protocol.names import ticket_id
 from server.access import ticket_claim
 from server.errors import ApiError
 from server.httpio import JSONResponse, idempotency_key, optional_text, read_object
+from server.idempotency import replayable
 from server.queues import summary, with_live_queue
 from server.services import services
 
@@ -75,6 +76,6 @@ async def queue_summary(request: Request) -> Response:
 ROUTES = [
     Route("/v1/queues/{queue}/tickets", join, methods=["POST"]),
     Route("/v1/tickets/{ticket_id}", read_ticket, methods=["GET"]),
-    Route("/v1/tickets/{ticket_id}", leave, methods=["DELETE"]),
+    Route("/v1/tickets/{ticket_id}", replayable(leave), methods=["DELETE"]),
     Route("/v1/queues/{queue}", queue_summary, methods=["GET"]),
 ]

@@ -12,6 +12,7 @@ from protocol.names import is_slug, ticket_id
 from server.access import owned_queue, parse_ticket, staff_venue
 from server.errors import ApiError
 from server.httpio import JSONResponse, idempotency_key, optional_text, read_object
+from server.idempotency import replayable
 from server.queues import summary, with_live_queue
 from server.services import Services, services
 
@@ -137,13 +138,13 @@ async def list_tickets(request: Request) -> Response:
 
 
 ROUTES = [
-    Route("/v1/queues/{queue}", put_queue, methods=["PUT"]),
+    Route("/v1/queues/{queue}", replayable(put_queue), methods=["PUT"]),
     Route("/v1/queues/{queue}/call-next", call_next, methods=["POST"]),
-    Route("/v1/tickets/{ticket_id}/served", served, methods=["POST"]),
-    Route("/v1/tickets/{ticket_id}/no-show", no_show, methods=["POST"]),
+    Route("/v1/tickets/{ticket_id}/served", replayable(served), methods=["POST"]),
+    Route("/v1/tickets/{ticket_id}/no-show", replayable(no_show), methods=["POST"]),
     Route("/v1/queues/{queue}/tickets", list_tickets, methods=["GET"]),
     *(
-        Route(f"/v1/queues/{{queue}}/{action}", _state_action(action), methods=["POST"])
+        Route(f"/v1/queues/{{queue}}/{action}", replayable(_state_action(action)), methods=["POST"])
         for action in ("pause", "resume", "close", "open")
     ),
 ]

@@ -147,6 +147,15 @@ class Store:
         k = self.keys(queue)
         return await self._run("set_state", [k.meta, k.line, k.events], [k.channel, action])
 
+    async def remembered(self, name: str) -> bytes | None:
+        """A stored first answer for an idempotency key (see server.idempotency)."""
+        found: bytes | None = await self._guard(self.redis.get(f"{self.prefix}:idem:{name}"))
+        return found
+
+    async def remember(self, name: str, answer: bytes, ttl_s: int) -> None:
+        """Store a first answer; a concurrent first answer already stored wins."""
+        await self._guard(self.redis.set(f"{self.prefix}:idem:{name}", answer, ex=ttl_s, nx=True))
+
     # -- reads ----------------------------------------------------------------------------------
 
     async def queue_meta(self, queue: str) -> dict[str, str] | None:

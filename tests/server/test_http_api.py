@@ -434,3 +434,25 @@ def test_no_body_gets_a_500(shared_server: SharedServer, body: object, field: st
                 c.post("/v1/queues/fuzz/call-next", content=raw, headers=key),
             ):
                 assert r.status_code < 500, r.text
+
+
+def test_idempotency_key_replays_other_changes(
+    client: httpx.Client, queue: str, shared_server: SharedServer
+) -> None:
+    key = staff(shared_server.key)
+    t = join(client, queue)
+    client.post(f"/v1/queues/{queue}/call-next", headers=key)
+    url = f"/v1/tickets/{t['ticket_id']}/served"
+    first = client.post(url, headers={**key, "Idempotency-Key": "srv-1"})
+    again = client.post(url, headers={**key, "Idempotency-Key": "srv-1"})
+    assert (first.status_code, again.status_code) == (200, 200) and first.json() == again.json()
+    fresh = client.post(url, headers={**key, "Idempotency-Key": "srv-2"})
+    assert (fresh.status_code, error_code(fresh)) == (409, "ticket_finished")
+    # Someone else's credential with the same key does not get the stored answer.
+    stranger = client.post(
+        url, headers={**staff(shared_server.other_key), "Idempotency-Key": "srv-1"}
+    )
+    assert stranger.status_code == 403
+    for _ in range(2):
+        r = client.post(f"/v1/queues/{queue}/close", headers={**key, "Idempotency-Key": "close-1"})
+        assert r.status_code == 200 and r.json()["state"] == "closed"
