@@ -27,11 +27,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from server.db import Database
-from server.db.events import EventLog, NewEvent, Quote
+from server.db.events import EventLog, Quote
 from server.errors import Unavailable
+from server.events import StreamEvent
 from server.recovery import Recovery
 from server.store import Store
-from server.store.events import Backlog, EventStreams, StreamEvent
+from server.store.events import Backlog, EventStreams
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +74,6 @@ class QuoteBook:
 
     def give_back(self, quotes: list[Quote]) -> None:
         self._pending = (quotes + self._pending)[: self.MAX_PENDING]
-
-
-def _record(e: StreamEvent) -> NewEvent:
-    return NewEvent(e.queue, e.seq, e.kind, e.ticket, e.at_ms, e.epoch, e.data)
 
 
 def _percentile(samples: Sequence[int], q: float) -> int | None:
@@ -241,13 +238,12 @@ class Persister:
             self._held = []
 
     async def _insert(self, chunk: list[StreamEvent]) -> None:
-        rows = [_record(e) for e in chunk]
         backoff = 0.1
         while True:
             if self._stopping:  # leave the batch pending: another node (or our restart) claims it
                 raise asyncio.CancelledError
             try:
-                result = await self.log.insert(rows)
+                result = await self.log.insert(chunk)
                 break
             except Unavailable as exc:
                 self._postgres_down(exc, len(chunk))

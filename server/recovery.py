@@ -25,8 +25,9 @@ import orjson
 from server.config import Settings
 from server.db import Database
 from server.db.events import EventLog, QueueHead
+from server.events import StreamEvent
 from server.store import Store
-from server.store.events import EventStreams, StreamEvent
+from server.store.events import EventStreams
 
 log = logging.getLogger(__name__)
 

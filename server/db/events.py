@@ -13,13 +13,14 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 import asyncpg
 import orjson
 
 from server.db.core import Database
 from server.errors import Unavailable
+from server.events import QueueEvent
 
 log = logging.getLogger(__name__)
 
@@ -59,18 +60,6 @@ def to_time(ms: int) -> datetime:
 
 def to_ms(at: datetime) -> int:
     return (at - EPOCH) // MS
-
-
-class NewEvent(NamedTuple):
-    """An event to write, as the persister read it from a stream."""
-
-    queue: str
-    seq: int
-    kind: str
-    ticket: int | None
-    at_ms: int
-    epoch: str
-    data: dict[str, str | int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +122,7 @@ class EventLog:
         except CONNECTION_ERRORS as exc:
             raise Unavailable(f"postgres: {exc!r}") from exc
 
-    async def insert(self, events: Sequence[NewEvent]) -> InsertResult:
+    async def insert(self, events: Sequence[QueueEvent]) -> InsertResult:
         """Write a batch in one transaction; rows already there are skipped."""
         records = [
             (

@@ -24,6 +24,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError, ResponseError
 
 from server.errors import Unavailable
+from server.events import StreamEvent
 from server.keys import PERSISTER_GROUP, queues_index
 from server.store.core import Store
 
@@ -32,20 +33,6 @@ log = logging.getLogger(__name__)
 INT_FIELDS = frozenset({"waiting", "waited_ms", "service_ms"})
 CORE_FIELDS = frozenset({"seq", "type", "at", "epoch", "ticket"})
 STREAMS_PER_READ = 500  # keys per XREADGROUP: bounds one command's size on a node with many queues
-
-
-@dataclass(frozen=True, slots=True)
-class StreamEvent:
-    """One stream entry, parsed. `data` holds the type-specific fields (name, nonce, counter...)."""
-
-    queue: str
-    entry_id: str
-    seq: int
-    kind: str
-    ticket: int | None
-    at_ms: int
-    epoch: str
-    data: dict[str, str | int]
 
 
 @dataclass(frozen=True, slots=True)

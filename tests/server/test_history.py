@@ -4,6 +4,7 @@ estimate's measured error."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 import time
 from typing import Any
@@ -13,7 +14,8 @@ import pytest
 
 from protocol.eta import EtaEstimator
 from server.db import Database
-from server.db.events import EventLog, NewEvent, Quote
+from server.db.events import EventLog, Quote
+from server.events import QueueEvent
 from server.history import eta_seeder
 from server.store import Store
 from tests.server.test_persister import all_persisted, wait_for
@@ -25,11 +27,11 @@ BASE_MS = 1_700_002_800_000  # 2023-11-14T23:00:00Z, on the hour
 
 def _event(
     queue: str, seq: int, kind: str, ticket: int | None, at_ms: int, **data: Any
-) -> NewEvent:
-    return NewEvent(queue, seq, kind, ticket, at_ms, "ep", data)
+) -> QueueEvent:
+    return QueueEvent(queue, seq, kind, ticket, at_ms, "ep", data)
 
 
-def _history(queue: str) -> list[NewEvent]:
+def _history(queue: str) -> list[QueueEvent]:
     """Four customers over two hours: waits 60, 120, 180 s; service 30, 40 s; one no-show."""
     b = BASE_MS
     return [
@@ -55,7 +57,7 @@ async def test_insert_is_idempotent_and_stats_add_up(db: Database) -> None:
     assert (await log.insert(events[:7])).inserted == 7
     again = await log.insert(events)  # a redelivered batch overlapping the first
     assert (again.inserted, again.conflicts) == (5, [])
-    changed = events[0]._replace(kind="left")
+    changed = dataclasses.replace(events[0], kind="left")
     assert (await log.insert([changed])).conflicts == [(queue, 1)]  # reported, not stored
     await log.save_quotes(
         [Quote(queue, 1, BASE_MS + 1_000, 1, 50), Quote(queue, 2, BASE_MS + 1_000, 2, 140)]

@@ -4,19 +4,17 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
-import uvicorn
 from websockets.asyncio.client import connect
 
 from server.outbox import ChannelOutbox
 from server.sweeper import Sweeper
+from tests.server.threaded import serve_in_thread
 from tests.wsraw import RawWebSocket
 
 STUCK_CLOSE_S = 0.5
@@ -61,26 +59,9 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
 
 @pytest.fixture(scope="module")
 def port() -> Iterator[int]:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        app,
-        loop="uvloop",
-        http="httptools",
-        ws="server.wsprotocol:WebSocketProtocol",
-        lifespan="off",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 5
-    while not server.started:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    yield sock.getsockname()[1]
-    server.should_exit = True
-    thread.join(5)
+    running = serve_in_thread(app)
+    yield running.port
+    running.stop()
 
 
 async def wait_for(key: str, timeout_s: float = 10.0) -> Any:

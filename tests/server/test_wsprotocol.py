@@ -14,12 +14,10 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
-import uvicorn
 from uvicorn.protocols.utils import ClientDisconnected
 from websockets.asyncio.client import connect
 from websockets.client import ClientProtocol
@@ -29,6 +27,7 @@ from websockets.protocol import State
 from websockets.uri import parse_uri
 
 from server.wsprotocol import PushChannel, WebSocketProtocol
+from tests.server.threaded import RunningServer, serve_in_thread
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(10)]
 
@@ -175,43 +174,8 @@ class FastTimeouts(WebSocketProtocol):
     close_timeout_s = 0.5
 
 
-@dataclass
-class RunningServer:
-    server: uvicorn.Server
-    thread: threading.Thread
-    port: int
-
-    def url(self, path: str) -> str:
-        return f"ws://127.0.0.1:{self.port}{path}"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(5)
-        assert not self.thread.is_alive()
-
-
 def start_server(ws: Any = "server.wsprotocol:WebSocketProtocol", **options: Any) -> RunningServer:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        app,
-        loop="uvloop",
-        http="httptools",
-        ws=ws,
-        ws_max_size=MAX_SIZE_BYTES,
-        lifespan="off",
-        log_config=None,
-        **options,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 5
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)  # polls for startup, before any test runs
-    return RunningServer(server, thread, sock.getsockname()[1])
+    return serve_in_thread(app, ws, ws_max_size=MAX_SIZE_BYTES, **options)
 
 
 @pytest.fixture(scope="module")

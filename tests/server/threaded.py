@@ -1,0 +1,46 @@
+"""A real uvicorn server in a thread, for tests of the WebSocket layer with a tiny ASGI app."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+
+@dataclass
+class RunningServer:
+    server: uvicorn.Server
+    thread: threading.Thread
+    port: int
+
+    def url(self, path: str) -> str:
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(5)
+        assert not self.thread.is_alive()
+
+
+def serve_in_thread(
+    app: Any, ws: Any = "server.wsprotocol:WebSocketProtocol", **options: Any
+) -> RunningServer:
+    """uvicorn (uvloop, httptools) on a free port with vqueue's WebSocket protocol by default."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        app, loop="uvloop", http="httptools", ws=ws, lifespan="off", log_config=None, **options
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)  # polls for startup, before any test runs
+    return RunningServer(server, thread, sock.getsockname()[1])
