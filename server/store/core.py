@@ -184,10 +184,13 @@ class Store:
         position = None if rank is None else int(rank) + 1
         return _view(number, raw, position, int(waiting), int(seq), epoch.decode(), state.decode())
 
-    async def waiting_list(self, queue: str, limit: int = 10_000) -> list[tuple[int, str | None]]:
-        """The first `limit` waiting tickets in order, as (number, name)."""
+    async def waiting_list(
+        self, queue: str, limit: int | None = None
+    ) -> list[tuple[int, str | None]]:
+        """The waiting tickets in order (all of them, or the first `limit`), as (number, name)."""
         k = self.keys(queue)
-        numbers = await self._guard(self.redis.zrange(k.line, 0, limit - 1))
+        end = -1 if limit is None else limit - 1
+        numbers = await self._guard(self.redis.zrange(k.line, 0, end))
         if not numbers:
             return []
         raws = await self._guard(self.redis.hmget(k.tickets, numbers))
