@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -16,6 +18,15 @@ log = logging.getLogger(__name__)
 
 # Any 64-bit number, the same on every node: serialises concurrent migrations.
 MIGRATION_LOCK_ID = 0x7671756575650001
+# What "PostgreSQL is unreachable" looks like from asyncpg: answered as 503 / retried later.
+CONNECTION_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,18 +59,18 @@ class Database:
     async def close(self) -> None:
         await self.pool.close()
 
-    async def _fetch(self, method: str, query: str, *args: Any) -> Any:
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[Any]:
+        """A pooled connection; an unreachable PostgreSQL raises `Unavailable`."""
         try:
             async with self.pool.acquire(timeout=5) as conn:
-                return await getattr(conn, method)(query, *args)
-        except (
-            OSError,
-            asyncpg.PostgresConnectionError,
-            asyncpg.InterfaceError,
-            TimeoutError,
-        ) as exc:
-            log.warning("postgres unreachable: %s", exc)
-            raise Unavailable("the database is unreachable") from exc
+                yield conn
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable(f"the database is unreachable: {exc!r}") from exc
+
+    async def _fetch(self, method: str, query: str, *args: Any) -> Any:
+        async with self.connection() as conn:
+            return await getattr(conn, method)(query, *args)
 
     async def migrate(self) -> list[str]:
         """Apply the migrations not applied yet, each in its own transaction; return their names."""

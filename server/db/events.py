@@ -8,7 +8,6 @@ module as integer milliseconds, converted exactly (no float rounding).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from server.db.core import Database
+from server.db.core import CONNECTION_ERRORS, Database
 from server.errors import Unavailable
 from server.events import QueueEvent
 
@@ -28,16 +27,13 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MS = timedelta(milliseconds=1)
 COLUMNS = ("queue", "seq", "type", "ticket", "at", "epoch", "data")
 # Errors that mean "PostgreSQL is unreachable or going away", not "this query is wrong".
-CONNECTION_ERRORS = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.OperatorInterventionError,
-    asyncpg.InsufficientResourcesError,
-)
 MAX_INTERVAL_S = 30 * 60  # call gaps longer than this are breaks, as in protocol.eta
 
+# Each queue with the highest seq logged for it (an index probe per queue).
+HEADS = (
+    "SELECT q.slug, q.venue_id::text AS venue_id, q.name,"
+    " (SELECT max(e.seq) FROM queue_events e WHERE e.queue = q.slug) AS seq FROM queues q"
+)
 BATCH_TABLE = (
     "CREATE TEMP TABLE IF NOT EXISTS persist_batch ("
     " queue text, seq bigint, type text, ticket bigint, at timestamptz, epoch text, data jsonb"
@@ -113,14 +109,7 @@ class EventLog:
 
     def __init__(self, db: Database) -> None:
         self.pool = db.pool
-
-    @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Any]:
-        try:
-            async with self.pool.acquire(timeout=5) as conn:
-                yield conn
-        except CONNECTION_ERRORS as exc:
-            raise Unavailable(f"postgres: {exc!r}") from exc
+        self._connection = db.connection
 
     async def insert(self, events: Sequence[QueueEvent]) -> InsertResult:
         """Write a batch in one transaction; rows already there are skipped."""
@@ -176,21 +165,12 @@ class EventLog:
     async def heads(self) -> list[QueueHead]:
         """Every queue with the highest seq logged for it (an index probe per queue)."""
         async with self._connection() as conn:
-            rows = await conn.fetch(
-                "SELECT q.slug, q.venue_id::text AS venue_id, q.name,"
-                " (SELECT max(e.seq) FROM queue_events e WHERE e.queue = q.slug) AS seq"
-                " FROM queues q ORDER BY q.slug"
-            )
+            rows = await conn.fetch(HEADS + " ORDER BY q.slug")
         return [QueueHead(r["slug"], r["venue_id"], r["name"], r["seq"]) for r in rows]
 
     async def head(self, queue: str) -> QueueHead | None:
         async with self._connection() as conn:
-            row = await conn.fetchrow(
-                "SELECT q.slug, q.venue_id::text AS venue_id, q.name,"
-                " (SELECT max(e.seq) FROM queue_events e WHERE e.queue = q.slug) AS seq"
-                " FROM queues q WHERE q.slug = $1",
-                queue,
-            )
+            row = await conn.fetchrow(HEADS + " WHERE q.slug = $1", queue)
         return (
             None
             if row is None
