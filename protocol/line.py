@@ -14,7 +14,6 @@ from __future__ import annotations
 import enum
 from array import array
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import orjson
@@ -155,7 +154,3 @@ class LineMirror:
         self.state = snapshot.state
         self.numbers = array("q", sorted(snapshot.numbers))
         return list(self.watched)
-
-
-def numbers_of(items: Iterable[str | bytes | int]) -> tuple[int, ...]:
-    return tuple(int(x) for x in items)

@@ -51,7 +51,6 @@ class Fanout:
         self.flush_s = flush_ms / 1000.0
         self.check_s = check_s
         self.queues: dict[str, QueueWatch] = {}
-        self.resyncs = 0
         self.sweeper = Sweeper(stuck_close_s)
         self._notices = store.notices()
         self._tasks: list[asyncio.Task[None]] = []
@@ -183,7 +182,6 @@ class Fanout:
             except Unavailable:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
-        self.resyncs += 1
         if snap is None:  # Redis lost the queue: look again until it is rebuilt (a new epoch)
             qw.resyncing = False
             qw.pending.clear()

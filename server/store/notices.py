@@ -52,11 +52,6 @@ class NoticeStream:
         self._channels.pop(channel.encode(), None)
         await self._pubsub.unsubscribe(channel)
 
-    async def kill(self) -> None:
-        """Drop the connection (tests use this to prove that resync works)."""
-        if self._pubsub.connection is not None:
-            await self._pubsub.connection.disconnect()
-
     async def messages(self) -> AsyncIterator[tuple[str, bytes] | Resubscribed]:
         """Yield (queue, notice) and Resubscribed markers; survive Redis going away."""
         backoff = 0.1
