@@ -51,9 +51,14 @@ async def owned_queue(svc: Services, queue: str, venue_id: str) -> None:
     owner = meta.get("venue") if meta is not None else None
     if owner is None:
         row = await svc.db.queue(queue)
-        if row is None:
-            raise ApiError.from_code("queue_not_found")
-        owner = row.venue_id
+        owner = None if row is None else row.venue_id
+    require_owner(owner, venue_id)
+
+
+def require_owner(owner: str | None, venue_id: str) -> None:
+    """404 when the queue has no owner (it does not exist), 403 when it is another venue's."""
+    if owner is None:
+        raise ApiError.from_code("queue_not_found")
     if owner != venue_id:
         raise ApiError.from_code("forbidden", "this queue belongs to another venue")
 

@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from protocol.eta import EtaEstimator
 from protocol.names import is_slug, ticket_id
-from server.access import staff_venue
+from server.access import require_owner, staff_venue
 from server.db.events import EventLog, LoggedEvent, to_ms, to_time
 from server.errors import ApiError, Unavailable
 from server.httpio import JSONResponse
@@ -88,10 +88,7 @@ async def _venue_queue(request: Request) -> tuple[EventLog, str]:
     if not is_slug(queue):
         raise ApiError.from_code("queue_not_found")
     row = await svc.db.queue(queue)
-    if row is None:
-        raise ApiError.from_code("queue_not_found")
-    if row.venue_id != venue:
-        raise ApiError.from_code("forbidden", "this queue belongs to another venue")
+    require_owner(None if row is None else row.venue_id, venue)
     return EventLog(svc.db), queue
 
 
