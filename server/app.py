@@ -55,6 +55,7 @@ async def readyz(request: Request) -> Response:
         "postgres": db_ok,
         "watchers": svc.fanout.watcher_count,
         "frames_sent": Outbox.sent_total,
+        "resyncs": svc.fanout.resyncs,
     }
     if svc.persister is not None:
         body["persistence"] = svc.persister.status()

@@ -50,6 +50,14 @@ def _float(env: Mapping[str, str], name: str, default: float, low: float, high: 
     return value
 
 
+def _resync_check_s(env: Mapping[str, str]) -> float:
+    """The drift check's period; 0 turns it off (for tests and diagnosis)."""
+    value = _float(env, "VQ_RESYNC_CHECK_S", 2.0, 0.0, 60.0)
+    if 0 < value < 0.1:
+        raise ConfigError(f"VQ_RESYNC_CHECK_S must be 0 (off) or at least 0.1, got {value}")
+    return value
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     if raw == "":
@@ -71,7 +79,7 @@ class Settings:
     redis_prefix: str = "vq"
     flush_ms: float = 50.0
     stuck_close_s: float = 10.0
-    resync_check_s: float = 2.0
+    resync_check_s: float = 2.0  # 0: no periodic drift check
     ws_ping_s: float = 20.0
     persist_batch: int = 500
     demo: bool = True
@@ -103,7 +111,7 @@ class Settings:
             redis_prefix=prefix,
             flush_ms=_float(env, "VQ_FLUSH_MS", 50.0, 0.0, 5000.0),
             stuck_close_s=_float(env, "VQ_STUCK_CLOSE_S", 10.0, 0.5, 600.0),
-            resync_check_s=_float(env, "VQ_RESYNC_CHECK_S", 2.0, 0.1, 60.0),
+            resync_check_s=_resync_check_s(env),
             ws_ping_s=_float(env, "VQ_WS_PING_S", 20.0, 0.5, 600.0),
             persist_batch=int(_float(env, "VQ_PERSIST_BATCH", 500, 1, 10000)),
             demo=_bool(env, "VQ_DEMO", True),

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 UNSUBSCRIBE_GRACE_S = 10.0
 READY_TIMEOUT_S = 10.0
 RETRY_MISSING_S = 1.0
+RESYNC_REASONS = ("gap", "resubscribe", "reader_restart", "drift", "missing")
 
 
 async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
@@ -54,6 +55,8 @@ class Fanout:
         self.sweeper = Sweeper(stuck_close_s)
         self._notices = store.notices()
         self._tasks: list[asyncio.Task[None]] = []
+        # Resyncs started, by what caused them (/readyz): "drift" must stay 0 while notices flow.
+        self.resyncs: dict[str, int] = dict.fromkeys(RESYNC_REASONS, 0)
         # Hooks set by the app: prime a new queue's wait estimate from its history
         # (server.history), record the first estimate each ticket is quoted (server.persister).
         self.seed_eta: Callable[[str, EtaEstimator], Awaitable[None]] | None = None
@@ -124,14 +127,14 @@ class Fanout:
                 log.exception("notice reader failed; restarting it")
                 await asyncio.sleep(0.5)
                 for qw in self.queues.values():
-                    self._start_resync(qw)
+                    self._start_resync(qw, "reader_restart")
 
     async def _consume_notices(self) -> None:
         async for item in self._notices.messages():
             if isinstance(item, Resubscribed):
                 qw = self.queues.get(item.queue)
                 if qw is not None:
-                    self._start_resync(qw)
+                    self._start_resync(qw, "resubscribe")
                 continue
             queue, raw = item
             qw = self.queues.get(queue)
@@ -149,7 +152,7 @@ class Fanout:
 
     def _apply(self, qw: QueueWatch, notice: Notice) -> None:
         if qw.apply(notice) is Outcome.GAP:
-            self._start_resync(qw)
+            self._start_resync(qw, "gap")
             qw.pending.append(notice)
             return
         self._schedule_flush(qw)
@@ -166,9 +169,10 @@ class Fanout:
 
     # -- resync ---------------------------------------------------------------------------------
 
-    def _start_resync(self, qw: QueueWatch) -> None:
+    def _start_resync(self, qw: QueueWatch, reason: str) -> None:
         if qw.resyncing:
             return
+        self.resyncs[reason] += 1
         qw.resyncing = True
         asyncio.get_running_loop().create_task(self._resync(qw))
 
@@ -186,7 +190,9 @@ class Fanout:
             qw.resyncing = False
             qw.pending.clear()
             if self.queues.get(qw.name) is qw and qw.watchers:
-                asyncio.get_running_loop().call_later(RETRY_MISSING_S, self._start_resync, qw)
+                asyncio.get_running_loop().call_later(
+                    RETRY_MISSING_S, self._start_resync, qw, "missing"
+                )
             return
         qw.reset(snap, views)
         pending, qw.pending = qw.pending, []
@@ -202,8 +208,10 @@ class Fanout:
     async def _check_drift(self) -> None:
         """Every few seconds compare each queue's seq with Redis: lost last notices show here."""
         while True:
-            await asyncio.sleep(self.check_s)
+            await asyncio.sleep(self.check_s or UNSUBSCRIBE_GRACE_S / 2)
             await self._unsubscribe_idle()
+            if not self.check_s:  # VQ_RESYNC_CHECK_S=0: the drift check is off
+                continue
             names = [n for n, q in self.queues.items() if q.mirror is not None and not q.resyncing]
             if not names:
                 continue
@@ -223,7 +231,7 @@ class Fanout:
             qw.drift_seq = None
         elif qw.drift_seq is not None and qw.mirror.seq < qw.drift_seq:
             log.info("queue %s drifted (seq %s < %s); resyncing", qw.name, qw.mirror.seq, seq)
-            self._start_resync(qw)
+            self._start_resync(qw, "drift")
             qw.drift_seq = None
         else:  # maybe just in flight: look again next round
             qw.drift_seq = seq if epoch == qw.mirror.epoch else qw.mirror.seq + 1
