@@ -15,6 +15,8 @@ end
 
 -- Record one change: bump seq, append it to the queue's event stream (the outbox that the
 -- persister copies to PostgreSQL) and publish a compact notice for the nodes' watchers.
+-- SPUBLISH (sharded pub/sub, Redis 7+): on a Redis Cluster the notice stays in the queue's shard
+-- instead of being copied to every node; the channel shares the queue's hash tag.
 local function emit(meta, events, channel, kind, number, waiting, at, extra)
   local seq = redis.call('HINCRBY', meta, 'seq', 1)
   local epoch = redis.call('HGET', meta, 'epoch')
@@ -31,7 +33,7 @@ local function emit(meta, events, channel, kind, number, waiting, at, extra)
     if extra.counter then notice.c = extra.counter end
   end
   redis.call('XADD', events, '*', unpack(fields))
-  redis.call('PUBLISH', channel, cjson.encode(notice))
+  redis.call('SPUBLISH', channel, cjson.encode(notice))
   return seq
 end
 

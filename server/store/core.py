@@ -65,13 +65,36 @@ def _parse(raw: bytes | str) -> dict[str, Any]:
     return result
 
 
+CLUSTER_CONNECTIONS_PER_NODE = 512  # RedisCluster raises past its cap instead of waiting
+
+
 class Store:
-    def __init__(self, url: str, prefix: str = "vq", max_connections: int = 64) -> None:
-        # A blocking pool waits for a free connection instead of failing a burst (FIELD-NOTES).
-        self.pool = redis.BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=10, health_check_interval=15
-        )
-        self.redis = redis.Redis(connection_pool=self.pool)
+    """The live state. `cluster=True`: `url` names any node of a Redis Cluster.
+
+    Every script and every MULTI touches one queue's keys only (one hash slot), so the same code
+    runs on one Redis and on a cluster, where redis-py routes each call to the slot's primary and
+    follows MOVED replies and failovers.
+    """
+
+    def __init__(
+        self, url: str, prefix: str = "vq", max_connections: int = 64, *, cluster: bool = False
+    ) -> None:
+        self.url = url
+        self.cluster = cluster
+        if cluster:
+            # Same commands as redis.Redis; typed as one so that callers need no second path.
+            self.redis = cast(
+                redis.Redis,
+                redis.RedisCluster.from_url(
+                    url, max_connections=CLUSTER_CONNECTIONS_PER_NODE, health_check_interval=15
+                ),
+            )
+        else:
+            # A blocking pool waits for a free connection instead of failing a burst.
+            pool = redis.BlockingConnectionPool.from_url(
+                url, max_connections=max_connections, timeout=10, health_check_interval=15
+            )
+            self.redis = redis.Redis(connection_pool=pool)
         self.prefix = prefix
         self._scripts: dict[str, AsyncScript] = {
             name: self.redis.register_script(text) for name, text in _load_scripts().items()
@@ -79,7 +102,8 @@ class Store:
 
     async def close(self) -> None:
         await self.redis.aclose()
-        await self.pool.aclose()
+        if not self.cluster:
+            await self.redis.connection_pool.aclose()
 
     def keys(self, queue: str) -> QueueKeys:
         return queue_keys(self.prefix, queue)
