@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 IDEMPOTENCY_TTL_S = 24 * 3600
 SCRIPT_NAMES = ("join", "call_next", "finish", "leave", "set_state", "upsert_queue")
+# Reads that must agree run as scripts too: a MULTI is not usable on redis-py's asyncio cluster.
+READ_SCRIPT_NAMES = ("read_meta", "read_ticket", "read_snapshot")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +56,9 @@ class TicketView:
 def _load_scripts() -> dict[str, str]:
     folder = resources.files("server") / "scripts"
     prelude = (folder / "common.lua").read_text()
-    return {name: prelude + "\n" + (folder / f"{name}.lua").read_text() for name in SCRIPT_NAMES}
+    changes = {name: prelude + "\n" + (folder / f"{name}.lua").read_text() for name in SCRIPT_NAMES}
+    reads = {name: (folder / f"{name}.lua").read_text() for name in READ_SCRIPT_NAMES}
+    return changes | reads
 
 
 def _parse(raw: bytes | str) -> dict[str, Any]:
@@ -115,6 +119,9 @@ class Store:
             log.warning("redis script %s failed: %s", name, exc)
             raise Unavailable("the live queue store is unreachable") from exc
         return _parse(cast(bytes, raw))
+
+    async def _read(self, name: str, keys: list[str], args: list[str | int]) -> Any:
+        return await self._guard(self._scripts[name](keys=keys, args=args))
 
     async def _guard(self, awaitable: Awaitable[Any]) -> Any:
         try:
@@ -185,24 +192,17 @@ class Store:
     async def queue_meta(self, queue: str) -> dict[str, str] | None:
         """The queue's live summary fields plus `waiting`, or None when Redis has no such queue."""
         k = self.keys(queue)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hgetall(k.meta)
-        pipe.zcard(k.line)
-        meta, waiting = await self._guard(pipe.execute())
-        if not meta:
+        flat, waiting = await self._read("read_meta", [k.meta, k.line], [])
+        if not flat:
             return None
-        fields = {key.decode(): value.decode() for key, value in meta.items()}
+        fields = {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
         fields["waiting"] = str(waiting)
         return fields
 
     async def ticket(self, queue: str, number: int) -> TicketView | None:
         k = self.keys(queue)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hget(k.tickets, str(number))
-        pipe.zrank(k.line, str(number))
-        pipe.zcard(k.line)
-        pipe.hmget(k.meta, ["seq", "epoch", "state"])
-        raw, rank, waiting, (seq, epoch, state) = await self._guard(pipe.execute())
+        reply = await self._read("read_ticket", [k.meta, k.line, k.tickets], [number])
+        raw, rank, waiting, (seq, epoch, state) = reply
         if raw is None or seq is None:
             return None
         position = None if rank is None else int(rank) + 1
@@ -240,22 +240,18 @@ class Store:
     async def snapshot(
         self, queue: str, numbers: list[int]
     ) -> tuple[Snapshot | None, dict[int, TicketView]]:
-        """The queue's line and the given tickets, read in one MULTI so they agree."""
+        """The queue's line and the given tickets, read by one script so they agree."""
         k = self.keys(queue)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hmget(k.meta, ["epoch", "seq", "state"])
-        pipe.zrange(k.line, 0, -1)
-        if numbers:
-            pipe.hmget(k.tickets, [str(n) for n in numbers])
-        rows = await self._guard(pipe.execute())
-        (epoch, seq, state), line = rows[0], rows[1]
+        args: list[str | int] = [str(n) for n in numbers]
+        meta, line, raws = await self._read("read_snapshot", [k.meta, k.line, k.tickets], args)
+        epoch, seq, state = meta
         if epoch is None:
             return None, {}
         snap = Snapshot(epoch.decode(), int(seq), state.decode(), tuple(int(n) for n in line))
         views: dict[int, TicketView] = {}
         if numbers:
             rank = {n: i + 1 for i, n in enumerate(snap.numbers)}
-            for number, raw in zip(numbers, rows[2], strict=True):
+            for number, raw in zip(numbers, raws, strict=True):
                 if raw is not None:
                     views[number] = _view(
                         number, raw, rank.get(number), len(line), snap.seq, snap.epoch, snap.state
