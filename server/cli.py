@@ -128,6 +128,8 @@ def serve(settings: Settings, host: str, port: int) -> int:
             ws="server.wsprotocol:WebSocketProtocol",
             ws_max_size=64 * 1024,
             ws_per_message_deflate=False,
+            proxy_headers=True,  # the client's address, from a trusted balancer's X-Forwarded-For
+            forwarded_allow_ips=settings.forwarded_allow_ips,
             ws_ping_interval=settings.ws_ping_s,
             ws_ping_timeout=settings.ws_ping_s,
             lifespan="on",

@@ -78,6 +78,7 @@ class Settings:
     data_dir: Path = field(default_factory=lambda: Path(".vqueue"))
     redis_prefix: str = "vq"
     redis_cluster: bool = False  # REDIS_URL names one node of a Redis Cluster
+    forwarded_allow_ips: str = "127.0.0.1"  # balancers whose X-Forwarded-For is believed
     flush_ms: float = 50.0
     stuck_close_s: float = 10.0
     resync_check_s: float = 2.0  # 0: no periodic drift check
@@ -114,6 +115,7 @@ class Settings:
             data_dir=Path(env.get("VQ_DATA_DIR") or ".vqueue"),
             redis_prefix=prefix,
             redis_cluster=cluster,
+            forwarded_allow_ips=env.get("VQ_FORWARDED_ALLOW_IPS") or "127.0.0.1",
             flush_ms=_float(env, "VQ_FLUSH_MS", 50.0, 0.0, 5000.0),
             stuck_close_s=_float(env, "VQ_STUCK_CLOSE_S", 10.0, 0.5, 600.0),
             resync_check_s=_resync_check_s(env),

@@ -62,7 +62,8 @@ class WatchEndpoint:
         if connect["type"] != "websocket.connect":
             return
         if not origin_allowed(headers, svc.settings.allowed_origins):
-            log.info("refused a WebSocket from origin %r", headers.get("origin", "")[:100])
+            origin, client = headers.get("origin", "")[:100], scope.get("client")
+            log.info("refused a WebSocket from origin %r (client %s)", origin, client and client[0])
             await send({"type": "websocket.close", "code": closecodes.POLICY_VIOLATION})
             return
         codec, subprotocol = negotiate(scope.get("subprotocols") or ())

@@ -208,21 +208,28 @@ async def test_watchers_on_every_node_end_exact_on_a_redis_cluster(
 
 
 async def assert_persisted(run: Run, cluster: RedisCluster, db: Database) -> None:
-    """The persisters, reading each stream in its own shard, wrote every event to PostgreSQL."""
+    """The persisters wrote every event of two queues in different shards to PostgreSQL (one
+    command may not name streams of two slots: each stream is read in its own shard)."""
+    home = cluster.primary_for(f"{{{run.queue}}}").port
+    names = (f"{run.queue}-{i}" for i in range(100))
+    other = next(n for n in names if cluster.primary_for(f"{{{n}}}").port != home)
+    r = await run.clients[1].put(f"/v1/queues/{other}", json={"name": "X"}, headers=run.auth)
+    assert r.status_code == 201, r.text
+    for _ in range(3):
+        assert (await run.send(2, "POST", f"/v1/queues/{other}/tickets", json={})).is_success
     store = Store(cluster.url, run.nodes[0].env["VQ_REDIS_PREFIX"], cluster=True)
-    ((_, seq),) = await store.seqs([run.queue])
+    seqs = await store.seqs([run.queue, other])
+    expected = {run.queue: seqs[0][1], other: seqs[1][1]}
     await store.close()
+    query = "SELECT queue, count(*), max(seq) FROM queue_events GROUP BY queue"
     deadline = time.monotonic() + 20
     async with db.pool.acquire() as conn:
         while True:
-            row = await conn.fetchrow(
-                "SELECT count(*) AS n, max(seq) AS last FROM queue_events WHERE queue = $1",
-                run.queue,
-            )
-            if (row["n"], row["last"]) == (seq, seq) or time.monotonic() > deadline:
+            found = {q: (n, last) for q, n, last in await conn.fetch(query)}
+            if found == {q: (s, s) for q, s in expected.items()} or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.1)
-    assert (row["n"], row["last"]) == (seq, seq)
+    assert found == {q: (s, s) for q, s in expected.items()}
 
 
 @pytest.mark.timeout(300)
