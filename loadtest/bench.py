@@ -197,7 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
     persist = _persistence(work / "persist.json", args.quick)
+    from loadtest.bench_scale import render as render_scale  # it builds on this module
+
+    scale = _scale(work / "scale.json", args.quick)
     text = render(results, started, load_before, os.getloadavg(), args.quick, persist)
+    text += "\n" + render_scale(scale)
     args.out.write_text(text)
     print(f"bench: wrote {args.out} in {time.time() - started:.0f} s (reports in {out_dir})")
     return 0
@@ -218,6 +222,14 @@ def _persistence(out: Path, quick: bool) -> dict[str, Any]:
     subprocess.run([*argv, "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
     result: dict[str, Any] = orjson.loads(out.read_bytes())
     result["command"] = " ".join(["python -m loadtest.bench_persist", *argv[3:]])
+    return result
+
+
+def _scale(out: Path, quick: bool) -> dict[str, Any]:
+    """Run the scale bench (its own nodes, Redis and PostgreSQL) and return its result."""
+    argv = [sys.executable, "-m", "loadtest.bench_scale", *(["--quick"] if quick else [])]
+    subprocess.run([*argv, "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
+    result: dict[str, Any] = orjson.loads(out.read_bytes())
     return result
 
 

@@ -82,8 +82,8 @@ def worker_specs(options: Options) -> list[WorkerSpec]:
     return [
         WorkerSpec(
             index=i,
-            base_url=options.base_url,
-            ws_url=options.ws_url,
+            base_url=options.node_base_url(i),
+            ws_url=options.node_ws_url(i),
             queue=options.queue,
             codec=options.codec,
             local_addr=addr,
