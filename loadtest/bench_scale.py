@@ -146,11 +146,13 @@ def balancer_run(cluster: Cluster, watchers: int, out: Path) -> dict[str, Any] |
         proc.wait(10)
 
 
-def run(quick: bool, work: Path) -> dict[str, Any]:
+def run(quick: bool, work: Path, max_watchers: int | None = None) -> dict[str, Any]:
     steps: list[dict[str, Any]] = []
     cluster = Cluster(work)
     try:
         for watchers in QUICK_STEPS if quick else STEPS:
+            if max_watchers is not None and watchers > max_watchers:
+                break
             cluster.fresh(math.ceil(watchers / NODE_WATCHERS))
             urls = [n.url for n in cluster.nodes]
             steps.append(harness(urls, cluster, watchers, work / f"step-{watchers}.json"))
@@ -196,8 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.bench_scale", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small steps, for trying it out")
     parser.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
+    parser.add_argument("--max-watchers", type=int, default=None, help="stop before this step")
     args = parser.parse_args(argv)
-    result = run(args.quick, Path(tempfile.mkdtemp(prefix="vqueue-scale-")))
+    work = Path(tempfile.mkdtemp(prefix="vqueue-scale-"))
+    result = run(args.quick, work, args.max_watchers)
     if args.out is not None:
         args.out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
     print(render(result))
