@@ -7,7 +7,7 @@ there is one "shard", the server itself.
 
 Pub/sub is at-most-once. Every (re)confirmed subscription is reported as `Resubscribed`, so the
 fan-out reloads that queue: whatever was published while a connection was down is lost, and only
-a snapshot can say what changed (docs/protocol.md, "Recovery"). When a shard's connection fails
+a snapshot can say what changed (docs/architecture.md, invariant 3). When a shard's connection fails
 for good (its primary died) or the server moves a channel away (`sunsubscribe` we did not ask
 for: a failover or a slot migration), the topology is re-read and each of that shard's channels
 is subscribed again at the primary that owns its slot now, which confirms it as `Resubscribed`.
