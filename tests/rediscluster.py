@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import redis
 
-from server.embedded import _find_redis_server
+from server.embedded import _find_redis_server, _port_is_free
 
 HOST = "127.0.0.1"
 SLOTS = 16384
@@ -25,21 +24,11 @@ NODE_TIMEOUT_MS = 1000  # how long a silent primary is tolerated before its repl
 START_TIMEOUT_S = 30.0
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-        return True
-
-
 def _cluster_ports(count: int) -> list[int]:
     ports: list[int] = []
     while len(ports) < count:
         port = random.randrange(20_000, 30_000)  # bus ports land in 30,000-40,000
-        if port not in ports and _free(port) and _free(port + 10_000):
+        if port not in ports and _port_is_free(port) and _port_is_free(port + 10_000):
             ports.append(port)
     return ports
 
