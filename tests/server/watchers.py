@@ -90,3 +90,11 @@ async def settle(
         await asyncio.sleep(0.1)
         wrong = await mismatches(watchers, http, queue, key)
     return wrong
+
+
+async def resync_counts(url: str) -> dict[str, int]:
+    """A node's resyncs so far, by reason, from its `/readyz`."""
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        r = await http.get("/readyz")
+    counts: dict[str, int] = r.json()["resyncs"]
+    return counts
