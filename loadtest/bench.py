@@ -163,7 +163,9 @@ def run_one(server: Server, key: str, spec: Spec, rep: int, out_dir: Path) -> di
     done = subprocess.run(
         [sys.executable, "-m", "loadtest", *real], capture_output=True, check=False
     )
-    if done.returncode != 0:
+    # 1 means a check failed (wrong positions, lost calls): the report says which, and
+    # BENCHMARKS.md shows it; anything else means there is no report to show.
+    if done.returncode not in (0, 1) or not Path(f"{stem}.json").exists():
         raise RuntimeError(
             f"{spec.name} failed:\n{done.stdout.decode()[-3000:]}{done.stderr.decode()[-3000:]}"
         )

@@ -27,6 +27,10 @@ seq); see the report's "method" section.
 The harness owns the queue while it runs: it first calls next until the line is empty (calls of
 tickets it does not watch could not be matched to a seq), then calls next at --call-rate, and
 leaves the tickets it created behind. Point it at a queue meant for testing.
+
+exit status: 0 when every check held; 1 when a watcher ended at a wrong position, a called
+ticket's watcher was never told, a ticket was called twice, or a worker failed; 2 on a usage
+error (bad options, unknown queue or key, server down).
 """
 
 
@@ -173,6 +177,10 @@ def main(argv: list[str]) -> int:
         return 1
     write_reports(result, options.json_path, options.html_path)
     print_summary(result)
+    if not result["verdict"]["passed"]:
+        failed = ", ".join(result["verdict"]["failed"])
+        print(f"vqueue loadtest: FAILED: {failed}", file=sys.stderr)
+        return 1
     return 0
 
 

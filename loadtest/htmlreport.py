@@ -122,6 +122,12 @@ def _cards(r: dict[str, Any]) -> str:
             f"{_num(r['final_checked'])} watchers checked",
             r["final_position_mismatches"] == 0,
         ),
+        _card(
+            "calls lost / called twice",
+            f"{r['verdict']['checks']['calls_lost']} / {r['verdict']['checks']['calls_twice']}",
+            "passed" if r["verdict"]["passed"] else "FAILED: " + ", ".join(r["verdict"]["failed"]),
+            r["verdict"]["passed"],
+        ),
     ]
     if r.get("reconnect_ms"):
         rc = r["reconnect_ms"]

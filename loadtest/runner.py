@@ -18,7 +18,7 @@ from loadtest.analysis import Call, final_mismatches
 from loadtest.httpc import HttpError
 from loadtest.options import Options, Scenario
 from loadtest.pool import Pool
-from loadtest.staff import Staff
+from loadtest.staff import CallRecord, Staff
 from loadtest.stats import add_into
 from loadtest.worker import WorkerSpec
 
@@ -156,6 +156,7 @@ async def check_final(run: Run) -> None:
     mismatches = []
     for tid, kind, position in checkable:
         mismatches.extend(final_mismatches({tid: (kind, position)}, truth))
+    watched = {tid for tid, _, _ in last_seen}
     run.final = {
         "checked": len(checkable),
         "beyond_staff_list": len(beyond),
@@ -167,7 +168,24 @@ async def check_final(run: Run) -> None:
         "errors": errors + run.staff.errors,
         "waiting_at_end": total,
         "staff_list_length": listed,
+        "calls_lost": lost_calls(run.staff.calls, watched, called),
+        "calls_twice": called_twice(run.staff.calls),
     }
+
+
+def lost_calls(calls: list[CallRecord], watched: set[str], told: dict[str, int]) -> list[str]:
+    """Tickets called (200) whose reading watcher, connected at the end, was never told."""
+    return [
+        c.ticket_id
+        for c in calls
+        if c.status == 200 and c.ticket_id in watched and c.ticket_id not in told
+    ]
+
+
+def called_twice(calls: list[CallRecord]) -> list[str]:
+    """Tickets that two call-next answers both named."""
+    counts = Counter(c.ticket_id for c in calls if c.status == 200 and c.ticket_id)
+    return sorted(tid for tid, n in counts.items() if n > 1)
 
 
 def _beyond(row: tuple[str, str, int | None], truth: dict[str, int], listed: int) -> bool:
