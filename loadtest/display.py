@@ -164,6 +164,17 @@ def _summary_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     if result.get("reconnect_ms"):
         rc = result["reconnect_ms"]
         rows.append(("reconnect p50 / p99 (ms)", f"{_fmt(rc['p50'])} / {_fmt(rc['p99'])}", "", ""))
+    if result.get("failover"):
+        fo = result["failover"]
+        rc = fo["recovery_ms"]
+        rows.append(
+            (
+                f"failover: {fo['recovered']}/{fo['watching']} back, p50 / p99 / max (ms)",
+                f"{_fmt(rc['p50'])} / {_fmt(rc['p99'])} / {_fmt(rc['max'])}",
+                "",
+                "",
+            )
+        )
     return rows  # fmt: skip
 
 

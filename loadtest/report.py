@@ -45,6 +45,10 @@ METHOD = {
     "with was told `called` on its watcher (if that watcher reads and is connected at the end), "
     "and no ticket was named by two call-next answers. The exit status is 0 only then, else 1.",
     "clock": "All cross-process times are time.time() on one host (one clock).",
+    "failover": "failover.recovery_ms: per watcher on the killed node, from the moment its "
+    "client saw the socket close to the arrival of its first frame on a surviving node (the "
+    "ticket's whole state, read when the node registered it). The final check then compares "
+    "every watcher with the truth.",
 }
 
 
@@ -68,6 +72,7 @@ def build(run: Run, command: str) -> dict[str, Any]:
         "calls": _calls(run),
         "reconnect_ms": summarize(x * 1000.0 for x in run.reconnect_s) if run.reconnect_s else None,
         "storm": run.storm or None,
+        "failover": _failover(run),
         "errors": dict(sorted(Counter(run.final["errors"]).items())),
         **_final(run),
         "verdict": verdict(run),
@@ -127,6 +132,14 @@ def _final(run: Run) -> dict[str, Any]:
     }
 
 
+def _failover(run: Run) -> dict[str, Any] | None:
+    """The node kill: how many watched, and per watcher, loss to state again (ms)."""
+    if not run.failover:
+        return None
+    recovery = summarize(x * 1000.0 for x in run.failover_s)
+    return {**run.failover, "recovered": len(run.failover_s), "recovery_ms": recovery}
+
+
 def verdict(run: Run) -> dict[str, Any]:
     """Whether every check held: `vqueue loadtest` exits 0 only then, 1 otherwise."""
     checks = {
@@ -134,6 +147,8 @@ def verdict(run: Run) -> dict[str, Any]:
         "calls_lost": len(run.final["calls_lost"]),
         "calls_twice": len(run.final["calls_twice"]),
     }
+    if run.failover:
+        checks["failover_not_recovered"] = run.failover["not_recovered"]
     return {
         "passed": not any(checks.values()),
         "failed": sorted(name for name, count in checks.items() if count),

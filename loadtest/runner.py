@@ -49,6 +49,8 @@ class Run:
     join_at: list[float] = field(default_factory=list)
     reconnect_s: list[float] = field(default_factory=list)
     storm: dict[str, Any] = field(default_factory=dict)
+    failover: dict[str, Any] = field(default_factory=dict)
+    failover_s: list[float] = field(default_factory=list)
     memory: dict[str, Any] = field(default_factory=dict)
     calls_window: tuple[float, float] | None = None
     final: dict[str, Any] = field(default_factory=dict)
@@ -82,7 +84,7 @@ def worker_specs(options: Options) -> list[WorkerSpec]:
     return [
         WorkerSpec(
             index=i,
-            base_url=options.base_url,
+            base_url=options.http_url,
             ws_url=options.ws_url,
             queue=options.queue,
             codec=options.codec,
@@ -91,6 +93,7 @@ def worker_specs(options: Options) -> list[WorkerSpec]:
             slow_share=slow,
             join_concurrency=options.join_concurrency,
             seed=options.seed * 1000 + i,
+            resume_ws_urls=options.resume_ws_urls,
         )
         for i, addr in enumerate(options.source_addresses())
     ]

@@ -234,3 +234,75 @@ def test_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None
         "--baseline",
     ):
         assert option in text
+
+
+async def failover_run(
+    start_server: Callable[..., ServerProcess],
+    make_venue: Any,
+    tmp_path: Path,
+    watchers: int,
+    processes: int,
+) -> dict[str, Any]:
+    """The failover scenario against three real nodes; the watchers' node is SIGKILLed."""
+    _venue, key = await make_venue("Failover")
+    nodes = [start_server() for _ in range(3)]
+    await _queue(nodes[1], key, "fo")
+    victim = nodes[0]
+    assert victim.proc is not None
+    report = await run_harness(
+        victim.url,
+        "fo",
+        key,
+        tmp_path / "r.json",
+        "--scenario",
+        "failover",
+        "--kill-pid",
+        str(victim.proc.pid),
+        "--failover-url",
+        nodes[1].url,
+        "--failover-url",
+        nodes[2].url,
+        "--watchers",
+        str(watchers),
+        "--processes",
+        str(processes),
+        "--duration",
+        "9",
+        "--call-rate",
+        "3",
+    )
+    assert victim.proc.wait(10) == -9  # it really was killed, not stopped
+    async with httpx.AsyncClient() as http:
+        for node in nodes[1:]:  # both survivors took watchers
+            r = await http.get(f"{node.url}/readyz")
+            assert r.json()["watchers"] > 0
+    return report
+
+
+async def test_a_node_killed_under_its_watchers_loses_none_of_them(
+    start_server: Callable[..., ServerProcess], make_venue: Any, tmp_path: Path
+) -> None:
+    report = await failover_run(start_server, make_venue, tmp_path, 1000, 2)
+    assert_failover(report, 1000)
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(600)
+async def test_a_node_killed_under_five_thousand_watchers(
+    start_server: Callable[..., ServerProcess], make_venue: Any, tmp_path: Path
+) -> None:
+    report = await failover_run(start_server, make_venue, tmp_path, 5000, 2)
+    assert_failover(report, 5000)
+
+
+def assert_failover(report: dict[str, Any], watchers: int) -> None:
+    failover = report["failover"]
+    print("failover:", failover)
+    assert failover["watching"] >= watchers * 0.98  # a few may have been called already
+    assert failover["not_recovered"] == 0
+    assert failover["recovered"] >= failover["watching"] * 0.98  # the rest left meanwhile
+    assert failover["recovery_ms"]["p99"] < 15_000
+    assert report["final_position_mismatches"] == 0
+    assert report["verdict"]["passed"]
+    lost = [k for k in report["errors"] if k.startswith(("reconnect_gave_up", "no_first_frame"))]
+    assert lost == [], report["errors"]
