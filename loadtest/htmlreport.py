@@ -132,6 +132,10 @@ def _cards(r: dict[str, Any]) -> str:
     if r.get("reconnect_ms"):
         rc = r["reconnect_ms"]
         cards.append(_card("reconnect p99", _num(rc["p99"], " ms"), f"p50 {_num(rc['p50'])} ms"))
+    if r.get("failover"):
+        fo, rc = r["failover"], r["failover"]["recovery_ms"]
+        note = f"{fo['recovered']}/{fo['watching']} back; p50 {_num(rc['p50'])} ms"
+        cards.append(_card("failover p99", _num(rc["p99"], " ms"), note, not fo["not_recovered"]))
     top = ", ".join(f"{k} {v}" for k, v in list(errors.items())[:3])
     cards.append(_card("errors", _num(sum(errors.values())), top, not errors))
     return '<div class="cards">' + "".join(cards) + "</div>"

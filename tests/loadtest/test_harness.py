@@ -270,7 +270,10 @@ async def failover_run(
         "9",
         "--call-rate",
         "3",
+        "--html",
+        str(tmp_path / "r.html"),
     )
+    assert "failover p99" in await asyncio.to_thread((tmp_path / "r.html").read_text)
     assert victim.proc.wait(10) == -9  # it really was killed, not stopped
     async with httpx.AsyncClient() as http:
         for node in nodes[1:]:  # both survivors took watchers and pushed frames to them
