@@ -38,6 +38,7 @@ class NoticeStream:
         self._store = store
         self._pubsub: PubSub = store.redis.pubsub()
         self._channels: dict[bytes, str] = {}
+        self._broken = False  # a (re)subscribe failed: the connection must be made again
 
     def _channel(self, queue: str) -> str:
         return self._store.keys(queue).channel
@@ -45,7 +46,11 @@ class NoticeStream:
     async def subscribe(self, queue: str) -> None:
         channel = self._channel(queue)
         self._channels[channel.encode()] = queue
-        await self._pubsub.subscribe(channel)
+        try:
+            await self._pubsub.subscribe(channel)
+        except (RedisError, OSError):
+            self._broken = True  # messages() subscribes it again with the others
+            raise
 
     async def unsubscribe(self, queue: str) -> None:
         channel = self._channel(queue)
@@ -57,6 +62,11 @@ class NoticeStream:
         backoff = 0.1
         while True:
             if self._pubsub.connection is None:  # the first subscribe has not connected yet
+                if self._broken:  # or it failed, or a reconnect did (Redis was still down)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    await self._reconnect()
+                    continue
                 await asyncio.sleep(0.02)
                 continue
             try:
@@ -83,10 +93,12 @@ class NoticeStream:
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         self._pubsub = self._store.redis.pubsub()
         channels = [ch.decode() for ch in self._channels]
+        self._broken = False
         try:
             if channels:
                 await self._pubsub.subscribe(*channels)
         except (RedisError, OSError) as exc:
+            self._broken = True
             log.warning("pub/sub resubscribe failed: %s", exc)
 
     async def close(self) -> None:
