@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,8 +40,12 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("postgres"))
+def pg_server() -> Iterator[EmbeddedPostgres]:
+    # Not under pytest's own tmp folder: run as root we run PostgreSQL as another user, and every
+    # other pytest session on the machine resets /tmp/pytest-of-root to 0700, which locked the
+    # server out of its own files mid-run (a PANIC at the next checkpoint).
+    folder = Path(tempfile.mkdtemp(prefix="vqueue-test-pg-"))
+    server = EmbeddedPostgres(folder)
     server.start()
     dsn = server.create_database(TEMPLATE_DB)
 
@@ -51,6 +57,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPost
     asyncio.run(migrate())
     yield server
     server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

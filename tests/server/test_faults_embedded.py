@@ -45,7 +45,8 @@ from tests.server.watchers import RecordingWatcher, settle
 __all__ = ["outside_tmp"]  # a fixture
 QUEUE = "demo"
 WATCHED = 60
-ROUNDS = [1, pytest.param(6, marks=pytest.mark.soak)]  # kills: one in make test, six in make soak
+# (kills, seconds of load before each): one in make test; in make soak, ~60 s of kills
+ROUNDS = [(1, 2.0), pytest.param((6, 10.0), marks=pytest.mark.soak)]
 
 
 @pytest.fixture
@@ -121,10 +122,10 @@ async def _acked_more(load: JoinLoad, more: int, for_s: float = 0.0) -> None:
     )
 
 
-@pytest.mark.parametrize("rounds", ROUNDS)
+@pytest.mark.parametrize(("rounds", "gap_s"), ROUNDS)
 @pytest.mark.timeout(300)
 async def test_embedded_redis_killed(
-    node: EmbeddedNode, http: httpx.AsyncClient, rounds: int
+    node: EmbeddedNode, http: httpx.AsyncClient, rounds: int, gap_s: float
 ) -> None:
     with redis.Redis.from_url(node.redis_url, decode_responses=True) as client:
         assert client.config_get("appendonly") == {"appendonly": "yes"}
@@ -136,7 +137,7 @@ async def test_embedded_redis_killed(
     figures = []
     before = (await _resyncs(http))["resubscribe"]
     for _ in range(rounds):
-        await _acked_more(load, 40, for_s=2.0)  # joins older than the AOF's 1 s window
+        await _acked_more(load, 40, for_s=gap_s)  # joins older than the AOF's 1 s window
         await _call_next(http, node.staff_key, 3)
         pid = node.redis_pid()
         killed_at = time.monotonic()
@@ -169,16 +170,16 @@ async def test_embedded_redis_killed(
         await watcher.stop()
 
 
-@pytest.mark.parametrize("rounds", ROUNDS)
+@pytest.mark.parametrize(("rounds", "gap_s"), ROUNDS)
 @pytest.mark.timeout(300)
 async def test_embedded_postgres_killed(
-    node: EmbeddedNode, http: httpx.AsyncClient, rounds: int
+    node: EmbeddedNode, http: httpx.AsyncClient, rounds: int, gap_s: float
 ) -> None:
     load = JoinLoad(http, QUEUE)
     loading = asyncio.get_running_loop().create_task(load.run())
     figures = []
     for _ in range(rounds):
-        await _acked_more(load, 40, for_s=2.0)
+        await _acked_more(load, 40, for_s=gap_s)
         await _call_next(http, node.staff_key, 3)
         pid = node.postgres_pid()
         restart_s, ready_s = await asyncio.to_thread(
