@@ -46,7 +46,7 @@ __all__ = ["outside_tmp"]  # a fixture
 QUEUE = "demo"
 WATCHED = 60
 # (kills, seconds of load before each): one in make test; in make soak, ~60 s of kills
-ROUNDS = [(1, 2.0), pytest.param((6, 10.0), marks=pytest.mark.soak)]
+ROUNDS = [(1, 2.0), pytest.param(6, 10.0, marks=pytest.mark.soak)]
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ from tests.server.watchers import RecordingWatcher, settle
 __all__ = ["outside_tmp"]  # a fixture
 WATCHED = 60
 # (kills, seconds of load before each): one in make test; in make soak, ~60 s of kills
-ROUNDS = [(1, 2.0), pytest.param((5, 12.0), marks=pytest.mark.soak)]
+ROUNDS = [(1, 2.0), pytest.param(5, 12.0, marks=pytest.mark.soak)]
 
 
 @pytest.fixture
