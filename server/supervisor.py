@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.1  # how soon a death is noticed; restarts must land within 5 s
 BACKOFF_S = (0.0, 0.5, 1.0, 2.0, 4.0)  # pause before the 1st, 2nd... restart in a row
-STABLE_S = 30.0  # a child that ran this long counts as healthy again: no pause next time
+STABLE_S = 5.0  # a child that ran this long was healthy: restart it at once if it dies
 
 
 def _pause(failures: int) -> float:
