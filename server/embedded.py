@@ -132,10 +132,6 @@ class _Service:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
     def reap(self) -> int | None:
         """The exit status of a child that died (collected, so no zombie stays), else None."""
         with self.lock:

@@ -48,6 +48,7 @@ class Supervisor:
         self._stopping = threading.Event()
         self._thread = LifelongThread(target=self._run, name="vqueue-supervisor", daemon=True)
         self.restarts = 0
+        self.failed_starts = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -88,6 +89,7 @@ class Supervisor:
         try:
             service.start()
         except EmbeddedServiceError as exc:
+            self.failed_starts += 1
             watched.failures += 1
             pause = _pause(watched.failures)
             watched.retry_at = time.monotonic() + pause
