@@ -172,6 +172,14 @@ class JoinLoad:
     def before(self, instant: float) -> list[dict[str, Any]]:
         return [ticket for at, ticket in self.acked if at < instant]
 
+    def must_survive(self, kills: list[float], window_s: float = 1.0) -> list[dict[str, Any]]:
+        """Joins acknowledged before the last kill and not within `window_s` before any kill."""
+        return [
+            ticket
+            for at, ticket in self.acked
+            if at < kills[-1] and not any(k - window_s <= at < k for k in kills)
+        ]
+
 
 async def lost_tickets(http: httpx.AsyncClient, tickets: list[dict[str, Any]]) -> list[str]:
     """The acknowledged tickets the server no longer knows (their token no longer works)."""
