@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from server.errors import Unavailable
+
 if TYPE_CHECKING:
     from server.store.core import Store
 
@@ -48,9 +50,9 @@ class NoticeStream:
         self._channels[channel.encode()] = queue
         try:
             await self._pubsub.subscribe(channel)
-        except (RedisError, OSError):
+        except (RedisError, OSError) as exc:
             self._broken = True  # messages() subscribes it again with the others
-            raise
+            raise Unavailable("the live queue is not available right now") from exc
 
     async def unsubscribe(self, queue: str) -> None:
         channel = self._channel(queue)
