@@ -51,7 +51,9 @@ class NoticeStream:
         try:
             await self._pubsub.subscribe(channel)
         except (RedisError, OSError) as exc:
-            self._broken = True  # messages() subscribes it again with the others
+            # The caller gives this queue up; the connection is made again for the others.
+            self._channels.pop(channel.encode(), None)
+            self._broken = True
             raise Unavailable("the live queue is not available right now") from exc
 
     async def unsubscribe(self, queue: str) -> None:
