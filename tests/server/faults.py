@@ -5,12 +5,13 @@ persisted event log read back through the API."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import redis
 
 from server.keys import queue_keys
 from tests.conftest import ServerProcess
+from tests.server.watchers import RecordingWatcher, settle
 
 STAFF_KEY_LINE = re.compile(r"vqueue: staff key\s+(\S+)")
 REDIS_URL_LINE = re.compile(r"embedded Redis at (redis://\S+)")
@@ -179,6 +181,50 @@ class JoinLoad:
             for at, ticket in self.acked
             if at < kills[-1] and not any(k - window_s <= at < k for k in kills)
         ]
+
+
+async def call_next(http: httpx.AsyncClient, queue: str, key: str, times: int) -> None:
+    """Call `times` tickets; a 503 (a pooled connection that died with the service) is the
+    contract's answer right after a restart, so it is retried, within a deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    done = 0
+    while done < times:
+        r = await http.post(
+            f"/v1/queues/{queue}/call-next", headers={"Authorization": f"Bearer {key}"}
+        )
+        if r.status_code == 503 and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+            continue
+        assert r.status_code in (200, 204), r.text
+        done += 1
+
+
+@contextlib.asynccontextmanager
+async def running(load: JoinLoad) -> AsyncIterator[JoinLoad]:
+    """The load runs in the background for the block, and is stopped even if the block fails."""
+    task = asyncio.get_running_loop().create_task(load.run())
+    try:
+        yield load
+    finally:
+        load.stop()
+        await task
+
+
+async def settle_after_restart(
+    watchers: list[RecordingWatcher], http: httpx.AsyncClient, queue: str, key: str
+) -> list[tuple[str, int | None, int | None]]:
+    """`settle`, where reading the truth may first meet a 503 from a pooled connection that
+    died with Redis (the contract's answer, with Retry-After): read again, within the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + EXACT_LIMIT_S
+    while True:
+        try:
+            return await settle(watchers, http, queue, key, max(0.1, deadline - loop.time()))
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code != 503 or loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.05)
 
 
 async def lost_tickets(http: httpx.AsyncClient, tickets: list[dict[str, Any]]) -> list[str]:

@@ -25,22 +25,24 @@ import redis
 
 from tests.conftest import ServerProcess
 from tests.server.faults import (
-    EXACT_LIMIT_S,
     RESTART_LIMIT_S,
     EmbeddedNode,
     JoinLoad,
     assert_log_complete,
+    call_next,
     embedded_env,
     lost_tickets,
     new_pid,
     outside_tmp,
     process_state,
     ready,
+    running,
+    settle_after_restart,
     wait_for,
     wait_persisted,
     zombie_children,
 )
-from tests.server.watchers import RecordingWatcher, settle
+from tests.server.watchers import RecordingWatcher
 
 __all__ = ["outside_tmp"]  # a fixture
 QUEUE = "demo"
@@ -84,14 +86,6 @@ def _kill_and_wait_restart(node: EmbeddedNode, pid: int, read_pid: Any) -> tuple
     return restarted, time.monotonic() - killed
 
 
-async def _call_next(http: httpx.AsyncClient, key: str, times: int) -> None:
-    for _ in range(times):
-        r = await http.post(
-            f"/v1/queues/{QUEUE}/call-next", headers={"Authorization": f"Bearer {key}"}
-        )
-        assert r.status_code in (200, 204), r.text
-
-
 async def _resyncs(http: httpx.AsyncClient) -> dict[str, int]:
     r = await http.get("/readyz")
     assert r.status_code == 200, r.text
@@ -131,30 +125,27 @@ async def test_embedded_redis_killed(
         assert client.config_get("appendonly") == {"appendonly": "yes"}
         assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
     watchers = await _watched_line(http, node)
-    load = JoinLoad(http, QUEUE)
-    loading = asyncio.get_running_loop().create_task(load.run())
-    kills: list[float] = []
-    figures = []
-    before = (await _resyncs(http))["resubscribe"]
-    for _ in range(rounds):
-        await _acked_more(load, 40, for_s=gap_s)  # joins older than the AOF's 1 s window
-        await _call_next(http, node.staff_key, 3)
-        pid = node.redis_pid()
-        killed_at = time.monotonic()
-        restart_s, ready_s = await asyncio.to_thread(
-            _kill_and_wait_restart, node, pid, node.redis_pid
-        )
-        assert restart_s <= RESTART_LIMIT_S, f"redis back after {restart_s:.2f} s"
-        kills.append(killed_at)
-        await _call_next(http, node.staff_key, 2)  # the live path after the restart
-        wrong = await settle(watchers, http, QUEUE, node.staff_key, timeout_s=EXACT_LIMIT_S)
-        assert wrong == [], f"{len(wrong)} watchers off: {wrong[:10]}"
-        exact_s = time.monotonic() - killed_at
-        figures.append((round(restart_s, 2), round(ready_s, 2), round(exact_s, 2)))
-        await _acked_more(load, 20)  # and joins are acknowledged again
-    load.stop()
-    await loading
-    wrong = await settle(watchers, http, QUEUE, node.staff_key, timeout_s=EXACT_LIMIT_S)
+    async with running(JoinLoad(http, QUEUE)) as load:
+        kills: list[float] = []
+        figures = []
+        before = (await _resyncs(http))["resubscribe"]
+        for _ in range(rounds):
+            await _acked_more(load, 40, for_s=gap_s)  # joins older than the AOF's 1 s window
+            await call_next(http, QUEUE, node.staff_key, 3)
+            pid = node.redis_pid()
+            killed_at = time.monotonic()
+            restart_s, ready_s = await asyncio.to_thread(
+                _kill_and_wait_restart, node, pid, node.redis_pid
+            )
+            assert restart_s <= RESTART_LIMIT_S, f"redis back after {restart_s:.2f} s"
+            kills.append(killed_at)
+            await call_next(http, QUEUE, node.staff_key, 2)  # the live path after the restart
+            wrong = await settle_after_restart(watchers, http, QUEUE, node.staff_key)
+            assert wrong == [], f"{len(wrong)} watchers off: {wrong[:10]}"
+            exact_s = time.monotonic() - killed_at
+            figures.append((round(restart_s, 2), round(ready_s, 2), round(exact_s, 2)))
+            await _acked_more(load, 20)  # and joins are acknowledged again
+    wrong = await settle_after_restart(watchers, http, QUEUE, node.staff_key)
     assert wrong == [], f"{len(wrong)} watchers off: {wrong[:10]}"
     must_survive = load.must_survive(kills)
     assert await lost_tickets(http, must_survive) == []
@@ -176,22 +167,19 @@ async def test_embedded_redis_killed(
 async def test_embedded_postgres_killed(
     node: EmbeddedNode, http: httpx.AsyncClient, rounds: int, gap_s: float
 ) -> None:
-    load = JoinLoad(http, QUEUE)
-    loading = asyncio.get_running_loop().create_task(load.run())
-    figures = []
-    for _ in range(rounds):
-        await _acked_more(load, 40, for_s=gap_s)
-        await _call_next(http, node.staff_key, 3)
-        pid = node.postgres_pid()
-        restart_s, ready_s = await asyncio.to_thread(
-            _kill_and_wait_restart, node, pid, node.postgres_pid
-        )
-        assert restart_s <= RESTART_LIMIT_S, f"postgres back after {restart_s:.2f} s"
-        figures.append((round(restart_s, 2), round(ready_s, 2)))
-        await _call_next(http, node.staff_key, 2)
-        await _acked_more(load, 20)
-    load.stop()
-    await loading
+    async with running(JoinLoad(http, QUEUE)) as load:
+        figures = []
+        for _ in range(rounds):
+            await _acked_more(load, 40, for_s=gap_s)
+            await call_next(http, QUEUE, node.staff_key, 3)
+            pid = node.postgres_pid()
+            restart_s, ready_s = await asyncio.to_thread(
+                _kill_and_wait_restart, node, pid, node.postgres_pid
+            )
+            assert restart_s <= RESTART_LIMIT_S, f"postgres back after {restart_s:.2f} s"
+            figures.append((round(restart_s, 2), round(ready_s, 2)))
+            await call_next(http, QUEUE, node.staff_key, 2)
+            await _acked_more(load, 20)
     seq = node.queue_seq(QUEUE)
     events = await wait_persisted(http, QUEUE, node.staff_key, seq, timeout_s=30)
     assert_log_complete(events, seq, [t["ticket_id"] for _, t in load.acked])

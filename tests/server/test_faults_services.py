@@ -28,14 +28,16 @@ from server.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServiceErro
 from server.keys import queue_keys
 from tests.conftest import ServerProcess, server_env
 from tests.server.faults import (
-    EXACT_LIMIT_S,
     JoinLoad,
     assert_log_complete,
+    call_next,
     lost_tickets,
     outside_tmp,
+    running,
+    settle_after_restart,
     wait_persisted,
 )
-from tests.server.watchers import RecordingWatcher, settle
+from tests.server.watchers import RecordingWatcher
 
 __all__ = ["outside_tmp"]  # a fixture
 WATCHED = 60
@@ -118,12 +120,6 @@ def _auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-async def _call_next(http: httpx.AsyncClient, queue: str, key: str, times: int) -> None:
-    for _ in range(times):
-        r = await http.post(f"/v1/queues/{queue}/call-next", headers=_auth(key))
-        assert r.status_code in (200, 204), r.text
-
-
 async def _load_for(load: JoinLoad, more: int, seconds: float) -> None:
     target, until = len(load.acked) + more, time.monotonic() + seconds
     loop = asyncio.get_running_loop()
@@ -171,31 +167,30 @@ async def test_redis_killed_under_load_restarts_from_its_aof(
         t = r.json()
         watchers.append(RecordingWatcher(t["ticket_id"], t["token"], servers[i % 2].ws_url))
         await watchers[-1].start()
-    load = JoinLoad(http[0], queue)
-    loading = asyncio.get_running_loop().create_task(load.run())
-    figures = []
-    kills: list[float] = []
-    for _ in range(rounds):
-        await _load_for(load, 40, seconds=gap_s)  # joins older than the AOF's 1 s window
-        await _call_next(http[1], queue, key, 3)
-        own_redis.kill()  # SIGKILL
-        killed_at = time.monotonic()
-        kept = _numbers_in_aof_copy(own_redis, outside_tmp / "scratch", ours.redis_prefix, queue)
-        old = load.before(killed_at - 1.0)
-        lost = [t["ticket_id"] for t in old if t["number"] not in kept]
-        assert lost == [], f"{len(lost)} of {len(old)} joins acked >1 s before the kill lost"
-        recent = load.before(killed_at)
-        kills.append(killed_at)
-        own_redis.start()  # same port, from the AOF
-        restarted_at = time.monotonic()
-        await _call_next(http[1], queue, key, 2)  # the live path after the restart
-        wrong = await settle(watchers, http[0], queue, key, timeout_s=EXACT_LIMIT_S)
-        assert wrong == [], f"{len(wrong)} watchers off: {wrong[:10]}"
-        exact_s = time.monotonic() - restarted_at
-        recent_lost = sum(1 for t in recent if t["number"] not in kept)
-        figures.append((len(old), recent_lost, round(exact_s, 2)))
-    load.stop()
-    await loading
+    async with running(JoinLoad(http[0], queue)) as load:
+        figures = []
+        kills: list[float] = []
+        for _ in range(rounds):
+            await _load_for(load, 40, seconds=gap_s)  # joins older than the AOF's 1 s window
+            await call_next(http[1], queue, key, 3)
+            own_redis.kill()  # SIGKILL
+            killed_at = time.monotonic()
+            kept = _numbers_in_aof_copy(
+                own_redis, outside_tmp / "scratch", ours.redis_prefix, queue
+            )
+            old = load.before(killed_at - 1.0)
+            lost = [t["ticket_id"] for t in old if t["number"] not in kept]
+            assert lost == [], f"{len(lost)} of {len(old)} joins acked >1 s before the kill lost"
+            recent = load.before(killed_at)
+            kills.append(killed_at)
+            own_redis.start()  # same port, from the AOF
+            restarted_at = time.monotonic()
+            await call_next(http[1], queue, key, 2)  # the live path after the restart
+            wrong = await settle_after_restart(watchers, http[0], queue, key)
+            assert wrong == [], f"{len(wrong)} watchers off: {wrong[:10]}"
+            exact_s = time.monotonic() - restarted_at
+            recent_lost = sum(1 for t in recent if t["number"] not in kept)
+            figures.append((len(old), recent_lost, round(exact_s, 2)))
     assert await lost_tickets(http[0], load.must_survive(kills)) == []  # and through the API
     for h in http:
         resyncs = (await h.get("/readyz")).json()["resyncs"]
@@ -248,20 +243,17 @@ async def test_postgres_killed_while_events_flow_loses_and_doubles_nothing(
     server = nodes(ours)
     http = clients(server)
     queue = await _new_queue(http, key)
-    load = JoinLoad(http, queue)
-    loading = asyncio.get_running_loop().create_task(load.run())
-    figures = []
-    for _ in range(rounds):
-        await _load_for(load, 40, seconds=gap_s)
-        await _call_next(http, queue, key, 3)
-        own_postgres.kill()  # SIGKILL the postmaster, mid-transaction most likely
-        await _load_for(load, 20, seconds=0.5)  # joins keep flowing while it is down
-        restart_s = await asyncio.to_thread(_restart_postgres, own_postgres)
-        await _call_next(http, queue, key, 2)
-        figures.append(round(restart_s, 2))
-    await _load_for(load, 20, seconds=0.5)
-    load.stop()
-    await loading
+    async with running(JoinLoad(http, queue)) as load:
+        figures = []
+        for _ in range(rounds):
+            await _load_for(load, 40, seconds=gap_s)
+            await call_next(http, queue, key, 3)
+            own_postgres.kill()  # SIGKILL the postmaster, mid-transaction most likely
+            await _load_for(load, 20, seconds=0.5)  # joins keep flowing while it is down
+            restart_s = await asyncio.to_thread(_restart_postgres, own_postgres)
+            await call_next(http, queue, key, 2)
+            figures.append(round(restart_s, 2))
+        await _load_for(load, 20, seconds=0.5)
     assert settings.redis_url is not None
     with redis.Redis.from_url(settings.redis_url.reveal()) as client:
         seq = int(client.hget(queue_keys(ours.redis_prefix, queue).meta, "seq") or 0)
