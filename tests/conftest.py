@@ -39,6 +39,17 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
     server.stop()
 
 
+def migrate_database(dsn: str) -> None:
+    """Apply the migrations to `dsn`, for sync fixtures."""
+
+    async def migrate() -> None:
+        db = await Database.connect(dsn, max_size=1)
+        await db.migrate()
+        await db.close()
+
+    asyncio.run(migrate())
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[EmbeddedPostgres]:
     # Not under pytest's own tmp folder: run as root we run PostgreSQL as another user, and every
@@ -47,14 +58,7 @@ def pg_server() -> Iterator[EmbeddedPostgres]:
     folder = Path(tempfile.mkdtemp(prefix="vqueue-test-pg-"))
     server = EmbeddedPostgres(folder)
     server.start()
-    dsn = server.create_database(TEMPLATE_DB)
-
-    async def migrate() -> None:
-        db = await Database.connect(dsn, max_size=1)
-        await db.migrate()
-        await db.close()
-
-    asyncio.run(migrate())
+    migrate_database(server.create_database(TEMPLATE_DB))
     yield server
     server.stop()
     shutil.rmtree(folder, ignore_errors=True)
@@ -250,8 +254,9 @@ def shared_server(
 def start_server(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     started: list[ServerProcess] = []
 
-    def start(**extra: str) -> ServerProcess:
-        server = ServerProcess(server_env(settings, **extra))
+    def start(node_settings: Settings | None = None, **extra: str) -> ServerProcess:
+        """A node on `settings`, or on `node_settings` (other services), with `extra` env."""
+        server = ServerProcess(server_env(node_settings or settings, **extra))
         server.log_path = tmp_path / f"server-{len(started)}.log"
         server.start()
         started.append(server)

@@ -26,7 +26,7 @@ from server.config import Secret, Settings
 from server.db import Database
 from server.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServiceError
 from server.keys import queue_keys
-from tests.conftest import ServerProcess, server_env
+from tests.conftest import ServerProcess, migrate_database
 from tests.server.faults import (
     JoinLoad,
     assert_log_complete,
@@ -56,34 +56,9 @@ def own_redis(outside_tmp: Path) -> Iterator[EmbeddedRedis]:
 @pytest.fixture
 def own_postgres(outside_tmp: Path) -> Iterator[EmbeddedPostgres]:
     server = EmbeddedPostgres(outside_tmp / "postgres")
-    dsn = server.start()
-
-    async def migrate() -> None:
-        db = await Database.connect(dsn, max_size=1)
-        await db.migrate()
-        await db.close()
-
-    asyncio.run(migrate())
+    migrate_database(server.start())
     yield server
     server.stop()
-
-
-@pytest.fixture
-def nodes(tmp_path: Path) -> Iterator[Callable[[Settings], ServerProcess]]:
-    started: list[ServerProcess] = []
-
-    def start(settings: Settings) -> ServerProcess:
-        server = ServerProcess(server_env(settings, VQ_RESYNC_CHECK_S="0"))
-        server.log_path = tmp_path / f"server-{len(started)}.log"
-        server.start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
-        log = server.log_text()
-        assert "Traceback" not in log, log[-4000:]
 
 
 @pytest_asyncio.fixture
@@ -147,7 +122,7 @@ def _numbers_in_aof_copy(server: EmbeddedRedis, scratch: Path, prefix: str, queu
 async def test_redis_killed_under_load_restarts_from_its_aof(
     settings: Settings,
     own_redis: EmbeddedRedis,
-    nodes: Callable[[Settings], ServerProcess],
+    start_server: Callable[..., ServerProcess],
     clients: Callable[[ServerProcess], httpx.AsyncClient],
     outside_tmp: Path,
     rounds: int,
@@ -158,7 +133,7 @@ async def test_redis_killed_under_load_restarts_from_its_aof(
     assert settings.database_url is not None
     key = await _venue_key(settings.database_url.reveal())
     ours = replace(settings, redis_url=Secret(own_redis.url))
-    servers = [nodes(ours), nodes(ours)]
+    servers = [start_server(ours, VQ_RESYNC_CHECK_S="0") for _ in range(2)]
     http = [clients(s) for s in servers]
     queue = await _new_queue(http[0], key)
     watchers = []
@@ -233,14 +208,14 @@ async def _log_rows(dsn: str, queue: str) -> tuple[int, int]:
 async def test_postgres_killed_while_events_flow_loses_and_doubles_nothing(
     settings: Settings,
     own_postgres: EmbeddedPostgres,
-    nodes: Callable[[Settings], ServerProcess],
+    start_server: Callable[..., ServerProcess],
     clients: Callable[[ServerProcess], httpx.AsyncClient],
     rounds: int,
     gap_s: float,
 ) -> None:
     key = await _venue_key(own_postgres.dsn)
     ours = replace(settings, database_url=Secret(own_postgres.dsn))
-    server = nodes(ours)
+    server = start_server(ours, VQ_RESYNC_CHECK_S="0")
     http = clients(server)
     queue = await _new_queue(http, key)
     async with running(JoinLoad(http, queue)) as load:
