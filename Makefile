@@ -35,7 +35,7 @@ types: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## soak: the long runs (PostgreSQL down for a minute, ...), only when asked
+## soak: the long runs (PostgreSQL down for a minute, Redis and PostgreSQL SIGKILLed for ~60 s, ...), only when asked
 soak: $(STAMP)
 	$(BIN)/python -m pytest -m soak $(PYTEST_ARGS)
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from server.errors import ApiError
@@ -38,11 +38,14 @@ async def read_body(request: Request) -> bytes:
             raise ApiError.from_code("payload_too_large")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise ApiError.from_code("payload_too_large")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise ApiError.from_code("payload_too_large")
+            chunks.append(chunk)
+    except ClientDisconnect:  # the connection dropped mid-body: nothing to act on, no crash
+        raise ApiError(400, "bad_request", "the request body was cut short") from None
     return b"".join(chunks)
 
 
