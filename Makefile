@@ -41,7 +41,8 @@ soak: $(STAMP)
 
 ## bench: the fixed harness and persistence runs that write BENCHMARKS.md (about 6 minutes)
 bench: $(STAMP)
-	$(BIN)/python -m loadtest.bench --out BENCHMARKS.md
+	$(BIN)/python -m server.bench_persist --out bench-results/persist.json
+	$(BIN)/python -m loadtest.bench --out BENCHMARKS.md --persist bench-results/persist.json
 
 ## browser-deps: Debian's Chromium for the browser tests (Playwright cannot download one here)
 browser-deps:
