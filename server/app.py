@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Scope
 
-from server import customers, history, pages, staff
+from server import customers, history, limits, pages, staff
 from server.auth import KeyCache, TicketSigner
 from server.config import Settings
 from server.db import Database
@@ -64,7 +64,9 @@ async def readyz(request: Request) -> Response:
 
 async def on_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message)
+    if exc.code == "rate_limited":
+        limits.count_rate_limited()
+    return error_response(exc.status, exc.code, exc.message, headers=exc.headers)
 
 
 async def on_unavailable(request: Request, exc: Exception) -> Response:

@@ -132,6 +132,11 @@ def serve(settings: Settings, host: str, port: int) -> int:
             log_level=settings.log_level.lower(),
             access_log=False,
             timeout_graceful_shutdown=5,
+            # The client address is resolved by server.clientaddr with VQ_TRUSTED_PROXIES;
+            # uvicorn's own rewriting would trust X-Forwarded-For from any local peer.
+            proxy_headers=False,
+            server_header=False,
+            timeout_keep_alive=int(settings.http_keepalive_s) or 1,
         )
     finally:
         if services is not None:

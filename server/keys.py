@@ -24,6 +24,11 @@ class QueueKeys:
         return f"{self.meta[:-5]}:idem:{action}:{key}"
 
 
+def join_rate_keys(prefix: str, queue: str, client: str) -> tuple[str, str]:
+    """Counters of joins to `queue`: (from one client address bucket, from everyone)."""
+    return f"{prefix}:{{{queue}}}:rate:ip:{client}", f"{prefix}:{{{queue}}}:rate:all"
+
+
 def queue_keys(prefix: str, queue: str) -> QueueKeys:
     base = f"{prefix}:{{{queue}}}"
     return QueueKeys(

@@ -22,6 +22,7 @@ from protocol.messages import Leave, Status, Watch
 from server.auth import TicketClaim
 from server.errors import ApiError, Unavailable
 from server.fanout import FINAL_STATUSES, Watcher
+from server.limits import SocketCounts
 from server.outbox import AsgiOutbox, ChannelOutbox, Outbox
 from server.services import Services
 
@@ -54,6 +55,7 @@ class WatchEndpoint:
 
     def __init__(self, svc_getter: Any) -> None:
         self._services = svc_getter
+        self._sockets: SocketCounts | None = None  # made with the first connection's settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         svc: Services = self._services(scope)
@@ -65,10 +67,27 @@ class WatchEndpoint:
             log.info("refused a WebSocket from origin %r", headers.get("origin", "")[:100])
             await send({"type": "websocket.close", "code": closecodes.POLICY_VIOLATION})
             return
-        codec, subprotocol = negotiate(scope.get("subprotocols") or ())
-        await send({"type": "websocket.accept", "subprotocol": subprotocol, "headers": []})
-        session = _Session(svc, scope, receive, send, Connection(codec))
-        await session.run()
+        if self._sockets is None:
+            self._sockets = SocketCounts(svc.settings)
+        held = self._sockets.acquire(scope)
+        if held is None:
+            await _refuse_busy(send)
+            return
+        try:
+            codec, subprotocol = negotiate(scope.get("subprotocols") or ())
+            await send({"type": "websocket.accept", "subprotocol": subprotocol, "headers": []})
+            session = _Session(svc, scope, receive, send, Connection(codec))
+            await session.run()
+        finally:
+            self._sockets.release(held)
+
+
+async def _refuse_busy(send: Send) -> None:
+    """HTTP 429 instead of the handshake: this address holds its share of sockets already."""
+    body = b'{"error":{"code":"rate_limited","message":"too many WebSockets from this address"}}'
+    headers = [(b"content-type", b"application/json"), (b"retry-after", b"10")]
+    await send({"type": "websocket.http.response.start", "status": 429, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
 
 
 class _Session:

@@ -1,6 +1,6 @@
 """The Redis store: the only package that imports redis."""
 
-from server.store.core import Store, TicketView
+from server.store.core import JoinLimits, Store, TicketView
 from server.store.notices import NoticeStream, Resubscribed
 
-__all__ = ["NoticeStream", "Resubscribed", "Store", "TicketView"]
+__all__ = ["JoinLimits", "NoticeStream", "Resubscribed", "Store", "TicketView"]

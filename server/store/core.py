@@ -21,8 +21,8 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from protocol.line import Snapshot
-from server.errors import ApiError, Unavailable
-from server.keys import QueueKeys, queue_keys, queues_index
+from server.errors import ApiError, RateLimited, Unavailable
+from server.keys import QueueKeys, join_rate_keys, queue_keys, queues_index
 
 if TYPE_CHECKING:
     from server.store.notices import NoticeStream
@@ -31,6 +31,19 @@ log = logging.getLogger(__name__)
 
 IDEMPOTENCY_TTL_S = 24 * 3600
 SCRIPT_NAMES = ("join", "call_next", "finish", "leave", "set_state", "upsert_queue")
+
+
+@dataclass(frozen=True, slots=True)
+class JoinLimits:
+    """The rate limits a join counts against (None: that limit does not apply)."""
+
+    client: str  # the client's address bucket (see server.clientaddr)
+    per_client: tuple[int, int] | None  # (joins, window_s)
+    per_queue: tuple[int, int] | None
+
+
+def _limit_args(limit: tuple[int, int] | None) -> list[str | int]:
+    return [0, 0] if limit is None else [limit[0], limit[1] * 1000]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +73,8 @@ def _load_scripts() -> dict[str, str]:
 def _parse(raw: bytes | str) -> dict[str, Any]:
     result = cast(dict[str, Any], orjson.loads(raw))
     code = result.get("error")
+    if code == "rate_limited":
+        raise RateLimited(int(result["retry_ms"]) / 1000)
     if code is not None:
         raise ApiError.from_code(str(code))
     return result
@@ -107,20 +122,32 @@ class Store:
         await self._guard(self.redis.sadd(queues_index(self.prefix), queue))
         return result
 
-    async def join(self, queue: str, name: str | None, idem_key: str | None) -> dict[str, Any]:
+    async def join(
+        self,
+        queue: str,
+        name: str | None,
+        idem_key: str | None,
+        fingerprint: str = "",
+        limits: JoinLimits | None = None,
+    ) -> dict[str, Any]:
         k = self.keys(queue)
         idem = k.idempotency("join", idem_key or "-")
+        per_client, per_queue = join_rate_keys(self.prefix, queue, limits.client if limits else "-")
         args: list[str | int] = [
             k.channel,
             name or "",
             secrets.token_urlsafe(12),
             "1" if idem_key else "0",
             IDEMPOTENCY_TTL_S,
+            fingerprint,
+            *_limit_args(limits.per_client if limits else None),
+            *_limit_args(limits.per_queue if limits else None),
         ]
-        return await self._run("join", [k.meta, k.line, k.tickets, k.events, idem], args)
+        keys = [k.meta, k.line, k.tickets, k.events, idem, per_client, per_queue]
+        return await self._run("join", keys, args)
 
     async def call_next(
-        self, queue: str, counter: str | None, idem_key: str | None
+        self, queue: str, counter: str | None, idem_key: str | None, fingerprint: str = ""
     ) -> dict[str, Any]:
         k = self.keys(queue)
         idem = k.idempotency("call", idem_key or "-")
@@ -129,6 +156,7 @@ class Store:
             counter or "",
             "1" if idem_key else "0",
             IDEMPOTENCY_TTL_S,
+            fingerprint,
         ]
         keys = [k.meta, k.line, k.tickets, k.events, k.counters, idem, k.called]
         return await self._run("call_next", keys, args)
