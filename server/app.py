@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Scope
@@ -24,9 +24,11 @@ from server.db import Database
 from server.db.events import EventLog
 from server.errors import ApiError, Unavailable
 from server.fanout import Fanout
+from server.guard import Guard
 from server.httpio import JSONResponse, error_response
 from server.outbox import Outbox
 from server.persister import Persister
+from server.queues import KnownQueues
 from server.recovery import Recovery
 from server.services import Services
 from server.store import Store
@@ -80,6 +82,12 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
 
+async def on_disconnect(request: Request, exc: Exception) -> Response:
+    # The client left mid-body: nobody reads this answer, and it is not our error to log.
+    log.debug("client left during %s %s", request.method, request.url.path)
+    return error_response(400, "bad_request", "the client disconnected")
+
+
 async def on_crash(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, "internal_error", "something went wrong on our side")
@@ -99,7 +107,9 @@ async def build_services(settings: Settings) -> Services:
     persister = Persister(store, db, recovery, batch=settings.persist_batch)
     fanout.on_quote = persister.quotes.record
     await persister.start()
-    return Services(settings, store, db, fanout, signer, KeyCache(), recovery.rebuild, persister)
+    svc = Services(settings, store, db, fanout, signer, KeyCache(), recovery.rebuild, persister)
+    svc.known_queues = KnownQueues(db)
+    return svc
 
 
 async def close_services(svc: Services) -> None:
@@ -136,7 +146,7 @@ def create_app(settings: Settings) -> Starlette:
         *pages.ROUTES,
         WebSocketRoute("/v1/ws", WatchEndpoint(services_of)),
     ]
-    middleware = []
+    middleware = [Middleware(Guard, settings=settings)]
     if settings.allowed_origins:
         # Venues embedding the JS client on their own site call the API cross-origin.
         middleware.append(
@@ -156,6 +166,7 @@ def create_app(settings: Settings) -> Starlette:
             ApiError: on_api_error,
             Unavailable: on_unavailable,
             HTTPException: on_http_exception,
+            ClientDisconnect: on_disconnect,
             Exception: on_crash,
         },
     )

@@ -103,6 +103,7 @@ def serve(settings: Settings, host: str, port: int) -> int:
 
     from server.app import create_app
     from server.bootstrap import start_embedded
+    from server.httpprotocol import protocol_class
 
     services = start_embedded(settings) if settings.embedded else None
     try:
@@ -122,7 +123,7 @@ def serve(settings: Settings, host: str, port: int) -> int:
             host=host,
             port=port,
             loop="uvloop",
-            http="httptools",
+            http=protocol_class(settings.http_request_timeout_s),
             ws="server.wsprotocol:WebSocketProtocol",
             ws_max_size=64 * 1024,
             ws_per_message_deflate=False,

@@ -43,6 +43,8 @@ async def put_queue(request: Request) -> Response:
     if row.venue_id != venue:  # lost a race for the slug to another venue
         raise ApiError.from_code("forbidden", "this queue belongs to another venue")
     result = await svc.store.upsert_queue(queue, venue, row.name)
+    if svc.known_queues is not None:
+        svc.known_queues.add(queue)
     body = {
         "queue": queue,
         "name": row.name,

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.types import Receive, Scope, Send
 
@@ -23,31 +22,11 @@ from server.auth import TicketClaim
 from server.errors import ApiError, Unavailable
 from server.fanout import FINAL_STATUSES, Watcher
 from server.limits import SocketCounts
+from server.origins import origin_allowed
 from server.outbox import AsgiOutbox, ChannelOutbox, Outbox
 from server.services import Services
 
 log = logging.getLogger(__name__)
-
-
-def origin_allowed(headers: dict[str, str], allowed: tuple[str, ...]) -> bool:
-    """No Origin (not a browser): allowed. Otherwise it must be listed, or match our own Host."""
-    origin = headers.get("origin")
-    if origin is None:
-        return True
-    origin = origin.rstrip("/").lower()
-    if allowed:
-        return "*" in allowed or origin in {o.lower() for o in allowed}
-    host = headers.get("host", "").lower()
-    parts = urlsplit(origin)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return False
-    default_port = {"http": "80", "https": "443"}[parts.scheme]
-    netloc = parts.netloc
-    if ":" not in netloc.rsplit("]", 1)[-1]:
-        netloc = f"{netloc}:{default_port}"
-    if ":" not in host.rsplit("]", 1)[-1]:
-        host = f"{host}:{default_port}"
-    return netloc == host
 
 
 class WatchEndpoint:
@@ -63,7 +42,7 @@ class WatchEndpoint:
         connect = await receive()
         if connect["type"] != "websocket.connect":
             return
-        if not origin_allowed(headers, svc.settings.allowed_origins):
+        if not origin_allowed(headers, svc.settings):
             log.info("refused a WebSocket from origin %r", headers.get("origin", "")[:100])
             await send({"type": "websocket.close", "code": closecodes.POLICY_VIOLATION})
             return

@@ -139,6 +139,11 @@ class Database:
         )
         return None if row is None else QueueRow(row["slug"], row["venue_id"], row["name"])
 
+    async def queue_slugs(self) -> set[str]:
+        """Every queue's slug (a few bytes each; read whole so unknown slugs cost no query)."""
+        rows = await self._fetch("fetch", "SELECT slug FROM queues")
+        return {row["slug"] for row in rows}
+
     async def upsert_queue(self, slug: str, venue_id: str, name: str) -> QueueRow:
         """Create the queue or rename it; returns the row as stored (its owner may differ)."""
         row = await self._fetch(
