@@ -19,6 +19,16 @@ def ticket_claim(request: Request, svc: Services, ticket_id: str) -> TicketClaim
     return claim
 
 
+async def live_ticket_claim(request: Request, svc: Services, ticket_id: str) -> TicketClaim:
+    """`ticket_claim`, with an old SHA-1 token held to its ticket being old and unfinished."""
+    claim = ticket_claim(request, svc, ticket_id)
+    if claim.legacy:
+        view = await svc.store.ticket(claim.queue, claim.number)
+        if view is None or not svc.signer.legacy_allowed(view.joined_ms, view.status):
+            raise ApiError.from_code("unauthorized", "this token has expired")
+    return claim
+
+
 async def staff_venue(request: Request, svc: Services) -> str:
     """The venue id of the staff key in the request; 401 when missing or wrong."""
     key = bearer(request.headers.get("authorization"))

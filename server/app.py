@@ -102,7 +102,7 @@ async def build_services(settings: Settings) -> Services:
     fanout = Fanout(store, settings.flush_ms, settings.stuck_close_s, settings.resync_check_s)
     fanout.seed_eta = history.eta_seeder(EventLog(db))
     await fanout.start()
-    signer = TicketSigner(settings.secret_key.reveal())
+    signer = TicketSigner(settings.secret_key.reveal(), await store.sha256_tokens_since_ms())
     recovery = Recovery(store, db)
     persister = Persister(store, db, recovery, batch=settings.persist_batch)
     fanout.on_quote = persister.quotes.record

@@ -7,7 +7,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from protocol.names import ticket_id
-from server.access import owned_queue, staff_venue, ticket_claim
+from server.access import live_ticket_claim, owned_queue, staff_venue
 from server.errors import ApiError
 from server.httpio import JSONResponse, idempotency_key, optional_text, read_body, read_object
 from server.idempotency import fingerprint, replayable
@@ -59,7 +59,7 @@ async def join(request: Request) -> Response:
 async def read_ticket(request: Request) -> Response:
     svc = services(request)
     tid = request.path_params["ticket_id"]
-    claim = ticket_claim(request, svc, tid)
+    claim = await live_ticket_claim(request, svc, tid)
     view = await svc.store.ticket(claim.queue, claim.number)
     if view is None or view.nonce != claim.nonce:
         raise ApiError.from_code("unauthorized", "this token's ticket no longer exists")
@@ -80,7 +80,7 @@ async def read_ticket(request: Request) -> Response:
 async def leave(request: Request) -> Response:
     svc = services(request)
     tid = request.path_params["ticket_id"]
-    claim = ticket_claim(request, svc, tid)
+    claim = await live_ticket_claim(request, svc, tid)
     await svc.store.leave(claim.queue, claim.number, claim.nonce)
     return JSONResponse({"ticket_id": tid, "status": "left"})
 

@@ -43,6 +43,11 @@ def queue_keys(prefix: str, queue: str) -> QueueKeys:
     )
 
 
+def sha256_since_key(prefix: str) -> str:
+    """When the deployment began signing tokens with SHA-256 (Unix ms), see server.auth."""
+    return f"{prefix}:tokens:sha256_since_ms"
+
+
 def queues_index(prefix: str) -> str:
     """Set of every queue slug with live state (for the persister and recovery to walk)."""
     return f"{prefix}:queues"

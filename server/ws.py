@@ -130,7 +130,7 @@ class _Session:
 
     async def _watch(self, token: str) -> bool:
         claim = self.svc.signer.verify(token)
-        if claim is None:
+        if claim is None or (claim.legacy and not await self._legacy_allowed(claim)):
             await self._reject(self.conn.bad_token())
             return False
         self.conn.watching(claim.ticket_id)
@@ -148,6 +148,13 @@ class _Session:
             await self._reject(self.conn.bad_token())
             return False
         return True
+
+    async def _legacy_allowed(self, claim: TicketClaim) -> bool:
+        try:
+            view = await self.svc.store.ticket(claim.queue, claim.number)
+        except Unavailable:
+            return False
+        return view is not None and self.svc.signer.legacy_allowed(view.joined_ms, view.status)
 
     def _outbox(self) -> Outbox:
         text = self.conn.codec.is_text

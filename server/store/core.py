@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from importlib import resources
@@ -22,7 +23,7 @@ from redis.exceptions import RedisError
 
 from protocol.line import Snapshot
 from server.errors import ApiError, RateLimited, Unavailable
-from server.keys import QueueKeys, join_rate_keys, queue_keys, queues_index
+from server.keys import QueueKeys, join_rate_keys, queue_keys, queues_index, sha256_since_key
 
 if TYPE_CHECKING:
     from server.store.notices import NoticeStream
@@ -174,6 +175,14 @@ class Store:
     async def set_state(self, queue: str, action: str) -> dict[str, Any]:
         k = self.keys(queue)
         return await self._run("set_state", [k.meta, k.line, k.events], [k.channel, action])
+
+    async def sha256_tokens_since_ms(self) -> int:
+        """When this deployment began signing tokens with SHA-256: the first node to ask sets it."""
+        key = sha256_since_key(self.prefix)
+        now_ms = int(time.time() * 1000)
+        await self._guard(self.redis.set(key, now_ms, nx=True))
+        found = await self._guard(self.redis.get(key))
+        return now_ms if found is None else int(found)
 
     async def remembered(self, name: str) -> bytes | None:
         """A stored first answer for an idempotency key (see server.idempotency)."""

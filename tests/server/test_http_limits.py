@@ -103,7 +103,7 @@ async def test_concurrent_http_requests_are_capped_but_websockets_are_not(
 
 async def test_a_client_leaving_mid_body_is_not_an_error(start_server: Any) -> None:
     node = start_server(VQ_LOG_LEVEL="DEBUG")
-    reader, writer = await connect(node.url)
+    _, writer = await connect(node.url)
     writer.write(b"POST /v1/queues/nope/tickets HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{")
     await writer.drain()
     writer.close()
