@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,7 +19,8 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import Scope
 
 from server import customers, history, limits, pages, staff
-from server.auth import KeyCache, TicketSigner
+from server.auth import KeyCache, TicketSigner, bearer
+from server.clientaddr import client_address
 from server.config import Settings
 from server.db import Database
 from server.db.events import EventLog
@@ -48,11 +50,25 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+def operator_client(request: Request, settings: Settings) -> bool:
+    """Loopback clients (as resolved behind trusted proxies) or `Bearer $VQ_METRICS_TOKEN`."""
+    token = settings.metrics_token
+    given = bearer(request.headers.get("authorization"))
+    if token is not None and given is not None and hmac.compare_digest(given, token.reveal()):
+        return True
+    return client_address(request.scope, settings.trusted_proxies).is_loopback
+
+
 async def readyz(request: Request) -> Response:
+    """`{"ready"}` for anyone; the details (business volume) only for operators."""
     svc: Services = request.app.state.services
     redis_ok = await svc.store.ping()
     db_ok = await svc.db.ping()
+    status = 200 if redis_ok and db_ok else 503
+    if not operator_client(request, svc.settings):
+        return JSONResponse({"ready": redis_ok and db_ok}, status)
     body: dict[str, object] = {
+        "ready": redis_ok and db_ok,
         "redis": redis_ok,
         "postgres": db_ok,
         "watchers": svc.fanout.watcher_count,
@@ -61,7 +77,7 @@ async def readyz(request: Request) -> Response:
     }
     if svc.persister is not None:
         body["persistence"] = svc.persister.status()
-    return JSONResponse(body, 200 if redis_ok and db_ok else 503)
+    return JSONResponse(body, status)
 
 
 async def on_api_error(request: Request, exc: Exception) -> Response:

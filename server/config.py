@@ -136,7 +136,7 @@ class Settings:
     resync_check_s: float = 2.0  # 0: no periodic drift check
     ws_ping_s: float = 20.0
     persist_batch: int = 500
-    demo: bool = True
+    demo: bool = False  # the demo venue: `make run` turns it on, images never do
     log_level: str = "INFO"
     join_rate_ip: Rate | None = Rate(30, 60)
     join_rate_queue: Rate | None = None
@@ -178,7 +178,7 @@ class Settings:
             resync_check_s=_resync_check_s(env),
             ws_ping_s=_float(env, "VQ_WS_PING_S", 20.0, 0.5, 600.0),
             persist_batch=int(_float(env, "VQ_PERSIST_BATCH", 500, 1, 10000)),
-            demo=_bool(env, "VQ_DEMO", True),
+            demo=_bool(env, "VQ_DEMO", False),
             log_level=level,
             join_rate_ip=_rate(env, "VQ_JOIN_RATE_IP", "30/minute"),
             join_rate_queue=_rate(env, "VQ_JOIN_RATE_QUEUE", "off"),
