@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import hmac
@@ -18,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Scope
 
-from server import customers, history, limits, pages, staff
+from server import customers, history, keyroutes, limits, pages, staff
 from server.auth import KeyCache, TicketSigner, bearer
 from server.clientaddr import client_address
 from server.config import Settings
@@ -141,12 +142,16 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         svc = await build_services(settings)
         app.state.services = svc
+        following = keyroutes.start_following(svc.store, svc.keys)
         # Everything allocated so far lives as long as the process: keep it out of the cyclic
         # collector's full passes, which otherwise walk it while 10k sockets wait for frames.
         gc.freeze()
         try:
             yield
         finally:
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
             await close_services(svc)
 
     def services_of(scope: Scope) -> Services:
@@ -158,6 +163,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/readyz", readyz),
         *customers.ROUTES,
         *staff.ROUTES,
+        *keyroutes.ROUTES,
         *history.ROUTES,
         *pages.ROUTES,
         WebSocketRoute("/v1/ws", WatchEndpoint(services_of)),

@@ -111,25 +111,50 @@ def bearer(header: str | None) -> str | None:
     return value.strip()
 
 
+@dataclass(frozen=True, slots=True)
+class StaffIdentity:
+    """Who a verified staff key speaks for."""
+
+    venue_id: str
+    key_id: str
+    role: str  # "staff" or "admin"
+
+    @property
+    def admin(self) -> bool:
+        return self.role == "admin"
+
+
 class KeyCache:
-    """Recently verified staff keys, so staff calls keep working while PostgreSQL is down."""
+    """Recently verified staff keys, so staff calls keep working while PostgreSQL is down.
+
+    A revocation evicts its key on every node (pushed through Redis, see server.revocation);
+    when that push may have been missed (pub/sub resubscribed), the whole cache is dropped.
+    """
 
     def __init__(self, ttl_s: float = 60.0, stale_ok_s: float = 24 * 3600.0) -> None:
         self.ttl_s = ttl_s
         self.stale_ok_s = stale_ok_s
-        self._entries: dict[bytes, tuple[str, float]] = {}
+        self._entries: dict[bytes, tuple[StaffIdentity, float]] = {}
 
-    def get(self, key_hash: bytes, *, stale: bool = False) -> str | None:
+    def get(self, key_hash: bytes, *, stale: bool = False) -> StaffIdentity | None:
         entry = self._entries.get(key_hash)
         if entry is None:
             return None
-        venue_id, at = entry
+        identity, at = entry
         age = time.monotonic() - at
         if age <= self.ttl_s or (stale and age <= self.stale_ok_s):
-            return venue_id
+            return identity
         return None
 
-    def put(self, key_hash: bytes, venue_id: str) -> None:
+    def put(self, key_hash: bytes, identity: StaffIdentity) -> None:
         if len(self._entries) > 10_000:
             self._entries.clear()
-        self._entries[key_hash] = (venue_id, time.monotonic())
+        self._entries[key_hash] = (identity, time.monotonic())
+
+    def evict(self, key_id: str) -> None:
+        for digest, (identity, _) in list(self._entries.items()):
+            if identity.key_id == key_id:
+                del self._entries[digest]
+
+    def clear(self) -> None:
+        self._entries.clear()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import orjson
 
+from server import keycli
 from server.config import ConfigError, Secret, Settings
 
 log = logging.getLogger("vqueue")
@@ -157,6 +158,7 @@ def _parser() -> argparse.ArgumentParser:
     p_create = venue_sub.add_parser("create", help="create a venue and print its first staff key")
     p_create.add_argument("name")
     p_create.add_argument("--json", action="store_true", help="print {venue_id, staff_key}")
+    keycli.add_parser(sub)
     sub.add_parser("recover", help="rebuild live queues in Redis from the PostgreSQL event log")
     sub.add_parser(
         "loadtest", help="run the load-test harness (see vqueue loadtest --help)", add_help=False
@@ -210,6 +212,9 @@ def _offline(args: argparse.Namespace, settings: Settings) -> int:
             print(f"venue {args.name!r} created: {venue_id}")
             print(f"staff key (shown once, keep it safe): {key}")
         return 0
+    if args.command == "key":
+        asyncio.run(_migrate(settings))
+        return keycli.run(args, settings)
     if args.command == "recover":
         from server.recovery import recover_all
 

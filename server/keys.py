@@ -43,6 +43,11 @@ def queue_keys(prefix: str, queue: str) -> QueueKeys:
     )
 
 
+def revoked_keys(prefix: str) -> str:
+    """Set of revoked staff key ids, and the pub/sub channel that announces each revocation."""
+    return f"{prefix}:keys:revoked"
+
+
 def sha256_since_key(prefix: str) -> str:
     """When the deployment began signing tokens with SHA-256 (Unix ms), see server.auth."""
     return f"{prefix}:tokens:sha256_since_ms"

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any, cast
@@ -23,7 +23,14 @@ from redis.exceptions import RedisError
 
 from protocol.line import Snapshot
 from server.errors import ApiError, RateLimited, Unavailable
-from server.keys import QueueKeys, join_rate_keys, queue_keys, queues_index, sha256_since_key
+from server.keys import (
+    QueueKeys,
+    join_rate_keys,
+    queue_keys,
+    queues_index,
+    revoked_keys,
+    sha256_since_key,
+)
 
 if TYPE_CHECKING:
     from server.store.notices import NoticeStream
@@ -175,6 +182,35 @@ class Store:
     async def set_state(self, queue: str, action: str) -> dict[str, Any]:
         k = self.keys(queue)
         return await self._run("set_state", [k.meta, k.line, k.events], [k.channel, action])
+
+    async def revoke_key(self, key_id: str) -> None:
+        """Record a revoked key for good (checked while PostgreSQL is down) and tell every node."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.sadd(revoked_keys(self.prefix), key_id)
+        pipe.publish(revoked_keys(self.prefix), key_id)
+        await self._guard(pipe.execute())
+
+    async def key_revoked(self, key_id: str) -> bool:
+        return bool(await self._guard(self.redis.sismember(revoked_keys(self.prefix), key_id)))
+
+    async def revocations(self) -> AsyncIterator[str | None]:
+        """Revoked key ids as announced; None each time the subscription is (re)made, since
+        announcements made while it was down are lost. Ends only when cancelled."""
+        channel = revoked_keys(self.prefix)
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(channel)
+                async for message in pubsub.listen():
+                    if message["type"] == "subscribe":
+                        yield None
+                    elif message["type"] == "message":
+                        yield bytes(message["data"]).decode()
+            except (RedisError, OSError) as exc:
+                log.warning("revocation channel lost, resubscribing: %s", exc)
+                await asyncio.sleep(1.0)  # a retry delay while Redis is away
+            finally:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def sha256_tokens_since_ms(self) -> int:
         """When this deployment began signing tokens with SHA-256: the first node to ask sets it."""
