@@ -57,7 +57,7 @@ def specs(quick: bool) -> list[Spec]:
 class Server:
     """A `vqueue serve` child process on a free port, pinned to SERVER_CPU."""
 
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(self, data_dir: Path, port: int, extra_env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -66,6 +66,9 @@ class Server:
             "VQ_DATA_DIR": str(data_dir),
             "VQ_DEMO": "0",
             "VQ_LOG_LEVEL": "WARNING",
+            # The harness joins and watches from loopback: the abuse limits must not count it.
+            "VQ_RATE_EXEMPT": "127.0.0.0/8,::1",
+            **(extra_env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -198,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
     persist = _persistence(work / "persist.json", args.quick)
     text = render(results, started, load_before, os.getloadavg(), args.quick, persist)
+    text += "\n" + _limits(work / "limits.md", args.quick)
     args.out.write_text(text)
     print(f"bench: wrote {args.out} in {time.time() - started:.0f} s (reports in {out_dir})")
     return 0
@@ -219,6 +223,14 @@ def _persistence(out: Path, quick: bool) -> dict[str, Any]:
     result: dict[str, Any] = orjson.loads(out.read_bytes())
     result["command"] = " ".join(["python -m loadtest.bench_persist", *argv[3:]])
     return result
+
+
+def _limits(out: Path, quick: bool) -> str:
+    """Run the join-throughput comparison with and without the abuse limits; its section."""
+    runs, joins = ("3", "500") if quick else ("5", "3000")
+    argv = [sys.executable, "-m", "loadtest.bench_limits", "--runs", runs, "--joins", joins]
+    subprocess.run([*argv, "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
+    return out.read_text()
 
 
 def _free_port() -> int:
