@@ -27,6 +27,10 @@ seq); see the report's "method" section.
 The harness owns the queue while it runs: it first calls next until the line is empty (calls of
 tickets it does not watch could not be matched to a seq), then calls next at --call-rate, and
 leaves the tickets it created behind. Point it at a queue meant for testing.
+
+The harness joins thousands of tickets and opens thousands of sockets from one address: start
+the server with its abuse limits off for that address, e.g. VQ_RATE_EXEMPT=127.0.0.0/8,::1 (or
+VQ_JOIN_RATE_IP=off VQ_WS_PER_IP=off), or the run is refused with 429s.
 """
 
 
