@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 ## run: the server on http://127.0.0.1:8000 (embedded Redis and PostgreSQL unless REDIS_URL / DATABASE_URL are set)
 run: $(STAMP)
-	$(BIN)/vqueue serve --host 127.0.0.1 --port 8000
+	VQ_DEMO=$${VQ_DEMO:-1} $(BIN)/vqueue serve --host 127.0.0.1 --port 8000
 
 ## test: lint, types and the whole test suite (starts its own Redis and PostgreSQL)
 test: lint types unit

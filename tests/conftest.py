@@ -29,6 +29,7 @@ from server.store import Store
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_DB = "vqueue_template"
 SECRET_KEY = "test-secret-key-0123456789abcdef-0123456789"
+LOOPBACK = "127.0.0.0/8,::1"
 
 
 @pytest.fixture(scope="session")
@@ -191,6 +192,8 @@ def server_env(settings: Settings, **extra: str) -> dict[str, str]:
         # itself turns it on).
         VQ_RESYNC_CHECK_S="0",
         VQ_LOG_LEVEL="INFO",
+        # The abuse limits exempt loopback here; the tests of the limits set their own.
+        VQ_RATE_EXEMPT=LOOPBACK,
     )
     env.update(extra)
     return env
