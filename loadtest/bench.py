@@ -58,7 +58,7 @@ def specs(quick: bool) -> list[Spec]:
 class Server:
     """A `vqueue serve` child process on a free port, pinned to SERVER_CPU."""
 
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(self, data_dir: Path, port: int, extra_env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -67,6 +67,9 @@ class Server:
             "VQ_DATA_DIR": str(data_dir),
             "VQ_DEMO": "0",
             "VQ_LOG_LEVEL": "WARNING",
+            # The harness joins and watches from loopback: the abuse limits must not count it.
+            "VQ_RATE_EXEMPT": "127.0.0.0/8,::1",
+            **(extra_env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -207,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
     persist = _persistence(args.persist)
     text = render(results, started, load_before, os.getloadavg(), args.quick, persist)
+    text += "\n" + _limits(work / "limits.md", args.quick)
     args.out.write_text(text)
     print(f"bench: wrote {args.out} in {time.time() - started:.0f} s (reports in {out_dir})")
     return 0
@@ -221,6 +225,14 @@ def _persistence(path: Path | None) -> dict[str, Any] | None:
         raise SystemExit(f"bench: no persistence result at {path}: run server.bench_persist first")
     result: dict[str, Any] = orjson.loads(path.read_bytes())
     return result
+
+
+def _limits(out: Path, quick: bool) -> str:
+    """Run the join-throughput comparison with and without the abuse limits; its section."""
+    runs, joins = ("3", "500") if quick else ("5", "3000")
+    argv = [sys.executable, "-m", "loadtest.bench_limits", "--runs", runs, "--joins", joins]
+    subprocess.run([*argv, "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
+    return out.read_text()
 
 
 def _free_port() -> int:

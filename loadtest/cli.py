@@ -31,6 +31,10 @@ leaves the tickets it created behind. Point it at a queue meant for testing.
 exit status: 0 when every check held; 1 when a watcher ended at a wrong position, a called
 ticket's watcher was never told, a ticket was called twice, or a worker failed; 2 on a usage
 error (bad options, unknown queue or key, server down).
+
+The harness joins thousands of tickets and opens thousands of sockets from one address: start
+the server with its abuse limits off for that address, e.g. VQ_RATE_EXEMPT=127.0.0.0/8,::1 (or
+VQ_JOIN_RATE_IP=off VQ_WS_PER_IP=off), or the run is refused with 429s.
 """
 
 
