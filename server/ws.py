@@ -1,4 +1,4 @@
-"""`GET /v1/ws`: a customer's live place in line (contract-v1.md, "WebSocket").
+"""`GET /v1/ws`: a customer's live place in line (docs/protocol.md, "WebSocket").
 
 The endpoint checks the handshake's Origin, negotiates the codec, waits for `watch`, hands the
 connection to the fan-out and then only listens for `leave`. Everything the connection sends
