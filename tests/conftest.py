@@ -268,7 +268,8 @@ def start_server(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., S
         return server
 
     yield start
-    for server in started:
+    for server in started:  # all of them, before a failed check below can skip one
         server.stop()
+    for server in started:
         tail = server.log_text()
         assert "Traceback" not in tail, tail[-4000:]
