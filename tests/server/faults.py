@@ -25,7 +25,7 @@ from tests.conftest import ServerProcess
 from tests.server.watchers import RecordingWatcher, settle
 
 STAFF_KEY_LINE = re.compile(r"vqueue: staff key\s+(\S+)")
-REDIS_URL_LINE = re.compile(r"embedded Redis at (redis://\S+)")
+REDIS_LINE = re.compile(r"embedded Redis at 127\.0\.0\.1:(\d+) \(data in (\S+)\)")
 RESTART_LIMIT_S = 5.0  # the supervisor's promise
 EXACT_LIMIT_S = 10.0  # watchers back at their true place after a restart
 
@@ -42,7 +42,9 @@ def outside_tmp() -> Iterator[Path]:
 def embedded_env(data_dir: Path, **extra: str) -> dict[str, str]:
     """The environment of a small venue's node: nothing configured but the data folder."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VQ_", "REDIS_", "DATABASE_"))}
+    # The load comes from loopback: the abuse limits are not what these tests are about.
     env.update(VQ_DATA_DIR=str(data_dir), VQ_RESYNC_CHECK_S="0", VQ_LOG_LEVEL="INFO")
+    env.update(VQ_RATE_EXEMPT="127.0.0.0/8,::1", VQ_DEMO="1")
     env.update(extra)
     return env
 
@@ -59,9 +61,12 @@ class EmbeddedNode:
     def start(self) -> None:
         self.server.start(timeout_s=120)
         log = self.server.log_text()
-        key, url = STAFF_KEY_LINE.search(log), REDIS_URL_LINE.search(log)
-        assert key and url, log[-3000:]
-        self.staff_key, self.redis_url = key.group(1), url.group(1)
+        key, redis = STAFF_KEY_LINE.search(log), REDIS_LINE.search(log)
+        assert key and redis, log[-3000:]
+        # The embedded Redis wants its password, kept for its owner in its data folder.
+        password = (Path(redis.group(2)) / "redis.password").read_text().strip()
+        self.staff_key = key.group(1)
+        self.redis_url = f"redis://:{password}@127.0.0.1:{redis.group(1)}/0"
 
     @property
     def pid(self) -> int:
