@@ -17,6 +17,7 @@ class Scenario(enum.Enum):
     JOIN_SPIKE = "join-spike"
     RECONNECT_STORM = "reconnect-storm"
     SLOW_READERS = "slow-readers"
+    FAILOVER = "failover"
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class Options:
     quiet_s: float = 1.5
     progress: bool = True
     seed: int = 1
+    failover_urls: tuple[str, ...] = ()  # failover: the nodes that stay up
+    kill_pid: int | None = None  # failover: the local process of the node at `url`
 
     @property
     def urls(self) -> tuple[str, ...]:
@@ -54,6 +57,16 @@ class Options:
         return self.node_ws_url(0)
 
     @property
+    def resume_ws_urls(self) -> tuple[str, ...]:
+        """Where a dropped watcher reconnects: the surviving nodes, else where it was."""
+        return tuple(ws_url_of(u) for u in self.failover_urls)
+
+    @property
+    def http_url(self) -> str:
+        """Where joins and staff calls go: a surviving node when one is to be killed."""
+        return (self.failover_urls[0] if self.failover_urls else self.base_url).rstrip("/")
+
+    @property
     def base_url(self) -> str:
         """The first node: the staff calls and the final checks go there."""
         return self.urls[0]
@@ -62,7 +75,7 @@ class Options:
         return self.urls[process % len(self.urls)]
 
     def node_ws_url(self, process: int) -> str:
-        return f"ws://{urlsplit(self.node_base_url(process)).netloc}/v1/ws"
+        return ws_url_of(self.node_base_url(process))
 
     @property
     def churn_join_rate(self) -> float:
@@ -102,4 +115,12 @@ class Options:
             return "--duration must be positive and --call-rate not negative"
         if not 0.0 <= self.slow_share < 1.0:
             return "--slow-share must be in [0, 1)"
+        if (self.scenario is Scenario.FAILOVER) != bool(self.failover_urls and self.kill_pid):
+            return "--scenario failover takes --kill-pid and --failover-url (and only it does)"
+        if any(urlsplit(u).scheme != "http" for u in self.failover_urls):
+            return "--failover-url must be an http:// URL"
         return None
+
+
+def ws_url_of(url: str) -> str:
+    return f"ws://{urlsplit(url).netloc}/v1/ws"

@@ -50,7 +50,7 @@ def test_the_compose_file_runs_nodes_a_balancer_a_redis_cluster_and_postgresql()
         assert services[node]["environment"]["VQ_REDIS_CLUSTER"] == "true"
     # the balancer's fixed address is the one the nodes believe X-Forwarded-For from
     address = services["balancer"]["networks"]["backend"]["ipv4_address"]
-    assert {services[n]["environment"]["VQ_FORWARDED_ALLOW_IPS"] for n in nodes} == {address}
+    assert {services[n]["environment"]["VQ_TRUSTED_PROXIES"] for n in nodes} == {address}
 
 
 @pytest.mark.parametrize("name", sorted(_vqueue_services()))

@@ -26,6 +26,8 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.connection import parse_url
 from redis.exceptions import RedisClusterException, RedisError
 
+from server.errors import Unavailable
+
 if TYPE_CHECKING:
     from server.store.core import Store
 
@@ -100,13 +102,21 @@ class NoticeStream:
         return len(self._shards)
 
     async def subscribe(self, queue: str) -> None:
-        """Watch a queue; its `Resubscribed` comes once its shard confirms (retried until then)."""
+        """Watch a queue; its `Resubscribed` comes once its shard confirms.
+
+        Raises Unavailable when its shard cannot be reached now: the caller gives the queue up
+        (and its watcher retries). Other queues of a shard that failed are placed again later.
+        """
         channel = self._channel(queue)
         self._queues[channel] = queue
         async with self._lock:
             failed = await self._place([channel])
-        if failed:
-            self._rehome_later(failed)
+        if channel in failed:
+            self._queues.pop(channel, None)
+            failed.discard(channel)
+        self._rehome_later(failed)
+        if channel not in self._queues:
+            raise Unavailable("the live queue is not available right now")
 
     async def unsubscribe(self, queue: str) -> None:
         channel = self._channel(queue)

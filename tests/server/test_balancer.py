@@ -57,7 +57,7 @@ backend nodes
 def balancer(
     start_server: Callable[..., ServerProcess], tmp_path: Path
 ) -> Iterator[tuple[str, list[ServerProcess]]]:
-    nodes = [start_server(), start_server()]
+    nodes = [start_server(VQ_TRUSTED_PROXIES="127.0.0.1") for _ in range(2)]
     port = free_port()
     cfg = tmp_path / "haproxy.cfg"
     cfg.write_text(_config(port, nodes))
