@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IDEMPOTENCY_TTL_S = 24 * 3600
+# What a call can raise when the server is gone: redis-py's errors, and on a cluster failover the
+# event loop's "transport is closed" RuntimeError from a connection the dead primary reset.
+STORE_DOWN = (RedisError, OSError, RuntimeError)
 SCRIPT_NAMES = ("join", "call_next", "finish", "leave", "set_state", "upsert_queue")
 # Reads that must agree run as scripts too: a MULTI is not usable on redis-py's asyncio cluster.
 READ_SCRIPT_NAMES = ("read_meta", "read_ticket", "read_snapshot")
@@ -122,7 +125,7 @@ class Store:
     async def _run(self, name: str, keys: list[str], args: list[str | int]) -> dict[str, Any]:
         try:
             raw = await self._scripts[name](keys=keys, args=args)
-        except RedisError as exc:
+        except STORE_DOWN as exc:
             log.warning("redis script %s failed: %s", name, exc)
             raise Unavailable("the live queue store is unreachable") from exc
         return _parse(cast(bytes, raw))
@@ -133,7 +136,7 @@ class Store:
     async def _guard(self, awaitable: Awaitable[Any]) -> Any:
         try:
             return await awaitable
-        except RedisError as exc:
+        except STORE_DOWN as exc:
             log.warning("redis call failed: %s", exc)
             raise Unavailable("the live queue store is unreachable") from exc
 
