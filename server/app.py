@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Scope
 
-from server import customers, history, pages, staff
+from server import customers, history, pages, shaping, staff
 from server.auth import KeyCache, TicketSigner
 from server.config import Settings
 from server.db import Database
@@ -130,6 +130,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/readyz", readyz),
         *customers.ROUTES,
         *staff.ROUTES,
+        *shaping.ROUTES,
         *history.ROUTES,
         *pages.ROUTES,
         WebSocketRoute("/v1/ws", WatchEndpoint(services_of)),

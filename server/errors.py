@@ -28,6 +28,12 @@ STATUS_OF_CODE = {
     "queue_paused": 409,
     "ticket_finished": 409,
     "ticket_not_called": 409,
+    "ticket_waiting": 409,
+    "queue_full": 409,
+    "bad_priority": 400,
+    "bad_position": 400,
+    "bad_settings": 400,
+    "bad_ticket": 400,
     "payload_too_large": 413,
     "unsupported_media_type": 415,
 }
@@ -41,6 +47,8 @@ MESSAGE_OF_CODE = {
     "queue_paused": "the queue is paused",
     "ticket_finished": "the ticket is already finished",
     "ticket_not_called": "the ticket has not been called",
+    "ticket_waiting": "the ticket is already waiting in line",
+    "queue_full": "the queue has reached its maximum number of waiting tickets",
     "payload_too_large": "request body over 64 KiB",
 }
 

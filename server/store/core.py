@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from protocol.line import Snapshot
 from server.errors import ApiError, Unavailable
 from server.keys import QueueKeys, queue_keys, queues_index
+from server.store.lineops import LineOps
 
 if TYPE_CHECKING:
     from server.store.notices import NoticeStream
@@ -30,7 +31,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IDEMPOTENCY_TTL_S = 24 * 3600
-SCRIPT_NAMES = ("join", "call_next", "finish", "leave", "set_state", "upsert_queue")
+SCRIPT_NAMES = (
+    "join",
+    "call_next",
+    "finish",
+    "leave",
+    "set_state",
+    "upsert_queue",
+    "remove",
+    "remove_many",
+    "recall",
+    "requeue",
+    "transfer_in",
+    "transfer_out",
+    "settings",
+    "boundary",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +65,11 @@ class TicketView:
     seq: int
     epoch: str
     queue_state: str
+    priority: int = 0
+    finished_ms: int | None = None
+    to_queue: str | None = None  # a transferred ticket: where it went
+    to_number: int | None = None
+    to_nonce: str | None = None
 
 
 def _load_scripts() -> dict[str, str]:
@@ -65,7 +86,7 @@ def _parse(raw: bytes | str) -> dict[str, Any]:
     return result
 
 
-class Store:
+class Store(LineOps):
     def __init__(self, url: str, prefix: str = "vq", max_connections: int = 64) -> None:
         # A blocking pool waits for a free connection instead of failing a burst (FIELD-NOTES).
         self.pool = redis.BlockingConnectionPool.from_url(
@@ -107,7 +128,9 @@ class Store:
         await self._guard(self.redis.sadd(queues_index(self.prefix), queue))
         return result
 
-    async def join(self, queue: str, name: str | None, idem_key: str | None) -> dict[str, Any]:
+    async def join(
+        self, queue: str, name: str | None, idem_key: str | None, priority: int = 0
+    ) -> dict[str, Any]:
         k = self.keys(queue)
         idem = k.idempotency("join", idem_key or "-")
         args: list[str | int] = [
@@ -116,6 +139,7 @@ class Store:
             secrets.token_urlsafe(12),
             "1" if idem_key else "0",
             IDEMPOTENCY_TTL_S,
+            priority,
         ]
         return await self._run("join", [k.meta, k.line, k.tickets, k.events, idem], args)
 
@@ -220,14 +244,20 @@ class Store:
         k = self.keys(queue)
         pipe = self.redis.pipeline(transaction=True)
         pipe.hmget(k.meta, ["epoch", "seq", "state"])
-        pipe.zrange(k.line, 0, -1)
+        pipe.zrange(k.line, 0, -1, withscores=True)
         if numbers:
             pipe.hmget(k.tickets, [str(n) for n in numbers])
         rows = await self._guard(pipe.execute())
         (epoch, seq, state), line = rows[0], rows[1]
         if epoch is None:
             return None, {}
-        snap = Snapshot(epoch.decode(), int(seq), state.decode(), tuple(int(n) for n in line))
+        snap = Snapshot(
+            epoch.decode(),
+            int(seq),
+            state.decode(),
+            tuple(int(n) for n, _ in line),
+            tuple(float(score) for _, score in line),
+        )
         views: dict[int, TicketView] = {}
         if numbers:
             rank = {n: i + 1 for i, n in enumerate(snap.numbers)}
@@ -271,6 +301,11 @@ def _view(
 ) -> TicketView:
     t = orjson.loads(raw)
     return TicketView(
+        priority=int(t.get("p", 0)),
+        finished_ms=int(t["f"]) if "f" in t else None,
+        to_queue=t.get("tq"),
+        to_number=int(t["tn"]) if "tn" in t else None,
+        to_nonce=t.get("tnc"),
         number=number,
         status=t["s"],
         name=t.get("nm"),
