@@ -11,6 +11,7 @@ between (the customer left), the new ticket is taken back out of the target queu
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import time
@@ -67,8 +68,10 @@ async def complete(store: Store, intent: dict[str, Any]) -> Transferred:
     except ApiError as exc:
         if exc.code not in ("ticket_finished", "ticket_not_found", "queue_not_found"):
             raise
-        # The customer left (or was called and served) meanwhile: undo the arrival.
-        await store.remove(intent["to_queue"], number, "transfer_undone")
+        # The customer left (or was called and served) meanwhile: undo the arrival, unless
+        # the new ticket has finished too (then there is nothing left to undo).
+        with contextlib.suppress(ApiError):
+            await store.remove(intent["to_queue"], number, "transfer_undone")
         await store.drop_transfer(intent["id"])
         raise
     await store.drop_transfer(intent["id"])
@@ -84,7 +87,8 @@ async def complete_pending(store: Store, older_than_ms: int = STALE_INTENT_MS) -
     """Finish every transfer a crash left half-done; the number finished or undone."""
     now_ms = int(time.time() * 1000)
     done = 0
-    for intent in await store.pending_transfers():
+    pending = sorted(await store.pending_transfers(), key=lambda i: (i.get("at_ms", 0), i["id"]))
+    for intent in pending:
         if now_ms - int(intent.get("at_ms", 0)) < older_than_ms:
             continue  # probably still running on the node that began it
         try:
