@@ -65,11 +65,12 @@ def test_replay_rebuilds_line_calls_counters_and_state() -> None:
         "nc": "n1",
         "j": NOW - 50,
         "nm": "Ann",
+        "p": 0,
         "c": NOW - 20,
         "ct": "desk 2",
         "f": NOW - 3,
     }
-    assert live.tickets[2] == {"s": "called", "nc": "n2", "j": NOW - 40, "c": NOW - 4}
+    assert live.tickets[2] == {"s": "called", "nc": "n2", "j": NOW - 40, "p": 0, "c": NOW - 4}
     assert live.tickets[3]["s"] == "left"
     assert (live.missing_seqs, live.new_nonces) == (0, 0)
 

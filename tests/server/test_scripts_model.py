@@ -218,7 +218,7 @@ class ScriptsMachine(RuleBasedStateMachine):
         m = self.models[q]
         numbers = None
         if not everyone:
-            known = sorted(m.status) + [m.next + 5]  # one unknown number is skipped
+            known = [*sorted(m.status), m.next + 5]  # one unknown number is skipped
             numbers = data.draw(st.lists(st.sampled_from(known), max_size=6))
         result, error = self.attempt(self.store.remove_many(q, numbers, None))
         assert error is None and result is not None
