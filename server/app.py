@@ -28,6 +28,7 @@ from server.httpio import JSONResponse, error_response
 from server.outbox import Outbox
 from server.persister import Persister
 from server.recovery import Recovery
+from server.scheduler import Scheduler
 from server.services import Services
 from server.store import Store
 from server.ws import WatchEndpoint
@@ -97,10 +98,16 @@ async def build_services(settings: Settings) -> Services:
     persister = Persister(store, db, recovery, batch=settings.persist_batch)
     fanout.on_quote = persister.quotes.record
     await persister.start()
-    return Services(settings, store, db, fanout, signer, KeyCache(), recovery.rebuild, persister)
+    scheduler = Scheduler(store)
+    await scheduler.start()
+    return Services(
+        settings, store, db, fanout, signer, KeyCache(), recovery.rebuild, persister, scheduler
+    )
 
 
 async def close_services(svc: Services) -> None:
+    if svc.scheduler is not None:
+        await svc.scheduler.stop()
     if svc.persister is not None:
         await svc.persister.stop()
     await svc.fanout.stop()

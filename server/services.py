@@ -16,6 +16,7 @@ from server.store import Store
 
 if TYPE_CHECKING:
     from server.persister import Persister
+    from server.scheduler import Scheduler
 
 
 @dataclass(eq=False)
@@ -28,6 +29,7 @@ class Services:
     keys: KeyCache
     rebuild: Callable[[str], Awaitable[bool]] | None = None  # queues.restore(): replay the log
     persister: Persister | None = None
+    scheduler: Scheduler | None = None  # opening hours
 
 
 def services(conn: HTTPConnection) -> Services:
