@@ -1,4 +1,4 @@
-"""Rebuilding live queues in Redis from the event log (DESIGN.md invariant 7).
+"""Rebuilding live queues in Redis from the event log (architecture.md inv. 7).
 
 A queue is rebuilt when Redis lost it (its meta is gone: a flush, a new empty Redis) or went
 back in time (its seq is below the last one PostgreSQL has: a crash lost Redis's last second of
@@ -18,12 +18,13 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 
+from protocol.ticket import FINISHED_KEEP_MS
 from server import transfers
 from server.config import Settings
 from server.db import Database
 from server.db.events import EventLog, QueueHead
 from server.events import StreamEvent
-from server.replay import FINISHED_KEEP_MS, Event, LiveQueue, restore_payload
+from server.replay import Event, LiveQueue, restore_payload
 from server.store import Store
 from server.store.events import EventStreams
 

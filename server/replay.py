@@ -12,18 +12,18 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 
 from protocol.score import BAND, GAP, MID, band_base, priority_of, tail_score
+from protocol.ticket import FINISHED_KEEP_MS, TicketRecord
 
 log = logging.getLogger(__name__)
 
-FINISHED_KEEP_MS = 24 * 3600 * 1000  # as in scripts/common.lua: finished tickets stay a day
 STATE_AFTER = {"paused": "paused", "resumed": "open", "closed": "closed", "opened": "open"}
-FINAL = frozenset({"served", "no_show", "left"})
+FINAL = frozenset({"served", "no_show", "left"})  # finished by their own event type
 PLACEMENTS = frozenset({"joined", "requeued", "transfer_in"})
 
 
@@ -46,7 +46,7 @@ class LiveQueue:
     state: str = "open"
     seq: int = 0
     next_number: int = 0
-    tickets: dict[int, dict[str, Any]] = field(default_factory=dict)
+    tickets: dict[int, TicketRecord] = field(default_factory=dict)
     line: dict[int, float] = field(default_factory=dict)  # waiting number -> score
     called: dict[int, int] = field(default_factory=dict)
     finished: dict[int, int] = field(default_factory=dict)
@@ -89,16 +89,14 @@ class LiveQueue:
     def ordered_line(self) -> list[int]:
         return [n for n, _ in sorted(self.line.items(), key=lambda item: (item[1], item[0]))]
 
-    def _ticket(self, number: int, joined_ms: int, data: Mapping[str, Any]) -> dict[str, Any]:
+    def _ticket(self, number: int, joined_ms: int, data: Mapping[str, Any]) -> TicketRecord:
         self.next_number = max(self.next_number, number)
         nonce = data.get("nonce")
         if not nonce:
             nonce = secrets.token_urlsafe(12)
             self.new_nonces += 1
-        ticket: dict[str, Any] = {"s": "waiting", "nc": str(nonce), "j": joined_ms}
-        if data.get("name"):
-            ticket["nm"] = str(data["name"])
-        self.tickets[number] = ticket
+        name = str(data["name"]) if data.get("name") else None
+        ticket = self.tickets[number] = TicketRecord("waiting", str(nonce), joined_ms, name)
         return ticket
 
     def _place(self, number: int, event: Event) -> None:
@@ -114,13 +112,14 @@ class LiveQueue:
         ticket = self.tickets.get(number)
         if event.kind != "requeued" or ticket is None:
             ticket = self._ticket(number, event.at_ms, data)
-            if event.kind == "transfer_in":
-                ticket.update(fq=data.get("from_queue"), x=data.get("transfer"))
-                ticket["fn"] = int(data.get("from_ticket", 0))
-        for key in ("c", "ct", "f"):
-            ticket.pop(key, None)
-        ticket["s"] = "waiting"
-        ticket["p"] = priority
+        self.tickets[number] = replace(
+            ticket,
+            status="waiting",
+            priority=priority,
+            counter=None,
+            called_ms=None,
+            finished_ms=None,
+        )
         self.called.pop(number, None)
         self.finished.pop(number, None)
         self.line[number] = score
@@ -137,22 +136,20 @@ class LiveQueue:
         if ticket is None:  # its join was lost: keep the call, with a fresh nonce
             ticket = self._ticket(number, at_ms - int(data.get("waited_ms", 0)), {})
         self.line.pop(number, None)
-        ticket["s"] = "called"
-        ticket["c"] = at_ms
-        counter = data.get("counter")
-        if counter:
-            ticket["ct"] = str(counter)
-            self.counters[str(counter)] = number
+        counter = str(data["counter"]) if data.get("counter") else None
+        self.tickets[number] = replace(ticket, status="called", called_ms=at_ms, counter=counter)
+        if counter is not None:
+            self.counters[counter] = number
         self.called[number] = at_ms
 
     def _recall(self, number: int, data: Mapping[str, Any]) -> None:
         ticket = self.tickets.get(number)
         counter = data.get("counter")
         if ticket is not None and counter:
-            ticket["ct"] = str(counter)
+            self.tickets[number] = replace(ticket, counter=str(counter))
             self.counters[str(counter)] = number
 
-    def _finish(self, number: int, status: str, at_ms: int) -> dict[str, Any] | None:
+    def _finish(self, number: int, status: str, at_ms: int) -> TicketRecord | None:
         self.line.pop(number, None)
         self.called.pop(number, None)
         ticket = self.tickets.get(number)
@@ -160,16 +157,20 @@ class LiveQueue:
             self.tickets.pop(number, None)  # long finished: Redis would have swept it by now
             self.finished.pop(number, None)
             return None
-        ticket["s"] = status
-        ticket["f"] = at_ms
+        ticket = self.tickets[number] = replace(ticket, status=status, finished_ms=at_ms)
         self.finished[number] = at_ms
         return ticket
 
     def _transferred(self, number: int, at_ms: int, data: Mapping[str, Any]) -> None:
         ticket = self._finish(number, "transferred", at_ms)
         if ticket is not None:
-            ticket.update(tq=data.get("to_queue"), tnc=data.get("to_nonce"), x=data.get("transfer"))
-            ticket["tn"] = int(data.get("to_ticket", 0))
+            self.tickets[number] = replace(
+                ticket,
+                to_queue=str(data.get("to_queue")),
+                to_number=int(data.get("to_ticket", 0)),
+                to_nonce=str(data.get("to_nonce")),
+                transfer_id=str(data.get("transfer")),
+            )
 
     def _settings(self, event: Event) -> None:
         try:
@@ -213,7 +214,7 @@ def restore_payload(
         "next": live.next_number,
         "expect_epoch": expect[0] or "",
         "expect_seq": expect[1] or 0,
-        "tickets": [[n, orjson.dumps(t).decode()] for n, t in sorted(live.tickets.items())],
+        "tickets": [[n, t.encode().decode()] for n, t in sorted(live.tickets.items())],
         "line": [[n, f"{live.line[n]:.0f}"] for n in live.ordered_line()],
         "called": sorted([n, at] for n, at in live.called.items()),
         "finished": sorted([n, at] for n, at in live.finished.items()),

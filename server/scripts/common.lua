@@ -1,8 +1,7 @@
 -- Shared prelude, prepended to every mutating script by server/store.py.
 -- Scripts validate every input before their first write: Redis does not roll back a script
 -- that fails half-way, so a check after a write would leave a half-made change behind.
-
-local FINISHED_KEEP_MS = 24 * 3600 * 1000
+-- The constants shared with Python (FINISHED_KEEP_MS, ...) come first, from protocol/ticket.py.
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -40,9 +39,9 @@ local function emit(meta, events, channel, kind, number, waiting, at, extra, not
   return seq
 end
 
--- The line's scores encode (priority, order); protocol/score.py explains the scheme and holds
--- the same constants. Scores travel as '%.0f' text: cjson would round them to 14 digits.
-local BAND, MID, GAP, MAX_PRIORITY = 2^49, 2^48, 2^20, 9
+-- The line's scores encode (priority, order); protocol/score.py explains the scheme and defines
+-- BAND, MID, GAP and MAX_PRIORITY (prepended by lua_constants() in protocol/ticket.py). Scores
+-- travel as '%.0f' text: cjson would round them to 14 digits.
 
 local function fmt(score) return string.format('%.0f', score) end
 local function band_base(p) return (MAX_PRIORITY - p) * BAND end

@@ -15,7 +15,6 @@ if ARGV[3] ~= '' then
   ticket.ct = ARGV[3]
   redis.call('HSET', counters, ARGV[3], ARGV[2])
 end
-ticket.rc = (ticket.rc or 0) + 1
 redis.call('HSET', tickets, ARGV[2], cjson.encode(ticket))
 local waiting = redis.call('ZCARD', line)
 local extra = {}

@@ -28,8 +28,7 @@ else
   score = tail_score(line, priority)
 end
 redis.call('ZADD', line, fmt(score), number)
-local ticket = {s = 'waiting', nc = ARGV[7], j = at, p = priority, fq = ARGV[4],
-                fn = tonumber(ARGV[5]), x = ARGV[2]}
+local ticket = {s = 'waiting', nc = ARGV[7], j = at, p = priority}
 if ARGV[6] ~= '' then ticket.nm = ARGV[6] end
 redis.call('HSET', tickets, number, cjson.encode(ticket))
 local position = redis.call('ZRANK', line, number) + 1

@@ -1,4 +1,4 @@
-"""The queues' event streams: the outbox every node's persister reads (DESIGN.md invariant 6).
+"""The queues' event streams: the outbox every node's persister reads (architecture.md inv. 6).
 
 Each queue has its own stream in its own hash slot, read through one consumer group
 (`PERSISTER_GROUP`) shared by every node: an entry goes to one node, stays pending until that
@@ -23,6 +23,7 @@ from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError, ResponseError
 
+from protocol.ticket import lua_constants
 from server.errors import Unavailable
 from server.events import StreamEvent
 from server.keys import PERSISTER_GROUP, queues_index, scheduled_index
@@ -79,7 +80,8 @@ def _after(entry_id: str) -> str:
 
 def _load_restore() -> str:
     folder = resources.files("server") / "scripts"
-    return (folder / "common.lua").read_text() + "\n" + (folder / "restore.lua").read_text()
+    common = lua_constants() + (folder / "common.lua").read_text()
+    return common + "\n" + (folder / "restore.lua").read_text()
 
 
 class EventStreams:
