@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from protocol.names import is_slug, parse_ticket_id, ticket_id
 from server import transfers
-from server.access import owned_queue, parse_ticket, staff_venue
+from server.access import owned_queue, owned_ticket, staff_venue
 from server.errors import ApiError
 from server.httpio import JSONResponse, optional_text, read_object
 from server.idempotency import replayable
@@ -30,14 +30,7 @@ MAX_POSITION = 1_000_000_000
 async def _staff_ticket(request: Request) -> tuple[Services, str, str, int, dict[str, Any]]:
     """(services, venue, queue, number, body) for a staff route on /v1/tickets/{ticket_id}."""
     svc = services(request)
-    venue = await staff_venue(request, svc)
-    queue, number = parse_ticket(request.path_params["ticket_id"])
-    try:
-        await owned_queue(svc, queue, venue)
-    except ApiError as exc:
-        if exc.code == "queue_not_found":
-            raise ApiError.from_code("ticket_not_found") from None
-        raise
+    venue, queue, number = await owned_ticket(request, svc)
     return svc, venue, queue, number, await read_object(request)
 
 

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from protocol.names import is_slug, ticket_id
-from server.access import owned_queue, parse_ticket, staff_venue
+from server.access import owned_queue, owned_ticket, staff_venue
 from server.errors import ApiError
 from server.httpio import JSONResponse, idempotency_key, optional_text, read_object
 from server.idempotency import replayable
@@ -77,17 +77,9 @@ async def call_next(request: Request) -> Response:
 
 async def _finish(request: Request, status: str) -> Response:
     svc = services(request)
-    venue = await staff_venue(request, svc)
-    tid = request.path_params["ticket_id"]
-    queue, number = parse_ticket(tid)
-    try:
-        await owned_queue(svc, queue, venue)
-    except ApiError as exc:
-        if exc.code == "queue_not_found":
-            raise ApiError.from_code("ticket_not_found") from None
-        raise
+    _, queue, number = await owned_ticket(request, svc)
     await svc.store.finish(queue, number, status)
-    return JSONResponse({"ticket_id": tid, "status": status})
+    return JSONResponse({"ticket_id": ticket_id(queue, number), "status": status})
 
 
 async def served(request: Request) -> Response:

@@ -139,3 +139,14 @@ local function emit_removed(meta, events, channel, removed, waiting, reason, at)
   if reason ~= '' then extra.reason = reason end
   return emit(meta, events, channel, 'removed', nil, waiting, at, extra, {ns = removed})
 end
+
+-- The decoded ticket `number` if it is called, else nil and the error to answer.
+local function called_ticket(meta, tickets, number)
+  if redis.call('EXISTS', meta) == 0 then return nil, err('queue_not_found') end
+  local raw = redis.call('HGET', tickets, number)
+  if not raw then return nil, err('ticket_not_found') end
+  local ticket = cjson.decode(raw)
+  if ticket.s == 'waiting' then return nil, err('ticket_not_called') end
+  if ticket.s ~= 'called' then return nil, err('ticket_finished') end
+  return ticket, nil
+end

@@ -3,12 +3,8 @@
 -- ARGV: 1 channel, 2 number, 3 counter ('' keeps the ticket's counter)
 -- Atomic so a recall racing served / no-show / leave sees the ticket still called or not at all.
 local meta, line, tickets, events, counters = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-if redis.call('EXISTS', meta) == 0 then return err('queue_not_found') end
-local raw = redis.call('HGET', tickets, ARGV[2])
-if not raw then return err('ticket_not_found') end
-local ticket = cjson.decode(raw)
-if ticket.s == 'waiting' then return err('ticket_not_called') end
-if ticket.s ~= 'called' then return err('ticket_finished') end
+local ticket, refusal = called_ticket(meta, tickets, ARGV[2])
+if not ticket then return refusal end
 
 local at = now_ms()
 if ARGV[3] ~= '' then

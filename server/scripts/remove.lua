@@ -12,12 +12,7 @@ if ticket.s ~= 'waiting' and ticket.s ~= 'called' then return err('ticket_finish
 
 local at = now_ms()
 local was = ticket.s
-redis.call('ZREM', line, ARGV[2])
-redis.call('ZREM', called, ARGV[2])
-ticket.s = 'removed'
-ticket.f = at
-redis.call('HSET', tickets, ARGV[2], cjson.encode(ticket))
-finish(tickets, finished, ARGV[2], at)
+remove_tickets(line, tickets, finished, called, {ARGV[2]}, at)
 local waiting = redis.call('ZCARD', line)
 local extra = {was = was}
 if ARGV[3] ~= '' then extra.reason = ARGV[3] end

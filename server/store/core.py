@@ -193,17 +193,7 @@ class Store(LineOps):
         self, queue: str, limit: int | None = None
     ) -> list[tuple[int, str | None]]:
         """The waiting tickets in order (all of them, or the first `limit`), as (number, name)."""
-        k = self.keys(queue)
-        end = -1 if limit is None else limit - 1
-        numbers = await self._guard(self.redis.zrange(k.line, 0, end))
-        if not numbers:
-            return []
-        raws = await self._guard(self.redis.hmget(k.tickets, numbers))
-        out: list[tuple[int, str | None]] = []
-        for number, raw in zip(numbers, raws, strict=True):
-            name = TicketRecord.decode(raw).name if raw else None
-            out.append((int(number), name))
-        return out
+        return [(n, name) for n, name, _ in await self.waiting_entries(queue, limit)]
 
     async def called_list(self, queue: str, limit: int = 1000) -> list[tuple[int, TicketRecord]]:
         """Called tickets not yet finished, oldest call first, as (number, ticket fields)."""

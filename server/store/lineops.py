@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from protocol.ticket import TicketRecord
 from server.keys import scheduled_index, transfer_key, transfers_index
 
 if TYPE_CHECKING:
@@ -134,8 +135,9 @@ class LineOps:
         raws = await self._guard(self.redis.hmget(k.tickets, numbers))
         out: list[tuple[int, str | None, int]] = []
         for number, raw in zip(numbers, raws, strict=True):
-            ticket = orjson.loads(raw) if raw else {}
-            out.append((int(number), ticket.get("nm"), int(ticket.get("p", 0))))
+            record = TicketRecord.decode(raw) if raw else None
+            name, priority = (record.name, record.priority) if record else (None, 0)
+            out.append((int(number), name, priority))
         return out
 
     async def schedule(self, queue: str, has_hours: bool) -> None:
