@@ -19,7 +19,7 @@ from tests.server.test_recovery import _forget, _persist_all, _queue
 async def _shape(store: Store, a: str, b: str, venue: str) -> None:
     """Every kind of staff change, on two queues."""
     for i, priority in enumerate([0, 0, 5, 0, 9, 5, 0, 2] * 4):
-        await store.join(a, f"a{i}", None, priority)
+        await store.join(a, f"a{i}", None, priority=priority)
     for _ in range(26):
         await store.call_next(a, "desk 1", None)
     called = [n for n, _ in await store.called_list(a)]
@@ -30,12 +30,12 @@ async def _shape(store: Store, a: str, b: str, venue: str) -> None:
     await store.requeue(a, no_show, 99)  # the no-show goes back, last
     await store.recall(a, recalled, "desk 7")
     for priority in (9, 2, 5, 9):
-        await store.join(a, None, None, priority)
+        await store.join(a, None, None, priority=priority)
     waiting = [n for n, _, _ in await store.waiting_entries(a)]
     await store.remove(a, waiting[3], "duplicate")
     await store.remove_many(a, waiting[5:7], "prank")
     for i in range(3):
-        await store.join(b, f"b{i}", None, 0)
+        await store.join(b, f"b{i}", None)
     view = await store.ticket(a, waiting[8])
     assert view is not None and view.status == "waiting"
     ticket = {"name": view.name, "priority": view.priority}
@@ -103,6 +103,6 @@ async def test_rebuild_restores_priorities_requeues_and_transfers(
         for part in ("line", "tickets", "settings", "meta", "counters"):
             assert after[q][part] == before[q][part], (q, part)
     # New placements still land by priority among the rebuilt scores.
-    joined = await store.join(a, "late", None, 5)
+    joined = await store.join(a, "late", None, priority=5)
     fives = [i for i, (_, _, p) in enumerate(before[a]["line"]) if p >= 5]
     assert joined["position"] == len(fives) + 1

@@ -129,7 +129,7 @@ class ScriptsMachine(RuleBasedStateMachine):
     )
     def join(self, q: str, name: str | None, priority: int) -> None:
         m = self.models[q]
-        result, error = self.attempt(self.store.join(q, name, None, priority))
+        result, error = self.attempt(self.store.join(q, name, None, priority=priority))
         if m.state == "closed":
             assert error == "queue_closed"
             return
