@@ -103,3 +103,17 @@ def parse_ticket(ticket_id: str) -> tuple[str, int]:
     if parsed is None:
         raise ApiError.from_code("ticket_not_found")
     return parsed
+
+
+async def owned_ticket(request: Request, svc: Services) -> tuple[str, str, int]:
+    """(venue, queue, number) of the path's ticket, whose queue the staff key's venue owns;
+    404 `ticket_not_found` for an unknown or malformed ticket id."""
+    venue = await staff_venue(request, svc)
+    queue, number = parse_ticket(request.path_params["ticket_id"])
+    try:
+        await owned_queue(svc, queue, venue)
+    except ApiError as exc:
+        if exc.code == "queue_not_found":
+            raise ApiError.from_code("ticket_not_found") from None
+        raise
+    return venue, queue, number

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Scope
 
-from server import customers, history, keyroutes, limits, pages, staff
+from server import customers, history, keyroutes, limits, pages, shaping, staff
 from server.auth import KeyCache, TicketSigner, bearer
 from server.clientaddr import client_address
 from server.config import Settings
@@ -33,6 +33,7 @@ from server.outbox import Outbox
 from server.persister import Persister
 from server.queues import KnownQueues
 from server.recovery import Recovery
+from server.scheduler import Scheduler
 from server.services import Services
 from server.store import Store
 from server.ws import WatchEndpoint
@@ -143,10 +144,14 @@ async def build_services(settings: Settings) -> Services:
     await persister.start()
     svc = Services(settings, store, db, fanout, signer, KeyCache(), recovery.rebuild, persister)
     svc.known_queues = KnownQueues(db)
+    svc.scheduler = Scheduler(store)
+    await svc.scheduler.start()
     return svc
 
 
 async def close_services(svc: Services) -> None:
+    if svc.scheduler is not None:
+        await svc.scheduler.stop()
     if svc.persister is not None:
         await svc.persister.stop()
     await svc.fanout.stop()
@@ -180,6 +185,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/readyz", readyz),
         *customers.ROUTES,
         *staff.ROUTES,
+        *shaping.ROUTES,
         *keyroutes.ROUTES,
         *history.ROUTES,
         *pages.ROUTES,

@@ -32,6 +32,7 @@ from server.keys import (
     revoked_keys,
     sha256_since_key,
 )
+from server.store.lineops import LineOps
 
 if TYPE_CHECKING:
     from server.store.notices import NoticeStream
@@ -39,7 +40,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IDEMPOTENCY_TTL_S = 24 * 3600
-SCRIPT_NAMES = ("join", "call_next", "finish", "leave", "set_state", "upsert_queue")
+SCRIPT_NAMES = (
+    "join",
+    "call_next",
+    "finish",
+    "leave",
+    "set_state",
+    "upsert_queue",
+    "remove",
+    "remove_many",
+    "recall",
+    "requeue",
+    "transfer_in",
+    "transfer_out",
+    "settings",
+    "boundary",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +87,7 @@ def _parse(raw: bytes | str) -> dict[str, Any]:
     return result
 
 
-class Store:
+class Store(LineOps):
     def __init__(self, url: str, prefix: str = "vq", max_connections: int = 64) -> None:
         # A blocking pool waits for a free connection instead of failing a burst
         # (docs/architecture.md).
@@ -121,6 +137,7 @@ class Store:
         idem_key: str | None,
         fingerprint: str = "",
         limits: JoinLimits | None = None,
+        priority: int = 0,
     ) -> dict[str, Any]:
         k = self.keys(queue)
         idem = k.idempotency("join", idem_key or "-")
@@ -134,6 +151,7 @@ class Store:
             fingerprint,
             *_limit_args(limits.per_client if limits else None),
             *_limit_args(limits.per_queue if limits else None),
+            priority,
         ]
         keys = [k.meta, k.line, k.tickets, k.events, idem, per_client, per_queue]
         return await self._run("join", keys, args)
@@ -248,17 +266,7 @@ class Store:
         self, queue: str, limit: int | None = None
     ) -> list[tuple[int, str | None]]:
         """The waiting tickets in order (all of them, or the first `limit`), as (number, name)."""
-        k = self.keys(queue)
-        end = -1 if limit is None else limit - 1
-        numbers = await self._guard(self.redis.zrange(k.line, 0, end))
-        if not numbers:
-            return []
-        raws = await self._guard(self.redis.hmget(k.tickets, numbers))
-        out: list[tuple[int, str | None]] = []
-        for number, raw in zip(numbers, raws, strict=True):
-            name = TicketRecord.decode(raw).name if raw else None
-            out.append((int(number), name))
-        return out
+        return [(n, name) for n, name, _ in await self.waiting_entries(queue, limit)]
 
     async def called_list(self, queue: str, limit: int = 1000) -> list[tuple[int, TicketRecord]]:
         """Called tickets not yet finished, oldest call first, as (number, ticket fields)."""
@@ -280,14 +288,20 @@ class Store:
         k = self.keys(queue)
         pipe = self.redis.pipeline(transaction=True)
         pipe.hmget(k.meta, ["epoch", "seq", "state"])
-        pipe.zrange(k.line, 0, -1)
+        pipe.zrange(k.line, 0, -1, withscores=True)
         if numbers:
             pipe.hmget(k.tickets, [str(n) for n in numbers])
         rows = await self._guard(pipe.execute())
         (epoch, seq, state), line = rows[0], rows[1]
         if epoch is None:
             return None, {}
-        snap = Snapshot(epoch.decode(), int(seq), state.decode(), tuple(int(n) for n in line))
+        snap = Snapshot(
+            epoch.decode(),
+            int(seq),
+            state.decode(),
+            tuple(int(n) for n, _ in line),
+            tuple(float(score) for _, score in line),
+        )
         views: dict[int, TicketView] = {}
         if numbers:
             rank = {n: i for i, n in enumerate(snap.numbers)}
