@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
+from typing import Protocol
 
 from protocol.names import ticket_id
 from protocol.views import (
@@ -30,6 +32,30 @@ def iso_ms(at_ms: int) -> str:
     """Milliseconds since the epoch as ISO 8601 UTC, `2026-11-23T15:34:51.743Z`."""
     moment = datetime.fromtimestamp(at_ms / 1000, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+PLACED = frozenset({"joined", "requeued", "transfer_in"})
+CALLED = frozenset({"called", "recalled"})
+FINISHED = frozenset({"served", "no_show", "left", "transferred", "removed"})
+
+
+class BookNotice(Protocol):
+    """The fields of a queue notice (`protocol.line.Notice`) that the book reads."""
+
+    @property
+    def kind(self) -> Enum: ...
+    @property
+    def number(self) -> int | None: ...
+    @property
+    def numbers(self) -> tuple[int, ...]: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def priority(self) -> int | None: ...
+    @property
+    def counter(self) -> str | None: ...
+    @property
+    def at_ms(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +94,25 @@ class LineBook:
             self.called[number] = Call(name, counter, at_ms)
 
     # -- changes, as the notices tell them ------------------------------------------------------
+
+    def apply(self, notice: BookNotice) -> None:
+        """Follow one notice the line mirror applied (kinds by value: the mirror owns the enum)."""
+        kind, number = notice.kind.value, notice.number
+        if kind in PLACED and number is not None:
+            self.placed(number, notice.name, notice.priority)
+        elif kind in CALLED and number is not None:
+            before = self.called.get(number)
+            counter = notice.counter
+            if counter is None and kind == "recalled" and before is not None:
+                counter = before.counter  # a recall without a counter keeps the one it had
+            self.called_at(number, counter, notice.at_ms)
+        elif kind in FINISHED:
+            if number is not None:
+                self.finished([number])
+            elif notice.numbers:
+                self.finished(notice.numbers)
+            elif kind == "removed":  # the whole line, with no list: every waiting ticket
+                self.cleared()
 
     def placed(self, number: int, name: str | None, priority: int | None) -> None:
         """Joined, requeued or transferred in. A requeue's notice may leave out the name or the

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import enum
+from dataclasses import dataclass
+
 from protocol.linebook import LineBook, iso_ms
 from protocol.views import MAX_LINE_TICKETS, BoardCall, CalledTicket, LineTicket
 
@@ -85,3 +88,54 @@ def test_the_board_shows_names_only_when_allowed() -> None:
     shown = book(board_names=True).board("paused", 2, 9)
     assert shown.called == (BoardCall(1, "desk 1", "Bo"), BoardCall(2, "desk 2", "Cy"))
     assert (shown.state, shown.waiting_count) == ("paused", 2)
+
+
+@dataclass(frozen=True)
+class Note:
+    """A notice as the line mirror parses it (only the fields the book reads)."""
+
+    kind: Kind
+    number: int | None = None
+    numbers: tuple[int, ...] = ()
+    name: str | None = None
+    priority: int | None = None
+    counter: str | None = None
+    at_ms: int = 0
+
+
+class Kind(enum.Enum):
+    JOINED = "joined"
+    CALLED = "called"
+    RECALLED = "recalled"
+    REQUEUED = "requeued"
+    TRANSFER_IN = "transfer_in"
+    TRANSFERRED = "transferred"
+    REMOVED = "removed"
+    SERVED = "served"
+    NO_SHOW = "no_show"
+    PAUSED = "paused"
+
+
+def test_notices_keep_the_book() -> None:
+    b = book()
+    for note in (
+        Note(Kind.JOINED, 7, name="Di", priority=2),
+        Note(Kind.TRANSFER_IN, 8, name="Ed", priority=0),
+        Note(Kind.CALLED, 5, counter="desk 3", at_ms=T0 + 20),
+        Note(Kind.RECALLED, 1, at_ms=T0 + 30),  # no counter: keeps desk 1
+        Note(Kind.REQUEUED, 2, priority=1),
+        Note(Kind.NO_SHOW, 5),
+        Note(Kind.PAUSED),
+        Note(Kind.REMOVED, numbers=(6, 8)),
+    ):
+        b.apply(note)
+    assert {n: (w.name, w.priority) for n, w in b.waiting.items()} == {
+        7: ("Di", 2),
+        2: ("Cy", 1),
+    }
+    assert list(b.called) == [1]
+    assert (b.called[1].counter, b.called[1].at_ms) == ("desk 1", T0 + 30)
+    b.apply(Note(Kind.TRANSFERRED, 7))
+    b.apply(Note(Kind.REMOVED))  # the whole line
+    assert b.waiting == {}
+    assert list(b.called) == [1]
