@@ -21,7 +21,11 @@ def ticket_claim(request: Request, svc: Services, ticket_id: str) -> TicketClaim
 
 async def staff_venue(request: Request, svc: Services) -> str:
     """The venue id of the staff key in the request; 401 when missing or wrong."""
-    key = bearer(request.headers.get("authorization"))
+    return await key_venue(svc, bearer(request.headers.get("authorization")))
+
+
+async def key_venue(svc: Services, key: str | None) -> str:
+    """The venue id of a staff key (HTTP header or `watch_queue`); 401 when missing or wrong."""
     key_id = None if key is None else parse_staff_key(key)
     if key is None or key_id is None:
         raise ApiError.from_code("unauthorized", "a valid staff key is required")
@@ -45,14 +49,19 @@ async def staff_venue(request: Request, svc: Services) -> str:
 
 async def owned_queue(svc: Services, queue: str, venue_id: str) -> None:
     """404 for an unknown queue, 403 for another venue's queue."""
+    require_owner(await queue_owner(svc, queue), venue_id)
+
+
+async def queue_owner(svc: Services, queue: str) -> str | None:
+    """The venue id owning `queue` (Redis first, then PostgreSQL), or None when there is none."""
     if not is_slug(queue):
-        raise ApiError.from_code("queue_not_found")
+        return None
     meta = await svc.store.queue_meta(queue)
     owner = meta.get("venue") if meta is not None else None
     if owner is None:
         row = await svc.db.queue(queue)
         owner = None if row is None else row.venue_id
-    require_owner(owner, venue_id)
+    return owner
 
 
 def require_owner(owner: str | None, venue_id: str) -> None:

@@ -96,6 +96,7 @@ class Note:
 
     kind: Kind
     number: int | None = None
+    seq: int = 0
     numbers: tuple[int, ...] = ()
     name: str | None = None
     priority: int | None = None
