@@ -35,7 +35,6 @@ def iso_ms(at_ms: int) -> str:
 
 
 PLACED = frozenset({"joined", "requeued", "transfer_in"})
-CALLED = frozenset({"called", "recalled"})
 FINISHED = frozenset({"served", "no_show", "left", "transferred", "removed"})
 
 
@@ -79,7 +78,7 @@ class LineBook:
         self.queue = queue
         self.board_names = board_names
         self.waiting: dict[int, Waiting] = {}
-        self.called: dict[int, Call] = {}  # in call order: a recall moves a ticket to the end
+        self.called: dict[int, Call] = {}  # in call order
 
     def reset(
         self,
@@ -102,12 +101,10 @@ class LineBook:
         kind, number = notice.kind.value, notice.number
         if kind in PLACED and number is not None:
             self.placed(number, notice.name, notice.priority)
-        elif kind in CALLED and number is not None:
-            before = self.called.get(number)
-            counter = notice.counter
-            if counter is None and kind == "recalled" and before is not None:
-                counter = before.counter  # a recall without a counter keeps the one it had
-            self.called_at(number, counter, notice.at_ms)
+        elif kind == "called" and number is not None:
+            self.called_at(number, notice.counter, notice.at_ms)
+        elif kind == "recalled" and number is not None:
+            self.recalled(number, notice.counter)
         elif kind in FINISHED:
             if number is not None:
                 self.finished([number])
@@ -125,8 +122,15 @@ class LineBook:
             priority = priority if priority is not None else before.priority
         self.waiting[number] = Waiting(name, priority or 0)
 
+    def recalled(self, number: int, counter: str | None) -> None:
+        """Called again: a new counter, if given; the call keeps its time and place (as Redis
+        keeps them, so that a fresh read agrees)."""
+        call = self.called.get(number)
+        if call is not None and counter is not None:
+            self.called[number] = Call(call.name, counter, call.at_ms, call.priority)
+
     def called_at(self, number: int, counter: str | None, at_ms: int) -> None:
-        """Called, or called again (a recall takes the new counter and time)."""
+        """Called: the ticket leaves the waiting line and joins the called ones, last."""
         before = self.waiting.pop(number, None) or self.called.pop(number, None)
         name = None if before is None else before.name
         priority = 0 if before is None else before.priority

@@ -73,6 +73,11 @@ class QueueViews(Generic[W]):
     def dirty(self) -> bool:
         return self._dirty and bool(self._watchers)
 
+    @property
+    def needs_read(self) -> bool:
+        """Someone watches and the book does not follow the mirror: read it (`load`)."""
+        return not self.loaded and bool(self._watchers)
+
     def register(self, watcher: W, role: Role, conn: Connection) -> bool:
         """Count a view watcher in; True when the book must be read first (`load`)."""
         self._watchers[watcher] = (role, conn)
@@ -110,6 +115,9 @@ class QueueViews(Generic[W]):
         """Follow a notice the mirror just applied; a state change is told at once (`queue`)."""
         self._recent.append(notice)
         if not self.loaded or not self._watchers:
+            return []
+        if notice.kind.value == "settings":  # `board_names` may have changed: read again
+            self.loaded = False
             return []
         self._follow(notice)
         self._dirty = True

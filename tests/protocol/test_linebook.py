@@ -52,8 +52,10 @@ def test_call_recall_requeue_and_finish() -> None:
     b.placed(7, "Di", 5)  # a priority join by staff
     b.called_at(5, "desk 3", T0 + 20)
     assert [n for n in b.called] == [1, 2, 5]
-    b.called_at(1, "desk 4", T0 + 30)  # recall: the latest call now, at its new counter
-    assert list(b.called) == [2, 5, 1]
+    b.recalled(1, "desk 4")  # recall: a new counter, same place and call time
+    assert list(b.called) == [1, 2, 5]
+    assert (b.called[1].counter, b.called[1].at_ms) == ("desk 4", T0)
+    b.recalled(1, None)  # no counter given: it keeps the one it had
     assert b.called[1].counter == "desk 4"
     b.placed(5, None, None)  # requeued: the notice may carry neither name nor priority
     assert b.waiting[5].name == "Ann"
@@ -123,7 +125,7 @@ def test_notices_keep_the_book() -> None:
         Note(Kind.JOINED, 7, name="Di", priority=2),
         Note(Kind.TRANSFER_IN, 8, name="Ed", priority=0),
         Note(Kind.CALLED, 5, counter="desk 3", at_ms=T0 + 20),
-        Note(Kind.RECALLED, 1, at_ms=T0 + 30),  # no counter: keeps desk 1
+        Note(Kind.RECALLED, 1, at_ms=T0 + 30),  # no counter: keeps desk 1 and its call time
         Note(Kind.REQUEUED, 2, priority=1),
         Note(Kind.NO_SHOW, 5),
         Note(Kind.PAUSED),
@@ -135,7 +137,7 @@ def test_notices_keep_the_book() -> None:
         2: ("Cy", 1),
     }
     assert list(b.called) == [1]
-    assert (b.called[1].counter, b.called[1].at_ms) == ("desk 1", T0 + 30)
+    assert (b.called[1].counter, b.called[1].at_ms) == ("desk 1", T0)
     b.apply(Note(Kind.TRANSFERRED, 7))
     b.apply(Note(Kind.REMOVED))  # the whole line
     assert b.waiting == {}

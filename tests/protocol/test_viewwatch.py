@@ -17,6 +17,7 @@ T0 = 1_795_448_091_743
 
 
 class Kind(enum.Enum):
+    SETTINGS = "settings"
     JOINED = "joined"
     CALLED = "called"
     RECALLED = "recalled"
@@ -191,3 +192,18 @@ def test_unregistered_watchers_get_nothing() -> None:
     _, frames = views.load(book_read(10), mirror)
     assert "staff" not in {w for g in frames for w in g.watchers}
     assert views.count == 2
+
+
+def test_a_settings_change_reads_the_book_again() -> None:
+    mirror, views, _ = setup()
+    views.load(book_read(10), mirror)
+    assert not views.needs_read
+    note = Note(11, Kind.SETTINGS)
+    step_settings = Notice("e1", 11, EventKind.OPENED, None, 2)  # any non-ticket event
+    mirror.apply(step_settings)
+    assert views.apply(note, mirror) == []
+    assert views.needs_read
+    _, frames = views.load(book_read(11, board_names=True), mirror)
+    assert frames == []  # everyone had started: the next flush carries the names
+    board = next(m for w, m in decoded(views.flush(mirror)) if w == "board")
+    assert board["called"][0]["name"] == "Cy"
