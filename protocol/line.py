@@ -15,6 +15,7 @@ import enum
 from array import array
 from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -29,6 +30,12 @@ class EventKind(enum.Enum):
     RESUMED = "resumed"
     CLOSED = "closed"
     OPENED = "opened"
+    REMOVED = "removed"  # by staff or by the closing hour; one ticket (`n`) or many (`ns`)
+    RECALLED = "recalled"  # a called ticket called again
+    REQUEUED = "requeued"  # a called or no-show ticket put back in the line (a placement)
+    TRANSFERRED = "transferred"  # moved out to another queue (`tq`, `tn`)
+    TRANSFER_IN = "transfer_in"  # arrived from another queue (a placement)
+    SETTINGS = "settings"  # the queue's settings changed
 
 
 QUEUE_STATE_AFTER = {
@@ -37,6 +44,16 @@ QUEUE_STATE_AFTER = {
     EventKind.CLOSED: "closed",
     EventKind.OPENED: "open",
 }
+
+
+def _opt_int(data: dict[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    return None if value is None else int(value)
+
+
+def _opt_str(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    return None if value is None else str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,20 +67,36 @@ class Notice:
     waiting: int = 0  # line length after the change
     counter: str | None = None
     at_ms: int = 0
+    score: float | None = None  # where a placed ticket now stands in the line
+    priority: int | None = None
+    name: str | None = None
+    numbers: tuple[int, ...] = ()  # a bulk removal's tickets
+    recall: bool = False
+    target_queue: str | None = None  # a transfer out: where the ticket went
+    target_number: int | None = None
+    respaced: bool = False  # the script renumbered the line's scores: only a snapshot can follow
 
     @classmethod
     def from_wire(cls, raw: bytes) -> Notice:
         """Parse a published notice; ValueError / KeyError / TypeError when malformed."""
         data = orjson.loads(raw)
-        counter = data.get("c")
+        score = data.get("sc")
         return cls(
             epoch=str(data["e"]),
             seq=int(data["s"]),
             kind=EventKind(data["k"]),
-            number=int(data["n"]) if "n" in data else None,
+            number=_opt_int(data, "n"),
             waiting=int(data["w"]),
-            counter=None if counter is None else str(counter),
+            counter=_opt_str(data, "c"),
             at_ms=int(data.get("at", 0)),
+            score=None if score is None else float(int(score)),  # sent as text: exact digits
+            priority=_opt_int(data, "p"),
+            name=_opt_str(data, "nm"),
+            numbers=tuple(int(n) for n in data.get("ns") or ()),
+            recall=bool(data.get("r")),
+            target_queue=_opt_str(data, "tq"),
+            target_number=_opt_int(data, "tn"),
+            respaced=bool(data.get("rs")),
         )
 
 

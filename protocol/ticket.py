@@ -16,8 +16,11 @@ import orjson
 FINISHED_KEEP_MS = 24 * 3600 * 1000
 # Gaps between calls longer than this are breaks (lunch, closing time), not service speed.
 MAX_CALL_INTERVAL_S = 30 * 60
-# Statuses a ticket never leaves; a watcher of one is told and closed.
-FINAL_STATUSES = frozenset({"served", "no_show", "left"})
+# Finished statuses. A watcher of one is told, and closed, except after `no_show` (staff may
+# requeue the ticket within a day, and the watcher should see it) and `transferred` (the
+# watcher is sent where the ticket went, then closed).
+FINAL_STATUSES = frozenset({"served", "no_show", "left", "removed", "transferred"})
+ENDS_WATCH = frozenset({"served", "left", "removed"})
 STATUSES = frozenset({"waiting", "called"}) | FINAL_STATUSES
 
 
@@ -37,6 +40,9 @@ class TicketRecord:
     counter: str | None = None
     called_ms: int | None = None
     finished_ms: int | None = None
+    to_queue: str | None = None  # a transferred ticket: where it went
+    to_number: int | None = None
+    to_nonce: str | None = None
 
     @classmethod
     def decode(cls, raw: bytes | str) -> TicketRecord:
@@ -52,6 +58,9 @@ class TicketRecord:
                 counter=_opt_str(data.get("ct")),
                 called_ms=_opt_int(data.get("c")),
                 finished_ms=_opt_int(data.get("f")),
+                to_queue=_opt_str(data.get("tq")),
+                to_number=_opt_int(data.get("tn")),
+                to_nonce=_opt_str(data.get("tnc")),
             )
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             raise ValueError(f"not a ticket record: {exc}") from None
@@ -69,6 +78,9 @@ class TicketRecord:
             data["c"] = self.called_ms
         if self.finished_ms is not None:
             data["f"] = self.finished_ms
+        for key, value in (("tq", self.to_queue), ("tn", self.to_number), ("tnc", self.to_nonce)):
+            if value is not None:
+                data[key] = value
         return data
 
     def encode(self) -> bytes:
@@ -91,6 +103,9 @@ class TicketView:
     seq: int
     epoch: str
     queue_state: str
+    to_queue: str | None = None  # a transferred ticket: where it went
+    to_number: int | None = None
+    to_nonce: str | None = None
 
     @classmethod
     def of(
@@ -118,6 +133,9 @@ class TicketView:
             seq=seq,
             epoch=epoch,
             queue_state=queue_state,
+            to_queue=record.to_queue,
+            to_number=record.to_number,
+            to_nonce=record.to_nonce,
         )
 
 

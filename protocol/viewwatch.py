@@ -70,6 +70,10 @@ class QueueViews(Generic[W]):
         return len(self._watchers)
 
     @property
+    def watchers(self) -> list[W]:
+        return list(self._watchers)
+
+    @property
     def dirty(self) -> bool:
         return self._dirty and bool(self._watchers)
 

@@ -93,6 +93,7 @@ async def build_services(settings: Settings) -> Services:
     fanout.seed_eta = history.eta_seeder(EventLog(db))
     await fanout.start()
     signer = TicketSigner(settings.secret_key.reveal())
+    fanout.sign = signer.sign
     recovery = Recovery(store, db)
     persister = Persister(store, db, recovery, batch=settings.persist_batch)
     fanout.on_quote = persister.quotes.record

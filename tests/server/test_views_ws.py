@@ -14,7 +14,17 @@ import pytest_asyncio
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.conftest import SharedServer
-from tests.server.test_ws import closed_with, join, next_message, staff, until
+from tests.server.test_ws import closed_with, join, staff
+from tests.server.test_ws import next_message as next_any
+from tests.server.test_ws import until as until_any
+
+
+async def next_message(ws: ClientConnection) -> dict[str, Any]:
+    return await next_any(ws, states=True)
+
+
+async def until(ws: ClientConnection, predicate: Any) -> dict[str, Any]:
+    return await until_any(ws, predicate, states=True)
 
 
 @pytest_asyncio.fixture
