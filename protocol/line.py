@@ -44,6 +44,10 @@ QUEUE_STATE_AFTER = {
     EventKind.CLOSED: "closed",
     EventKind.OPENED: "open",
 }
+# Events that put a ticket into the line at the score they carry.
+PLACEMENTS = frozenset({EventKind.JOINED, EventKind.REQUEUED, EventKind.TRANSFER_IN})
+# Events that take a ticket out of the line (if it was waiting).
+REMOVALS = frozenset({EventKind.LEFT, EventKind.CALLED, EventKind.REMOVED, EventKind.TRANSFERRED})
 
 
 def _opt_int(data: dict[str, Any], key: str) -> int | None:

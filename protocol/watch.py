@@ -34,7 +34,15 @@ from protocol.codec import Codec, position_json
 from protocol.connection import Connection, Role
 from protocol.eta import EtaEstimator, eta_for
 from protocol.flush import FlushPolicy
-from protocol.line import QUEUE_STATE_AFTER, EventKind, LineMirror, Notice, Outcome, Snapshot
+from protocol.line import (
+    PLACEMENTS,
+    QUEUE_STATE_AFTER,
+    EventKind,
+    LineMirror,
+    Notice,
+    Outcome,
+    Snapshot,
+)
 from protocol.messages import Called, Position, QueueState, ServerMessage, Status
 from protocol.names import ticket_id
 from protocol.ticket import ENDS_WATCH, FINAL_STATUSES, TicketView
@@ -46,7 +54,6 @@ MISSING_RETRY_S = 1.0  # the queue is not in Redis (lost, or being rebuilt): loo
 BOOK_RETRY_S = 0.2  # a book read that could not be caught up: read again after this
 # Ticket events that send the ticket's own watchers nothing at once: a placement (join,
 # requeue, transfer in) reaches them as a position at the next flush.
-PLACEMENTS = frozenset({EventKind.JOINED, EventKind.REQUEUED, EventKind.TRANSFER_IN})
 TICKET_SILENT = PLACEMENTS | {EventKind.SETTINGS}
 
 

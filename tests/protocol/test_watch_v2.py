@@ -15,7 +15,7 @@ from tests.protocol.test_watch import LINE, Node, notice, snap, view
 
 E = EventKind
 needs_v2_mirror = pytest.mark.skipif(
-    not hasattr(line_module, "PLACEMENTS"),
+    "scores" not in line_module.Snapshot.__dataclass_fields__,
     reason="the score-ordered mirror of branch lineops (removals and placements) is not here yet",
 )
 
