@@ -62,7 +62,9 @@ def book_read(seq: int, epoch: str = "e1", board_names: bool = False) -> BookSna
 
 def step(mirror: LineMirror, note: Note, waiting: int) -> None:
     kind = EventKind(note.kind.value)
-    mirror.apply(Notice("e1", note.seq, kind, note.number, waiting, note.counter, note.at_ms))
+    score = float(note.number) if kind is EventKind.JOINED and note.number else None
+    notice = Notice("e1", note.seq, kind, note.number, waiting, note.counter, note.at_ms, score)
+    mirror.apply(notice)
 
 
 def decoded(frames: list[ViewFrames[str]]) -> list[tuple[str, dict[str, object]]]:
