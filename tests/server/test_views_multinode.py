@@ -124,7 +124,8 @@ async def test_views_on_every_node_end_on_the_true_line(start_server: Any, make_
                 done = await clients[rng.randrange(NODES)].post(
                     f"/v1/tickets/{tid}/served", headers=auth
                 )
-                assert done.status_code == 200
+                # 409 when the customer left meanwhile (leave() picks any ticket)
+                assert done.status_code in (200, 409), done.text
 
     async def leaves() -> None:
         for _ in range(LEAVES):
