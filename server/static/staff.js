@@ -216,7 +216,7 @@ function finish(status) {
   if (!ticket) return Promise.resolve();
   return act(async () => {
     await ticketCall(ticket, status);
-    setCurrent(null, false);
+    forgetIfCurrent(ticket); // the pushed line may have moved this desk on already
     flash(t(`staff.flash.${status}`, { number: ticket.number }));
     refreshStats();
   });
