@@ -17,7 +17,7 @@ than the read are skipped.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -170,16 +170,25 @@ class QueueViews(Generic[W]):
     def _sent(
         self, watchers: list[W], message: ServerMessage, replaceable: bool
     ) -> list[ViewFrames[W]]:
-        cache: dict[Codec, bytes] = {}
-        sent: list[W] = []
-        frames: list[bytes] = []
-        for watcher in watchers:
-            conn = self._watchers[watcher][1]
-            if not conn.outgoing(message):
-                continue
-            frame = cache.get(conn.codec)
-            if frame is None:
-                frame = cache[conn.codec] = conn.codec.encode(message)
-            sent.append(watcher)
-            frames.append(frame)
+        pairs = ((w, self._watchers[w][1]) for w in watchers)
+        sent, frames = encoded(pairs, message)
         return [ViewFrames(sent, frames, replaceable)] if sent else []
+
+
+def encoded(
+    pairs: Iterable[tuple[W, Connection]], message: ServerMessage
+) -> tuple[list[W], list[bytes]]:
+    """The watchers whose connection takes `message` now, and its frame for each, encoded
+    once per codec."""
+    cache: dict[Codec, bytes] = {}
+    watchers: list[W] = []
+    frames: list[bytes] = []
+    for watcher, conn in pairs:
+        if not conn.outgoing(message):
+            continue
+        frame = cache.get(conn.codec)
+        if frame is None:
+            frame = cache[conn.codec] = conn.codec.encode(message)
+        watchers.append(watcher)
+        frames.append(frame)
+    return watchers, frames

@@ -46,7 +46,7 @@ from protocol.line import (
 from protocol.messages import Called, Position, QueueState, ServerMessage, Status
 from protocol.names import ticket_id
 from protocol.ticket import ENDS_WATCH, FINAL_STATUSES, TicketView
-from protocol.viewwatch import BookSnapshot, QueueViews, ViewFrames
+from protocol.viewwatch import BookSnapshot, QueueViews, ViewFrames, encoded
 
 W = TypeVar("W", bound=Hashable)
 
@@ -488,15 +488,5 @@ class QueueWatch(Generic[W]):
     # -- helpers --------------------------------------------------------------------------------
 
     def _frames(self, group: dict[W, Connection], message: ServerMessage) -> Frames[W]:
-        cache: dict[Codec, bytes] = {}
-        watchers: list[W] = []
-        frames: list[bytes] = []
-        for watcher, conn in group.items():
-            if not conn.outgoing(message):
-                continue
-            frame = cache.get(conn.codec)
-            if frame is None:
-                frame = cache[conn.codec] = conn.codec.encode(message)
-            watchers.append(watcher)
-            frames.append(frame)
+        watchers, frames = encoded(group.items(), message)
         return Frames(watchers, frames, False)

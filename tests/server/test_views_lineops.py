@@ -5,8 +5,6 @@ priority join in the staff view. Real server, real WebSocket clients."""
 from __future__ import annotations
 
 import json
-import secrets
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -15,20 +13,8 @@ import pytest_asyncio
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.conftest import SharedServer
+from tests.server.conftest import new_queue
 from tests.server.test_ws import closed_with, next_message, staff, until
-
-
-@pytest_asyncio.fixture
-async def http(shared_server: SharedServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=shared_server.url, timeout=10) as c:
-        yield c
-
-
-async def new_queue(http: httpx.AsyncClient, s: SharedServer) -> str:
-    slug = f"o-{secrets.token_hex(4)}"
-    r = await http.put(f"/v1/queues/{slug}", json={"name": "O"}, headers=staff(s))
-    assert r.status_code == 201
-    return slug
 
 
 @pytest_asyncio.fixture

@@ -4,13 +4,10 @@ ticket's watcher gets (`queue`), against a real server and real WebSocket client
 from __future__ import annotations
 
 import json
-import secrets
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.conftest import SharedServer
@@ -25,20 +22,6 @@ async def next_message(ws: ClientConnection) -> dict[str, Any]:
 
 async def until(ws: ClientConnection, predicate: Any) -> dict[str, Any]:
     return await until_any(ws, predicate, states=True)
-
-
-@pytest_asyncio.fixture
-async def http(shared_server: SharedServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=shared_server.url, timeout=10) as c:
-        yield c
-
-
-@pytest_asyncio.fixture
-async def queue(http: httpx.AsyncClient, shared_server: SharedServer) -> str:
-    slug = f"v-{secrets.token_hex(4)}"
-    r = await http.put(f"/v1/queues/{slug}", json={"name": "V"}, headers=staff(shared_server))
-    assert r.status_code == 201
-    return slug
 
 
 async def open_view(url: str, message: dict[str, Any]) -> ClientConnection:

@@ -4,33 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import msgpack
 import pytest
-import pytest_asyncio
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.conftest import SharedServer
 from tests.wsraw import RawWebSocket
-
-
-@pytest_asyncio.fixture
-async def http(shared_server: SharedServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=shared_server.url, timeout=10) as c:
-        yield c
-
-
-@pytest_asyncio.fixture
-async def queue(http: httpx.AsyncClient, shared_server: SharedServer) -> str:
-    slug = f"w-{secrets.token_hex(4)}"
-    r = await http.put(f"/v1/queues/{slug}", json={"name": "W"}, headers=staff(shared_server))
-    assert r.status_code == 201
-    return slug
 
 
 def staff(s: SharedServer) -> dict[str, str]:
