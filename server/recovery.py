@@ -1,4 +1,4 @@
-"""Rebuilding live queues in Redis from the event log (DESIGN.md invariant 7).
+"""Rebuilding live queues in Redis from the event log (architecture.md inv. 7).
 
 A queue is rebuilt when Redis lost it (its meta is gone: a flush, a new empty Redis) or went
 back in time (its seq is below the last one PostgreSQL has: a crash lost Redis's last second of

@@ -49,7 +49,8 @@ def _parse(raw: bytes | str) -> dict[str, Any]:
 
 class Store:
     def __init__(self, url: str, prefix: str = "vq", max_connections: int = 64) -> None:
-        # A blocking pool waits for a free connection instead of failing a burst (FIELD-NOTES).
+        # A blocking pool waits for a free connection instead of failing a burst
+        # (docs/architecture.md).
         self.pool = redis.BlockingConnectionPool.from_url(
             url, max_connections=max_connections, timeout=10, health_check_interval=15
         )

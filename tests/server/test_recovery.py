@@ -1,4 +1,4 @@
-"""Recovery: live queues rebuilt from the event log when Redis loses them (DESIGN.md inv. 7).
+"""Recovery: live queues rebuilt from the event log when Redis loses them (architecture.md inv. 7).
 
 The replay is checked with plain tables; the rebuild against real Redis and PostgreSQL; the
 whole path (Redis flushed and restarted under running servers with watchers, and `vqueue
