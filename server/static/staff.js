@@ -140,7 +140,7 @@ function reconcileCurrent(called) {
   if (current && !currentSeen) return;
   const counter = counterName();
   const mine = [...called].reverse().find((item) => counter && item.counter === counter);
-  setCurrent(mine ?? null, mine !== undefined);
+  setCurrent(mine ?? null);
 }
 
 /** Today's numbers come from the stats endpoint; without one the figures say "—". */
@@ -205,7 +205,7 @@ function callNext() {
       flash(t("staff.flash.nobody"));
       return;
     }
-    setCurrent(result, false);
+    setCurrent(result);
     const who = result.name ? `${result.number} · ${result.name}` : String(result.number);
     flash(t("staff.flash.called", { who, counter: counter || t("staff.called.noCounter") }));
   });
@@ -217,6 +217,7 @@ function finish(status) {
   return act(async () => {
     await ticketCall(ticket, status);
     forgetIfCurrent(ticket); // the pushed line may have moved this desk on already
+    if (line && !isCalled(ticket.ticket_id)) reconcileCurrent(line.called); // it already did
     flash(t(`staff.flash.${status}`, { number: ticket.number }));
     refreshStats();
   });
@@ -228,7 +229,7 @@ function recall(ticket) {
   return act(async () => {
     const counter = counterName();
     const result = await ticketCall(ticket, "recall", counter ? { counter } : {});
-    if (counter) setCurrent(ticket, false);
+    if (counter) setCurrent(ticket);
     const where = result.counter || t("staff.called.noCounter");
     flash(t("staff.flash.recalled", { number: ticket.number, counter: where }));
   });
@@ -261,7 +262,11 @@ function positionBody(fields) {
 }
 
 function forgetIfCurrent(ticket) {
-  if (current?.ticket_id === ticket.ticket_id) setCurrent(null, false);
+  if (current?.ticket_id === ticket.ticket_id) setCurrent(null);
+}
+
+function isCalled(ticketId) {
+  return line?.called.some((item) => item.ticket_id === ticketId) ?? false;
 }
 
 /** A priority join by staff (`priority` 0-9, higher first). */
@@ -415,9 +420,11 @@ function counterName() {
   return byId("counter").value.trim();
 }
 
-function setCurrent(ticket, seen) {
+/** This desk's ticket. `currentSeen`: the latest pushed line already shows it called (an HTTP
+ * answer and the frame of the same change can arrive in either order). */
+function setCurrent(ticket) {
   current = ticket && { ticket_id: ticket.ticket_id, number: ticket.number, name: ticket.name };
-  currentSeen = seen;
+  currentSeen = current !== null && isCalled(current.ticket_id);
   if (current === null) remove(sessionStorage, currentKey);
   else write(sessionStorage, currentKey, JSON.stringify(current));
 }
