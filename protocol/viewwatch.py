@@ -113,7 +113,10 @@ class QueueViews(Generic[W]):
         for notice in missed:
             self._follow(notice)
         self._dirty = True
-        return False, self.start(mirror)
+        # Watchers already started may have missed a state change with the notices lost.
+        started = [w for w in self._watchers if w not in self._unstarted]
+        state = QueueState(self.queue, mirror.state, mirror.seq)
+        return False, self._sent(started, state, replaceable=False) + self.start(mirror)
 
     def apply(self, notice: BookNotice, mirror: LineMirror) -> list[ViewFrames[W]]:
         """Follow a notice the mirror just applied; a state change is told at once (`queue`)."""

@@ -376,7 +376,6 @@ class QueueWatch(Generic[W]):
             self._pending.clear()
             self._again = False
             return self._request(ResyncReason.MISSING, MISSING_RETRY_S) if self._groups else []
-        state_before = None if self.mirror is None else self.mirror.state
         if self.mirror is None:
             self.mirror = LineMirror(snapshot)
         else:
@@ -385,9 +384,10 @@ class QueueWatch(Generic[W]):
             self.mirror.watch(number)
         self.phase = Phase.LIVE
         actions = self._correct(views)
-        if state_before is not None and state_before != snapshot.state:  # its notice was lost
-            state = QueueState(self.queue, snapshot.state, snapshot.seq)
-            actions += [self._frames(group, state) for group in self._groups.values()]
+        # The state as of the snapshot, to everyone: a change whose notice was lost, or was
+        # older than the snapshot and so skipped, is told here (a connection drops an older one).
+        state = QueueState(self.queue, snapshot.state, snapshot.seq)
+        actions += [self._frames(group, state) for group in self._groups.values()]
         if self.views.invalidate():  # notices may have been lost: the book too
             actions += self._read_book()
         pending, self._pending = self._pending, []

@@ -206,6 +206,7 @@ def test_a_settings_change_reads_the_book_again() -> None:
     assert views.apply(note, mirror) == []
     assert views.needs_read
     _, frames = views.load(book_read(11, board_names=True), mirror)
-    assert frames == []  # everyone had started: the next flush carries the names
+    # Everyone had started: only the state again; the next flush carries the names.
+    assert {m["type"] for _, m in decoded(frames)} == {"queue"}
     board = next(m for w, m in decoded(views.flush(mirror)) if w == "board")
     assert board["called"][0]["name"] == "Cy"

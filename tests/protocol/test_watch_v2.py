@@ -50,6 +50,17 @@ def test_a_read_older_than_the_mirror_gets_the_mirrors_state() -> None:
     assert node.states[7] == [{"type": "queue", "queue": "q", "state": "closed", "seq": 11}]
 
 
+def test_a_state_change_older_than_the_first_snapshot_is_still_told() -> None:
+    node = Node()
+    node.run(node.watch.resubscribed())  # subscribing: the first snapshot is on its way
+    node.register(7, 3)
+    node.start(7, view(3, 10, LINE))
+    assert node.states[7][-1]["state"] == "open"
+    node.notice(Notice("e1", 11, E.CLOSED, None, len(LINE)))  # waits for the snapshot
+    node.snapshot(snap(11, LINE, state="closed"))  # read after the close: the notice is stale
+    assert node.states[7][-1] == {"type": "queue", "queue": "q", "state": "closed", "seq": 11}
+
+
 def test_a_recall_is_called_again_and_keeps_the_watch() -> None:
     node = Node()
     node.live((2, 3))

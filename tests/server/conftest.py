@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest_asyncio
@@ -29,3 +30,10 @@ async def new_queue(http: httpx.AsyncClient, s: SharedServer) -> str:
 @pytest_asyncio.fixture
 async def queue(http: httpx.AsyncClient, shared_server: SharedServer) -> str:
     return await new_queue(http, shared_server)
+
+
+async def join_named(http: httpx.AsyncClient, queue: str, name: str) -> dict[str, Any]:
+    r = await http.post(f"/v1/queues/{queue}/tickets", json={"name": name})
+    assert r.status_code == 201, r.text
+    data: dict[str, Any] = r.json()
+    return data

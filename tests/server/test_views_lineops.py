@@ -13,6 +13,7 @@ import pytest_asyncio
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.conftest import SharedServer
+from tests.server.conftest import join_named as join
 from tests.server.conftest import new_queue
 from tests.server.test_ws import closed_with, next_message, staff, until
 
@@ -24,13 +25,6 @@ async def queue(http: httpx.AsyncClient, shared_server: SharedServer) -> str:
     if probe.status_code == 404 and probe.json()["error"]["code"] == "not_found":
         pytest.skip("the line operations' routes are not on this branch yet (branch lineops)")
     return slug
-
-
-async def join(http: httpx.AsyncClient, queue: str, name: str) -> dict[str, Any]:
-    r = await http.post(f"/v1/queues/{queue}/tickets", json={"name": name})
-    assert r.status_code == 201, r.text
-    data: dict[str, Any] = r.json()
-    return data
 
 
 async def watch(s: SharedServer, token: str) -> ClientConnection:

@@ -11,6 +11,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.conftest import SharedServer
+from tests.server.conftest import join_named
 from tests.server.test_ws import closed_with, join, staff
 from tests.server.test_ws import next_message as next_any
 from tests.server.test_ws import until as until_any
@@ -28,13 +29,6 @@ async def open_view(url: str, message: dict[str, Any]) -> ClientConnection:
     ws = await connect(url)
     await ws.send(json.dumps(message))
     return ws
-
-
-async def join_named(http: httpx.AsyncClient, queue: str, name: str) -> dict[str, Any]:
-    r = await http.post(f"/v1/queues/{queue}/tickets", json={"name": name})
-    assert r.status_code == 201, r.text
-    data: dict[str, Any] = r.json()
-    return data
 
 
 async def test_watch_queue_gets_the_line_at_once_then_after_each_change(
