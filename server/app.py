@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,25 +14,29 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Scope
 
-from server import customers, history, pages, staff
-from server.auth import KeyCache, TicketSigner
+from server import customers, history, keyroutes, limits, pages, staff
+from server.auth import KeyCache, TicketSigner, bearer
+from server.clientaddr import client_address
 from server.config import Settings
 from server.db import Database
 from server.db.events import EventLog
 from server.errors import ApiError, Unavailable
 from server.fanout import Fanout
+from server.guard import Guard
 from server.httpio import JSONResponse, error_response
 from server.outbox import Outbox
 from server.persister import Persister
+from server.queues import KnownQueues
 from server.recovery import Recovery
 from server.services import Services
 from server.store import Store
 from server.ws import WatchEndpoint
+from server.wsprotocol import WebSocketProtocol
 
 log = logging.getLogger(__name__)
 
@@ -46,25 +52,57 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+def operator_client(request: Request, settings: Settings) -> bool:
+    """Loopback clients (as resolved behind trusted proxies) or `Bearer $VQ_METRICS_TOKEN`."""
+    token = settings.metrics_token
+    given = bearer(request.headers.get("authorization"))
+    if token is not None and given is not None and hmac.compare_digest(given, token.reveal()):
+        return True
+    return client_address(request.scope, settings.trusted_proxies).is_loopback
+
+
 async def readyz(request: Request) -> Response:
+    """`{"ready"}` for anyone; the details (business volume) only for operators."""
     svc: Services = request.app.state.services
     redis_ok = await svc.store.ping()
     db_ok = await svc.db.ping()
+    status = 200 if redis_ok and db_ok else 503
+    if not operator_client(request, svc.settings):
+        return JSONResponse({"ready": redis_ok and db_ok}, status)
     body: dict[str, object] = {
+        "ready": redis_ok and db_ok,
         "redis": redis_ok,
         "postgres": db_ok,
         "watchers": svc.fanout.watcher_count,
         "frames_sent": Outbox.sent_total,
         "resyncs": svc.fanout.resyncs,
+        "closes": close_counts(),
     }
     if svc.persister is not None:
         body["persistence"] = svc.persister.status()
-    return JSONResponse(body, 200 if redis_ok and db_ok else 503)
+    return JSONResponse(body, status)
+
+
+CLOSE_CAUSES = (
+    "stuck_outbox",
+    "backlog_overflow",
+    "ping_timeout",
+    "drain_timeout",
+    "close_timeout",
+)
+
+
+def close_counts() -> dict[str, int]:
+    """WebSockets this process cut because the client stopped keeping up, by which path."""
+    found = Outbox.closes + WebSocketProtocol.closes
+    return {cause: found[cause] for cause in CLOSE_CAUSES}
 
 
 async def on_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message)
+    if exc.code == "rate_limited":
+        limits.count_rate_limited()
+    return error_response(exc.status, exc.code, exc.message, headers=exc.headers)
 
 
 async def on_unavailable(request: Request, exc: Exception) -> Response:
@@ -76,6 +114,12 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = HTTP_CODES.get(exc.status_code, "http_error")
     return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+async def on_disconnect(request: Request, exc: Exception) -> Response:
+    # The client left mid-body: nobody reads this answer, and it is not our error to log.
+    log.debug("client left during %s %s", request.method, request.url.path)
+    return error_response(400, "bad_request", "the client disconnected")
 
 
 async def on_crash(request: Request, exc: Exception) -> Response:
@@ -92,13 +136,15 @@ async def build_services(settings: Settings) -> Services:
     fanout = Fanout(store, settings.flush_ms, settings.stuck_close_s, settings.resync_check_s)
     fanout.seed_eta = history.eta_seeder(EventLog(db))
     await fanout.start()
-    signer = TicketSigner(settings.secret_key.reveal())
+    signer = TicketSigner(settings.secret_key.reveal(), await store.sha256_tokens_since_ms())
     fanout.sign = signer.sign
     recovery = Recovery(store, db)
     persister = Persister(store, db, recovery, batch=settings.persist_batch)
     fanout.on_quote = persister.quotes.record
     await persister.start()
-    return Services(settings, store, db, fanout, signer, KeyCache(), recovery.rebuild, persister)
+    svc = Services(settings, store, db, fanout, signer, KeyCache(), recovery.rebuild, persister)
+    svc.known_queues = KnownQueues(db)
+    return svc
 
 
 async def close_services(svc: Services) -> None:
@@ -114,12 +160,16 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         svc = await build_services(settings)
         app.state.services = svc
+        following = keyroutes.start_following(svc.store, svc.keys, svc.fanout.close_views_of_key)
         # Everything allocated so far lives as long as the process: keep it out of the cyclic
         # collector's full passes, which otherwise walk it while 10k sockets wait for frames.
         gc.freeze()
         try:
             yield
         finally:
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
             await close_services(svc)
 
     def services_of(scope: Scope) -> Services:
@@ -131,11 +181,12 @@ def create_app(settings: Settings) -> Starlette:
         Route("/readyz", readyz),
         *customers.ROUTES,
         *staff.ROUTES,
+        *keyroutes.ROUTES,
         *history.ROUTES,
         *pages.ROUTES,
         WebSocketRoute("/v1/ws", WatchEndpoint(services_of)),
     ]
-    middleware = []
+    middleware = [Middleware(Guard, settings=settings)]
     if settings.allowed_origins:
         # Venues embedding the JS client on their own site call the API cross-origin.
         middleware.append(
@@ -155,6 +206,7 @@ def create_app(settings: Settings) -> Starlette:
             ApiError: on_api_error,
             Unavailable: on_unavailable,
             HTTPException: on_http_exception,
+            ClientDisconnect: on_disconnect,
             Exception: on_crash,
         },
     )

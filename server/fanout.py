@@ -81,7 +81,7 @@ class ViewWatcher(Watcher):
     """One WebSocket connection watching a queue's line (staff) or board; `number` is 0."""
 
     role: Role = Role.BOARD
-    key_hash: bytes | None = None  # the staff key of a `watch_queue`, to close on revocation
+    key_id: str | None = None  # the staff key of a `watch_queue`, to close it on revocation
     revoked: Callable[[], None] = lambda: None  # close it with 1008: its key was revoked
 
 
@@ -175,13 +175,13 @@ class Fanout:
         q.idle_since = None
         self._run(q, q.watch.register_view(watcher, watcher.role, watcher.conn))
 
-    def close_views_of_key(self, key_hash: bytes) -> int:
+    def close_views_of_key(self, key_id: str) -> int:
         """A staff key was revoked: end its `watch_queue` connections; how many there were."""
         views = [
             w
             for q in self.queues.values()
             for w in q.watch.views.watchers
-            if isinstance(w, ViewWatcher) and w.key_hash == key_hash
+            if isinstance(w, ViewWatcher) and w.key_id == key_id
         ]
         for view in views:
             view.revoked()

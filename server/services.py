@@ -16,6 +16,7 @@ from server.store import Store
 
 if TYPE_CHECKING:
     from server.persister import Persister
+    from server.queues import KnownQueues
 
 
 @dataclass(eq=False)
@@ -28,6 +29,7 @@ class Services:
     keys: KeyCache
     rebuild: Callable[[str], Awaitable[bool]] | None = None  # queues.restore(): replay the log
     persister: Persister | None = None
+    known_queues: KnownQueues | None = None  # None: every miss asks PostgreSQL (tests)
 
 
 def services(conn: HTTPConnection) -> Services:

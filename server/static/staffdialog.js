@@ -24,7 +24,8 @@ export class TicketDialog {
   async loadQueues(own, list) {
     try {
       const answer = await list();
-      const slugs = (answer?.queues ?? []).map((q) => q.queue).filter((q) => q && q !== own);
+      const list = Array.isArray(answer) ? answer : (answer?.queues ?? []);
+      const slugs = list.map((q) => q.queue).filter((q) => q && q !== own);
       byId("venue-queues").replaceChildren(...slugs.map((slug) => h("option", { value: slug })));
     } catch {
       // No queue list (older server, or an admin-only route): the field still takes a slug.

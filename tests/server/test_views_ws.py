@@ -156,3 +156,23 @@ async def test_a_ticket_watcher_is_told_the_queue_state_at_watch_and_on_change(
     await http.post(f"/v1/queues/{queue}/open", headers=staff(shared_server))
     assert (await until(ws, lambda m: m["type"] == "queue"))["state"] == "open"
     await ws.close()
+
+
+async def test_revoking_the_key_closes_its_watch_queue(
+    shared_server: SharedServer, http: httpx.AsyncClient, queue: str
+) -> None:
+    r = await http.post(
+        "/v1/keys", json={"label": "desk", "role": "staff"}, headers=staff(shared_server)
+    )
+    assert r.status_code == 201, r.text
+    made = r.json()
+    ws = await open_view(
+        shared_server.server.ws_url,
+        {"type": "watch_queue", "queue": queue, "key": made["staff_key"]},
+    )
+    await until(ws, lambda m: m["type"] == "line")
+    r = await http.delete(f"/v1/keys/{made['key_id']}", headers=staff(shared_server))
+    assert r.status_code == 200, r.text
+    error = await until(ws, lambda m: m["type"] == "error")
+    assert error["code"] == "unauthorized"
+    assert await closed_with(ws) == 1008
