@@ -66,11 +66,12 @@ def test_customer_is_called_live_from_the_console(
     board = open_page(TV)
     board.goto(q.url(f"/board/{q.slug}"))
     serving = board.get_by_test_id("now-serving")
-    # Numbers and counters, latest call first; names stay off the public board by default.
+    # Numbers and counters, latest call first; the public board shows numbers only by default.
     expect(serving.locator(".tile .number")).to_have_text(["4", "3", "2"])
     expect(serving.locator(".tile").first).to_contain_text("Desk 1")
     expect(serving.locator(".tile").last).to_contain_text("Desk 2")
     expect(serving).not_to_contain_text("Barbara")
+    expect(serving).not_to_contain_text("Yusuf")
     expect(board.get_by_test_id("waiting-count")).to_have_text("4")
 
     finish_desk_and_call(staff)
@@ -80,6 +81,7 @@ def test_customer_is_called_live_from_the_console(
     expect(turn).to_contain_text("Desk 1")
     expect(turn).to_have_attribute("role", "alert")
     expect(serving.locator(".tile.latest .number")).to_have_text("5")
+    expect(serving.locator(".tile.latest")).not_to_contain_text("Ada")
     expect(serving.locator(".tile.latest")).to_contain_text("Desk 1")
     expect(board.get_by_test_id("waiting-count")).to_have_text("3")
     screenshot(customer, "customer-turn.png")
