@@ -18,9 +18,11 @@ from protocol.score import BAND, GAP, MAX_PRIORITY, MID
 FINISHED_KEEP_MS = 24 * 3600 * 1000
 # Gaps between calls longer than this are breaks (lunch, closing time), not service speed.
 MAX_CALL_INTERVAL_S = 30 * 60
-# Statuses a ticket never leaves by itself; a watcher of one is told and closed. (Staff may
-# requeue a no_show for a day; a transferred ticket's watchers follow it to its new queue.)
+# Finished statuses. A watcher of one is told, and closed, except after `no_show` (staff may
+# requeue the ticket within a day, and the watcher should see it) and `transferred` (the
+# watcher is sent where the ticket went, then closed).
 FINAL_STATUSES = frozenset({"served", "no_show", "left", "removed", "transferred"})
+ENDS_WATCH = frozenset({"served", "left", "removed"})
 STATUSES = frozenset({"waiting", "called"}) | FINAL_STATUSES
 
 

@@ -138,6 +138,7 @@ async def build_services(settings: Settings) -> Services:
     fanout.seed_eta = history.eta_seeder(EventLog(db))
     await fanout.start()
     signer = TicketSigner(settings.secret_key.reveal(), await store.sha256_tokens_since_ms())
+    fanout.sign = signer.sign
     recovery = Recovery(store, db)
     persister = Persister(store, db, recovery, batch=settings.persist_batch)
     fanout.on_quote = persister.quotes.record
@@ -164,7 +165,7 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         svc = await build_services(settings)
         app.state.services = svc
-        following = keyroutes.start_following(svc.store, svc.keys)
+        following = keyroutes.start_following(svc.store, svc.keys, svc.fanout.close_views_of_key)
         # Everything allocated so far lives as long as the process: keep it out of the cyclic
         # collector's full passes, which otherwise walk it while 10k sockets wait for frames.
         gc.freeze()

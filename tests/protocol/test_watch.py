@@ -21,10 +21,12 @@ from protocol.watch import (
     Action,
     End,
     FlushAt,
+    Follow,
     Frames,
     Phase,
     QueueWatch,
     Quote,
+    ReadBook,
     Resync,
     ResyncReason,
 )
@@ -76,6 +78,9 @@ class Node:
     watch: QueueWatch[int] = field(default_factory=lambda: QueueWatch("q", FLUSH_S))
     numbers: dict[int, int] = field(default_factory=dict)  # watcher -> ticket number
     sent: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    states: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # `queue` messages
+    follows: list[Follow[int]] = field(default_factory=list)
+    book_reads: list[ReadBook] = field(default_factory=list)
     ended: list[int] = field(default_factory=list)
     resyncs: list[Resync] = field(default_factory=list)
     flushes: list[float] = field(default_factory=list)
@@ -86,13 +91,19 @@ class Node:
         for action in actions:
             if isinstance(action, Frames):
                 for w, frame in zip(action.watchers, action.frames, strict=True):
-                    self.sent[w].append(orjson.loads(frame))
+                    message = orjson.loads(frame)
+                    kept = self.states if message["type"] == "queue" else self.sent
+                    kept.setdefault(w, []).append(message)
             elif isinstance(action, End):
                 self.ended.append(action.watcher)
             elif isinstance(action, Resync):
                 self.resyncs.append(action)
             elif isinstance(action, FlushAt):
                 self.flushes.append(action.at_s)
+            elif isinstance(action, Follow):
+                self.follows.append(action)
+            elif isinstance(action, ReadBook):
+                self.book_reads.append(action)
             else:
                 self.quotes.append(action)
         return actions
@@ -203,8 +214,10 @@ START_TABLE = [
     ("waiting", None, ["position"], False),
     ("called", "desk 2", ["called"], False),
     ("served", None, ["status"], True),
-    ("no_show", None, ["status"], True),
+    ("no_show", None, ["status"], False),  # kept watching: a requeue may follow
     ("left", None, ["status"], True),
+    ("removed", None, ["status"], True),
+    ("transferred", None, ["status"], False),  # followed (Follow), then ended by the driver
 ]
 
 
