@@ -306,6 +306,7 @@ class QueueWatch(Generic[W]):
         if notice.kind is EventKind.CALLED:
             self.eta.record_call(notice.at_ms / 1000.0)
         if notice.kind in QUEUE_STATE_AFTER:  # every ETA changes, and everyone is told
+            self.eta.set_state(mirror.state, notice.at_ms / 1000.0)  # stopped time is no service
             self._dirty.update(self._groups)
             state = QueueState(self.queue, mirror.state, notice.seq)
             for group in self._groups.values():
@@ -378,6 +379,7 @@ class QueueWatch(Generic[W]):
             return self._request(ResyncReason.MISSING, MISSING_RETRY_S) if self._groups else []
         if self.mirror is None:
             self.mirror = LineMirror(snapshot)
+            self.eta.set_state(snapshot.state, now)
         else:
             self.mirror.reset(snapshot)
         for number in self._groups:

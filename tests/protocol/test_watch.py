@@ -461,3 +461,28 @@ def test_each_ticket_is_quoted_once() -> None:
     node.notice(notice(11, E.LEFT, 2, 4))
     node.flush()
     assert [(q.number, q.position) for q in node.quotes] == [(5, 5)]
+
+
+def test_a_ten_minute_pause_does_not_stretch_the_wait_estimate() -> None:
+    """Calls every 60 s, then a 10-minute pause: after the resume, position 5 still reads about
+    5 minutes, not 15 (the paused time is not service time)."""
+    node = Node()
+    node.live(tuple(range(1, 31)))
+    node.watch_ticket(7, 20, 10, tuple(range(1, 31)))
+    seq, t = 10, node.now
+    for number in range(1, 6):  # five calls, a minute apart
+        seq, t = seq + 1, t + 60.0
+        node.now = t
+        node.notice(Notice("e1", seq, E.CALLED, number, 30 - number, None, int(t * 1000)))
+    node.flush()
+    before = node.sent[7][-1]["eta_s"]
+    seq, t = seq + 1, t + 1.0
+    node.now = t
+    node.notice(Notice("e1", seq, E.PAUSED, None, 25, None, int(t * 1000)))
+    seq, t = seq + 1, t + 600.0
+    node.now = t
+    node.notice(Notice("e1", seq, E.RESUMED, None, 25, None, int(t * 1000)))
+    node.run(node.watch.flush(t))
+    after = node.sent[7][-1]["eta_s"]
+    assert before is not None and after is not None
+    assert abs(after - before) <= 0.2 * before, (before, after)
