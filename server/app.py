@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Scope
 
-from server import customers, history, keyroutes, limits, pages, staff
+from server import customers, history, keyroutes, limits, pages, shaping, staff
 from server.auth import KeyCache, TicketSigner, bearer
 from server.clientaddr import client_address
 from server.config import Settings
@@ -33,6 +33,7 @@ from server.outbox import Outbox
 from server.persister import Persister
 from server.queues import KnownQueues
 from server.recovery import Recovery
+from server.scheduler import Scheduler
 from server.services import Services
 from server.store import Store
 from server.ws import WatchEndpoint
@@ -139,16 +140,21 @@ async def build_services(settings: Settings) -> Services:
     fanout.seed_eta = history.eta_seeder(EventLog(db))
     await fanout.start()
     signer = TicketSigner(settings.secret_key.reveal(), await store.sha256_tokens_since_ms())
+    fanout.sign = signer.sign
     recovery = Recovery(store, db)
     persister = Persister(store, db, recovery, batch=settings.persist_batch)
     fanout.on_quote = persister.quotes.record
     await persister.start()
     svc = Services(settings, store, db, fanout, signer, KeyCache(), recovery.rebuild, persister)
     svc.known_queues = KnownQueues(db)
+    svc.scheduler = Scheduler(store)
+    await svc.scheduler.start()
     return svc
 
 
 async def close_services(svc: Services) -> None:
+    if svc.scheduler is not None:
+        await svc.scheduler.stop()
     if svc.persister is not None:
         await svc.persister.stop()
     await svc.fanout.stop()
@@ -161,7 +167,7 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         svc = await build_services(settings)
         app.state.services = svc
-        following = keyroutes.start_following(svc.store, svc.keys)
+        following = keyroutes.start_following(svc.store, svc.keys, svc.fanout.close_views_of_key)
         # Everything allocated so far lives as long as the process: keep it out of the cyclic
         # collector's full passes, which otherwise walk it while 10k sockets wait for frames.
         gc.freeze()
@@ -182,6 +188,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/readyz", readyz),
         *customers.ROUTES,
         *staff.ROUTES,
+        *shaping.ROUTES,
         *keyroutes.ROUTES,
         *history.ROUTES,
         *pages.ROUTES,

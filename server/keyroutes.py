@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -84,17 +85,24 @@ async def list_queues(request: Request) -> Response:
     return JSONResponse(summaries)
 
 
-async def follow_revocations(store: Store, cache: KeyCache) -> None:
-    """Evict each revoked key from this node's cache; drop everything after a resubscribe."""
+async def follow_revocations(
+    store: Store, cache: KeyCache, revoked: Callable[[str], object] | None = None
+) -> None:
+    """Evict each revoked key from this node's cache, and close its `watch_queue` connections
+    (`revoked`); drop every cached key after a resubscribe."""
     async for key_id in store.revocations():
         if key_id is None:
             cache.clear()
         else:
             cache.evict(key_id)
+            if revoked is not None:
+                revoked(key_id)
 
 
-def start_following(store: Store, cache: KeyCache) -> asyncio.Task[None]:
-    return asyncio.create_task(follow_revocations(store, cache), name="revocations")
+def start_following(
+    store: Store, cache: KeyCache, revoked: Callable[[str], object] | None = None
+) -> asyncio.Task[None]:
+    return asyncio.create_task(follow_revocations(store, cache, revoked), name="revocations")
 
 
 ROUTES = [

@@ -43,3 +43,14 @@ def origin_allowed(headers: Mapping[str, str], settings: Settings) -> bool:
     if "*" in allowed or origin in {o.lower() for o in allowed}:
         return True
     return _own_origin(origin, headers.get("host", "").lower(), settings.public_url)
+
+
+def handshake_origin_allowed(headers: Mapping[str, str], settings: Settings) -> bool:
+    """A WebSocket handshake's Origin: the allowlist when one is configured, else the page's
+    own origin (docs/protocol.md, "WebSocket"); no Origin (not a browser) is allowed."""
+    origin = headers.get("origin")
+    if origin is None or not settings.allowed_origins:
+        return origin_allowed(headers, settings)
+    origin = origin.rstrip("/").lower()
+    allowed = settings.allowed_origins
+    return "*" in allowed or origin in {o.lower() for o in allowed}

@@ -17,6 +17,7 @@ from server.store import Store
 if TYPE_CHECKING:
     from server.persister import Persister
     from server.queues import KnownQueues
+    from server.scheduler import Scheduler
 
 
 @dataclass(eq=False)
@@ -29,6 +30,7 @@ class Services:
     keys: KeyCache
     rebuild: Callable[[str], Awaitable[bool]] | None = None  # queues.restore(): replay the log
     persister: Persister | None = None
+    scheduler: Scheduler | None = None  # opening hours
     known_queues: KnownQueues | None = None  # None: every miss asks PostgreSQL (tests)
 
 

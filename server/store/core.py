@@ -32,6 +32,7 @@ from server.keys import (
     revoked_keys,
     sha256_since_key,
 )
+from server.store.lineops import LineOps
 
 if TYPE_CHECKING:
     from server.store.notices import NoticeStream
@@ -42,7 +43,22 @@ IDEMPOTENCY_TTL_S = 24 * 3600
 # What a call can raise when the server is gone: redis-py's errors, and on a cluster failover the
 # event loop's "transport is closed" RuntimeError from a connection the dead primary reset.
 STORE_DOWN = (RedisError, OSError, RuntimeError)
-SCRIPT_NAMES = ("join", "call_next", "finish", "leave", "set_state", "upsert_queue")
+SCRIPT_NAMES = (
+    "join",
+    "call_next",
+    "finish",
+    "leave",
+    "set_state",
+    "upsert_queue",
+    "remove",
+    "remove_many",
+    "recall",
+    "requeue",
+    "transfer_in",
+    "transfer_out",
+    "settings",
+    "boundary",
+)
 # Reads that must agree run as scripts too: a MULTI is not usable on redis-py's asyncio cluster.
 READ_SCRIPT_NAMES = ("read_meta", "read_ticket", "read_snapshot")
 
@@ -81,7 +97,7 @@ def _parse(raw: bytes | str) -> dict[str, Any]:
 CLUSTER_CONNECTIONS_PER_NODE = 512  # RedisCluster raises past its cap instead of waiting
 
 
-class Store:
+class Store(LineOps):
     """The live state. `cluster=True`: `url` names any node of a Redis Cluster.
 
     Every script, reads included, touches one queue's keys only (one hash slot), so the same code
@@ -155,6 +171,7 @@ class Store:
         idem_key: str | None,
         fingerprint: str = "",
         limits: JoinLimits | None = None,
+        priority: int = 0,
     ) -> dict[str, Any]:
         k = self.keys(queue)
         idem = k.idempotency("join", idem_key or "-")
@@ -168,6 +185,7 @@ class Store:
             fingerprint,
             *_limit_args(limits.per_client if limits else None),
             *_limit_args(limits.per_queue if limits else None),
+            priority,
         ]
         keys = [k.meta, k.line, k.tickets, k.events, idem, per_client, per_queue]
         return await self._run("join", keys, args)
@@ -203,10 +221,10 @@ class Store:
 
     async def revoke_key(self, key_id: str) -> None:
         """Record a revoked key for good (checked while PostgreSQL is down) and tell every node."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.sadd(revoked_keys(self.prefix), key_id)
-        pipe.publish(revoked_keys(self.prefix), key_id)
-        await self._guard(pipe.execute())
+        # Two calls, not a MULTI (redis-py's asyncio cluster cannot run one): recorded first, so
+        # a node that misses the announcement still finds the key in the set.
+        await self._guard(self.redis.sadd(revoked_keys(self.prefix), key_id))
+        await self._guard(self.redis.publish(revoked_keys(self.prefix), key_id))
 
     async def key_revoked(self, key_id: str) -> bool:
         return bool(await self._guard(self.redis.sismember(revoked_keys(self.prefix), key_id)))
@@ -275,17 +293,7 @@ class Store:
         self, queue: str, limit: int | None = None
     ) -> list[tuple[int, str | None]]:
         """The waiting tickets in order (all of them, or the first `limit`), as (number, name)."""
-        k = self.keys(queue)
-        end = -1 if limit is None else limit - 1
-        numbers = await self._guard(self.redis.zrange(k.line, 0, end))
-        if not numbers:
-            return []
-        raws = await self._guard(self.redis.hmget(k.tickets, numbers))
-        out: list[tuple[int, str | None]] = []
-        for number, raw in zip(numbers, raws, strict=True):
-            name = TicketRecord.decode(raw).name if raw else None
-            out.append((int(number), name))
-        return out
+        return [(n, name) for n, name, _ in await self.waiting_entries(queue, limit)]
 
     async def called_list(self, queue: str, limit: int = 1000) -> list[tuple[int, TicketRecord]]:
         """Called tickets not yet finished, oldest call first, as (number, ticket fields)."""
@@ -306,11 +314,18 @@ class Store:
         """The queue's line and the given tickets, read by one script so they agree."""
         k = self.keys(queue)
         args: list[str | int] = [str(n) for n in numbers]
-        meta, line, raws = await self._read("read_snapshot", [k.meta, k.line, k.tickets], args)
+        meta, flat_line, raws = await self._read("read_snapshot", [k.meta, k.line, k.tickets], args)
         epoch, seq, state = meta
+        line = list(zip(flat_line[0::2], flat_line[1::2], strict=True))  # (number, score)
         if epoch is None:
             return None, {}
-        snap = Snapshot(epoch.decode(), int(seq), state.decode(), tuple(int(n) for n in line))
+        snap = Snapshot(
+            epoch.decode(),
+            int(seq),
+            state.decode(),
+            tuple(int(n) for n, _ in line),
+            tuple(float(score) for _, score in line),
+        )
         views: dict[int, TicketView] = {}
         if numbers:
             rank = {n: i for i, n in enumerate(snap.numbers)}

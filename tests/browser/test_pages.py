@@ -66,9 +66,11 @@ def test_customer_is_called_live_from_the_console(
     board = open_page(TV)
     board.goto(q.url(f"/board/{q.slug}"))
     serving = board.get_by_test_id("now-serving")
+    # Numbers and counters, latest call first; the public board shows numbers only by default.
+    expect(serving.locator(".tile .number")).to_have_text(["4", "3", "2"])
     expect(serving.locator(".tile").first).to_contain_text("Desk 1")
-    expect(serving).to_contain_text("Desk 2")
-    expect(serving).not_to_contain_text("Barbara")  # the public board shows numbers only
+    expect(serving.locator(".tile").last).to_contain_text("Desk 2")
+    expect(serving).not_to_contain_text("Barbara")
     expect(serving).not_to_contain_text("Yusuf")
     expect(board.get_by_test_id("waiting-count")).to_have_text("4")
 
@@ -78,7 +80,7 @@ def test_customer_is_called_live_from_the_console(
     expect(turn).to_contain_text("It's your turn!")
     expect(turn).to_contain_text("Desk 1")
     expect(turn).to_have_attribute("role", "alert")
-    expect(serving.locator(".tile.latest")).to_contain_text("5")
+    expect(serving.locator(".tile.latest .number")).to_have_text("5")
     expect(serving.locator(".tile.latest")).not_to_contain_text("Ada")
     expect(serving.locator(".tile.latest")).to_contain_text("Desk 1")
     expect(board.get_by_test_id("waiting-count")).to_have_text("3")
