@@ -43,7 +43,7 @@ class WatchEndpoint:
         connect = await receive()
         if connect["type"] != "websocket.connect":
             return
-        if not origin_allowed(headers, svc.settings):
+        if not origin_allowed(headers, svc.settings, own_always=False):
             log.info("refused a WebSocket from origin %r", headers.get("origin", "")[:100])
             await send({"type": "websocket.close", "code": closecodes.POLICY_VIOLATION})
             return
