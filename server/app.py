@@ -34,7 +34,7 @@ from server.persister import Persister
 from server.queues import KnownQueues
 from server.recovery import Recovery
 from server.services import Services
-from server.store import Store
+from server.store import KeyRing, Store
 from server.ws import WatchEndpoint
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,9 @@ async def build_services(settings: Settings) -> Services:
     fanout = Fanout(store, settings.flush_ms, settings.stuck_close_s, settings.resync_check_s)
     fanout.seed_eta = history.eta_seeder(EventLog(db))
     await fanout.start()
-    signer = TicketSigner(settings.secret_key.reveal(), await store.sha256_tokens_since_ms())
+    signer = TicketSigner(
+        settings.secret_key.reveal(), await KeyRing(store).sha256_tokens_since_ms()
+    )
     recovery = Recovery(store, db)
     persister = Persister(store, db, recovery, batch=settings.persist_batch)
     fanout.on_quote = persister.quotes.record
