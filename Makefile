@@ -35,13 +35,14 @@ types: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## soak: the long runs (PostgreSQL down for a minute, ...), only when asked
+## soak: the long runs (PostgreSQL down for a minute, Redis and PostgreSQL SIGKILLed for ~60 s, ...), only when asked
 soak: $(STAMP)
 	$(BIN)/python -m pytest -m soak $(PYTEST_ARGS)
 
 ## bench: the fixed harness and persistence runs that write BENCHMARKS.md (about 6 minutes)
 bench: $(STAMP)
-	$(BIN)/python -m loadtest.bench --out BENCHMARKS.md
+	$(BIN)/python -m server.bench_persist --out bench-results/persist.json
+	$(BIN)/python -m loadtest.bench --out BENCHMARKS.md --persist bench-results/persist.json
 
 ## browser-deps: Debian's Chromium for the browser tests (Playwright cannot download one here)
 browser-deps:

@@ -23,6 +23,7 @@ from typing import Any
 
 from loadtest.analysis import Call, update_latencies
 from loadtest.customer import Customer, Fleet
+from loadtest.failover import Failover
 from loadtest.httpc import HttpClient, HttpError, error_kind
 from loadtest.pipes import listen
 from loadtest.sinks import BaselineSinks
@@ -49,6 +50,7 @@ class WorkerSpec:
     slow_share: float
     join_concurrency: int
     seed: int
+    resume_ws_urls: tuple[str, ...] = ()
 
 
 def worker_main(spec: WorkerSpec, conn: Connection) -> None:
@@ -72,7 +74,9 @@ class Worker:
         self.conn = conn
         self.fleet = Fleet(spec.ws_url, Codec(spec.codec), spec.local_addr)
         self.fleet.rng = random.Random(spec.seed)
+        self.fleet.resume_ws_urls = spec.resume_ws_urls
         self.customers: list[Customer] = []
+        self.failover = Failover(self.fleet, self.customers)
         self.http = HttpClient(spec.base_url, spec.join_concurrency, spec.local_addr)
         self.sinks = BaselineSinks(spec.local_addr)
         self.joins = 0
@@ -84,6 +88,8 @@ class Worker:
             "churn": self.churn,
             "stop_churn": self.stop_churn,
             "storm": self.storm,
+            "arm_failover": self.failover.arm,
+            "await_failover": self.failover.wait,
             "final": self.final,
             "samples": self.samples,
             "baseline_connect": self.sinks.connect,

@@ -36,6 +36,7 @@ from server.recovery import Recovery
 from server.services import Services
 from server.store import KeyRing, Store
 from server.ws import WatchEndpoint
+from server.wsprotocol import WebSocketProtocol
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +76,26 @@ async def readyz(request: Request) -> Response:
         "watchers": svc.fanout.watcher_count,
         "frames_sent": Outbox.sent_total,
         "resyncs": svc.fanout.resyncs,
+        "closes": close_counts(),
     }
     if svc.persister is not None:
         body["persistence"] = svc.persister.status()
     return JSONResponse(body, status)
+
+
+CLOSE_CAUSES = (
+    "stuck_outbox",
+    "backlog_overflow",
+    "ping_timeout",
+    "drain_timeout",
+    "close_timeout",
+)
+
+
+def close_counts() -> dict[str, int]:
+    """WebSockets this process cut because the client stopped keeping up, by which path."""
+    found = Outbox.closes + WebSocketProtocol.closes
+    return {cause: found[cause] for cause in CLOSE_CAUSES}
 
 
 async def on_api_error(request: Request, exc: Exception) -> Response:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from server.config import Secret, Settings
 from server.embedded import EmbeddedPostgres, EmbeddedRedis
+from server.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -18,8 +19,18 @@ class RunningServices:
     settings: Settings  # with the embedded services' URLs filled in
     redis: EmbeddedRedis | None
     postgres: EmbeddedPostgres | None
+    supervisor: Supervisor | None = field(default=None, init=False)
+
+    def supervise(self) -> None:
+        """Restart whichever child dies from now on (`vqueue serve`: a long-lived node)."""
+        children = [service for service in (self.redis, self.postgres) if service is not None]
+        if children and self.supervisor is None:
+            self.supervisor = Supervisor(children)
+            self.supervisor.start()
 
     def stop(self) -> None:
+        if self.supervisor is not None:  # first, or it would restart what is being stopped
+            self.supervisor.stop()
         for service in (self.redis, self.postgres):
             if service is not None:
                 service.stop()

@@ -119,6 +119,8 @@ def serve(settings: Settings, host: str, port: int) -> int:
             print(f"vqueue: demo queue   {base}/q/{DEMO_QUEUE}", flush=True)
             print(f"vqueue: staff        {base}/staff/{DEMO_QUEUE}", flush=True)
             print(f"vqueue: staff key    {key}", flush=True)
+        if services is not None:
+            services.supervise()
         uvicorn.run(
             create_app(settings),
             host=host,

@@ -88,9 +88,17 @@ def _package_path(package: str, *parts: str) -> Path | None:
     return path if path.exists() else None
 
 
+class LifelongThread(threading.Thread):
+    """A thread that lives until its services are stopped: children it spawns may die with it."""
+
+
 def _exit_with_parent(sig: signal.Signals) -> Callable[[], None] | None:
-    # Linux sends PDEATHSIG when the spawning *thread* ends, so only the main thread asks for it.
-    if _LIBC is None or threading.current_thread() is not threading.main_thread():
+    # Linux sends PDEATHSIG when the spawning *thread* ends, so only the main thread, or one that
+    # outlives its children (the supervisor's), asks for it.
+    current = threading.current_thread()
+    if _LIBC is None or not (
+        current is threading.main_thread() or isinstance(current, LifelongThread)
+    ):
         return None
     prctl = _LIBC.prctl
     return lambda: prctl(_PR_SET_PDEATHSIG, int(sig))
@@ -134,6 +142,7 @@ class _Service:
         self._log_offset = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._started = False
+        self.lock = threading.RLock()  # the supervisor restarts from its own thread
 
     @property
     def port(self) -> int:
@@ -143,7 +152,26 @@ class _Service:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    def reap(self) -> int | None:
+        """The exit status of a child that died (collected, so no zombie stays), else None."""
+        with self.lock:
+            if self._proc is None:
+                return None
+            status = self._proc.poll()
+            if status is not None:
+                self._proc = None
+                _live.discard(self)
+            return status
+
+    def start(self) -> str:
+        """Start the server (if not running) and return the URL clients connect with."""
+        raise NotImplementedError
+
     def stop(self) -> None:
+        with self.lock:
+            self._stop()
+
+    def _stop(self) -> None:
         if self._proc is None:
             return
         if self._proc.poll() is None:
@@ -160,6 +188,10 @@ class _Service:
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: for tests of what survives one."""
+        with self.lock:
+            self._kill()
+
+    def _kill(self) -> None:
         if self._proc is not None:
             self._proc.kill()
             self._proc.wait()
@@ -202,10 +234,10 @@ class _Service:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not ready():
             if not self.running:
-                self.kill()
+                self._kill()
                 raise self._failure(f"{self.name} exited during start-up")
             if time.monotonic() > deadline:
-                self.kill()
+                self._kill()
                 raise self._failure(f"{self.name} did not {what} within {START_TIMEOUT_S:.0f} s")
             time.sleep(POLL_INTERVAL_S)
 
@@ -279,6 +311,10 @@ class EmbeddedRedis(_Service):
         return f"redis://:{password}@{HOST}:{self._port}/0"
 
     def start(self) -> str:
+        with self.lock:
+            return self._start()
+
+    def _start(self) -> str:
         if self.running:
             return self.url
         executable = self._executable = self._executable or _find_redis_server()
@@ -378,6 +414,10 @@ class EmbeddedPostgres(_Service):
         return f"postgresql://{PG_SUPERUSER}:{self._password}@{HOST}:{self._port}/{name}"
 
     def start(self) -> str:
+        with self.lock:
+            return self._start()
+
+    def _start(self) -> str:
         if self.running:
             return self.dsn
         bin_dir = self._bin_dir = self._bin_dir or _find_postgres_bin()
@@ -392,7 +432,10 @@ class EmbeddedPostgres(_Service):
         self._claim_port()
         # No unix socket: its path could pass the 107-byte limit under a deep data folder.
         argv = [str(bin_dir / "postgres"), "-D", str(self._pgdata), "-p", str(self._port)]
-        self._run([*argv, "-c", f"listen_addresses={HOST}", "-c", "unix_socket_directories="], user)
+        argv += ["-c", f"listen_addresses={HOST}", "-c", "unix_socket_directories="]
+        # After a crash, one syncfs() of the data folder's file system instead of an fsync() per
+        # file before the WAL replay: the same guarantee, and the restart takes ~1 s less.
+        self._run([*argv, "-c", "recovery_init_sync_method=syncfs"], user)
         self._wait_until(self._accepting, "accept connections")
         self._require_passwords()
         self._psql(

@@ -26,6 +26,8 @@ CONNECTION_ERRORS = (
     asyncpg.PostgresConnectionError,
     asyncpg.OperatorInterventionError,
     asyncpg.InsufficientResourcesError,
+    # A connection whose server died mid-query can fail its reset on release with this.
+    asyncpg.InternalClientError,
 )
 
 
