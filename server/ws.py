@@ -25,7 +25,7 @@ from server.auth import TicketClaim, parse_staff_key
 from server.errors import ApiError, Unavailable
 from server.fanout import ViewWatcher, Watcher
 from server.limits import SocketCounts
-from server.origins import handshake_origin_allowed
+from server.origins import origin_allowed
 from server.outbox import AsgiOutbox, ChannelOutbox, Outbox
 from server.services import Services
 
@@ -45,7 +45,7 @@ class WatchEndpoint:
         connect = await receive()
         if connect["type"] != "websocket.connect":
             return
-        if not handshake_origin_allowed(headers, svc.settings):
+        if not origin_allowed(headers, svc.settings, own_always=False):
             log.info("refused a WebSocket from origin %r", headers.get("origin", "")[:100])
             await send({"type": "websocket.close", "code": closecodes.POLICY_VIOLATION})
             return
