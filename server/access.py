@@ -16,6 +16,7 @@ from server.auth import (
 from server.db.keys import KeyTable
 from server.errors import ApiError, Unavailable
 from server.services import Services
+from server.store import KeyRing
 
 
 def ticket_claim(request: Request, svc: Services, ticket_id: str) -> TicketClaim:
@@ -71,7 +72,7 @@ async def key_identity(svc: Services, key: str | None) -> StaffIdentity:
         # PostgreSQL down: a key verified recently still works, so the live queue keeps going,
         # unless Redis knows it was revoked (the eviction may have been missed).
         cached = svc.keys.get(digest, stale=True)
-        if await svc.store.key_revoked(key_id):
+        if await KeyRing(svc.store).revoked(key_id):
             raise ApiError.from_code("unauthorized", "this key was revoked") from None
         if cached is None:
             raise

@@ -35,7 +35,7 @@ from server.queues import KnownQueues
 from server.recovery import Recovery
 from server.scheduler import Scheduler
 from server.services import Services
-from server.store import Store
+from server.store import KeyRing, Store
 from server.ws import WatchEndpoint
 from server.wsprotocol import WebSocketProtocol
 
@@ -139,7 +139,9 @@ async def build_services(settings: Settings) -> Services:
     fanout = Fanout(store, settings.flush_ms, settings.stuck_close_s, settings.resync_check_s)
     fanout.seed_eta = history.eta_seeder(EventLog(db))
     await fanout.start()
-    signer = TicketSigner(settings.secret_key.reveal(), await store.sha256_tokens_since_ms())
+    signer = TicketSigner(
+        settings.secret_key.reveal(), await KeyRing(store).sha256_tokens_since_ms()
+    )
     fanout.sign = signer.sign
     recovery = Recovery(store, db)
     persister = Persister(store, db, recovery, batch=settings.persist_batch)

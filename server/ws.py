@@ -26,7 +26,7 @@ from server.clientaddr import client_address
 from server.errors import ApiError, Unavailable
 from server.fanout import ViewWatcher, Watcher
 from server.limits import SocketCounts
-from server.origins import handshake_origin_allowed
+from server.origins import origin_allowed
 from server.outbox import AsgiOutbox, ChannelOutbox, Outbox
 from server.services import Services
 
@@ -46,7 +46,7 @@ class WatchEndpoint:
         connect = await receive()
         if connect["type"] != "websocket.connect":
             return
-        if not handshake_origin_allowed(headers, svc.settings):
+        if not origin_allowed(headers, svc.settings, own_always=False):
             origin = headers.get("origin", "")[:100]
             client = client_address(scope, svc.settings.trusted_proxies)
             log.info("refused a WebSocket from origin %r (client %s)", origin, client)

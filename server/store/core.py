@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any, cast
@@ -24,14 +23,7 @@ from redis.exceptions import RedisError
 from protocol.line import Snapshot
 from protocol.ticket import TicketRecord, TicketView, lua_constants
 from server.errors import ApiError, RateLimited, Unavailable
-from server.keys import (
-    QueueKeys,
-    join_rate_keys,
-    queue_keys,
-    queues_index,
-    revoked_keys,
-    sha256_since_key,
-)
+from server.keys import QueueKeys, join_rate_keys, queue_keys, queues_index
 from server.store.lineops import LineOps
 
 if TYPE_CHECKING:
@@ -147,9 +139,9 @@ class Store(LineOps):
         return _parse(cast(bytes, raw))
 
     async def _read(self, name: str, keys: list[str], args: list[str | int]) -> Any:
-        return await self._guard(self._scripts[name](keys=keys, args=args))
+        return await self.guard(self._scripts[name](keys=keys, args=args))
 
-    async def _guard(self, awaitable: Awaitable[Any]) -> Any:
+    async def guard(self, awaitable: Awaitable[Any]) -> Any:
         try:
             return await awaitable
         except STORE_DOWN as exc:
@@ -161,7 +153,7 @@ class Store(LineOps):
     async def upsert_queue(self, queue: str, venue_id: str, name: str) -> dict[str, Any]:
         k = self.keys(queue)
         result = await self._run("upsert_queue", [k.meta, k.line], [venue_id, name, _new_epoch()])
-        await self._guard(self.redis.sadd(queues_index(self.prefix), queue))
+        await self.guard(self.redis.sadd(queues_index(self.prefix), queue))
         return result
 
     async def join(
@@ -219,51 +211,14 @@ class Store(LineOps):
         k = self.keys(queue)
         return await self._run("set_state", [k.meta, k.line, k.events], [k.channel, action])
 
-    async def revoke_key(self, key_id: str) -> None:
-        """Record a revoked key for good (checked while PostgreSQL is down) and tell every node."""
-        # Two calls, not a MULTI (redis-py's asyncio cluster cannot run one): recorded first, so
-        # a node that misses the announcement still finds the key in the set.
-        await self._guard(self.redis.sadd(revoked_keys(self.prefix), key_id))
-        await self._guard(self.redis.publish(revoked_keys(self.prefix), key_id))
-
-    async def key_revoked(self, key_id: str) -> bool:
-        return bool(await self._guard(self.redis.sismember(revoked_keys(self.prefix), key_id)))
-
-    async def revocations(self) -> AsyncIterator[str | None]:
-        """Revoked key ids as announced; None each time the subscription is (re)made, since
-        announcements made while it was down are lost. Ends only when cancelled."""
-        channel = revoked_keys(self.prefix)
-        while True:
-            pubsub = self.redis.pubsub()
-            try:
-                await pubsub.subscribe(channel)
-                async for message in pubsub.listen():
-                    if message["type"] == "subscribe":
-                        yield None
-                    elif message["type"] == "message":
-                        yield bytes(message["data"]).decode()
-            except (RedisError, OSError) as exc:
-                log.warning("revocation channel lost, resubscribing: %s", exc)
-                await asyncio.sleep(1.0)  # a retry delay while Redis is away
-            finally:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
-
-    async def sha256_tokens_since_ms(self) -> int:
-        """When this deployment began signing tokens with SHA-256: the first node to ask sets it."""
-        key = sha256_since_key(self.prefix)
-        now_ms = int(time.time() * 1000)
-        await self._guard(self.redis.set(key, now_ms, nx=True))
-        found = await self._guard(self.redis.get(key))
-        return now_ms if found is None else int(found)
-
     async def remembered(self, name: str) -> bytes | None:
         """A stored first answer for an idempotency key (see server.idempotency)."""
-        found: bytes | None = await self._guard(self.redis.get(f"{self.prefix}:idem:{name}"))
+        found: bytes | None = await self.guard(self.redis.get(f"{self.prefix}:idem:{name}"))
         return found
 
     async def remember(self, name: str, answer: bytes, ttl_s: int) -> None:
         """Store a first answer; a concurrent first answer already stored wins."""
-        await self._guard(self.redis.set(f"{self.prefix}:idem:{name}", answer, ex=ttl_s, nx=True))
+        await self.guard(self.redis.set(f"{self.prefix}:idem:{name}", answer, ex=ttl_s, nx=True))
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -298,14 +253,14 @@ class Store(LineOps):
     async def called_list(self, queue: str, limit: int = 1000) -> list[tuple[int, TicketRecord]]:
         """Called tickets not yet finished, oldest call first, as (number, ticket fields)."""
         k = self.keys(queue)
-        numbers = await self._guard(self.redis.zrange(k.called, 0, limit - 1))
+        numbers = await self.guard(self.redis.zrange(k.called, 0, limit - 1))
         if not numbers:
             return []
-        raws = await self._guard(self.redis.hmget(k.tickets, numbers))
+        raws = await self.guard(self.redis.hmget(k.tickets, numbers))
         return [(int(n), TicketRecord.decode(r)) for n, r in zip(numbers, raws, strict=True) if r]
 
     async def counters(self, queue: str) -> dict[str, int]:
-        raw = await self._guard(self.redis.hgetall(self.keys(queue).counters))
+        raw = await self.guard(self.redis.hgetall(self.keys(queue).counters))
         return {key.decode(): int(value) for key, value in raw.items()}
 
     async def snapshot(
@@ -348,7 +303,7 @@ class Store(LineOps):
         pipe = self.redis.pipeline(transaction=False)
         for queue in queues:
             pipe.hmget(self.keys(queue).meta, ["epoch", "seq"])
-        rows = await self._guard(pipe.execute())
+        rows = await self.guard(pipe.execute())
         return [(None if e is None else e.decode(), None if s is None else int(s)) for e, s in rows]
 
     async def ping(self) -> bool:

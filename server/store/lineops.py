@@ -26,7 +26,7 @@ TRANSFER_TTL_S = 24 * 3600
 
 
 class LineOps:
-    """Mixed into `Store`; relies on its `keys`, `_run`, `_guard`, `redis` and `prefix`."""
+    """Mixed into `Store`; relies on its `keys`, `_run`, `guard`, `redis` and `prefix`."""
 
     if TYPE_CHECKING:
         redis: Redis
@@ -38,7 +38,7 @@ class LineOps:
             self, name: str, keys: list[str], args: list[str | int]
         ) -> dict[str, Any]: ...
 
-        async def _guard(self, awaitable: Any) -> Any: ...
+        async def guard(self, awaitable: Any) -> Any: ...
 
     def _finish_keys(self, queue: str) -> list[str]:
         k = self.keys(queue)
@@ -99,13 +99,13 @@ class LineOps:
 
     async def save_transfer(self, intent: dict[str, Any]) -> None:
         index = transfers_index(self.prefix)
-        await self._guard(self.redis.hset(index, intent["id"], orjson.dumps(intent)))
+        await self.guard(self.redis.hset(index, intent["id"], orjson.dumps(intent)))
 
     async def drop_transfer(self, transfer_id: str) -> None:
-        await self._guard(self.redis.hdel(transfers_index(self.prefix), transfer_id))
+        await self.guard(self.redis.hdel(transfers_index(self.prefix), transfer_id))
 
     async def pending_transfers(self) -> list[dict[str, Any]]:
-        raw = await self._guard(self.redis.hgetall(transfers_index(self.prefix)))
+        raw = await self.guard(self.redis.hgetall(transfers_index(self.prefix)))
         return [orjson.loads(value) for value in raw.values()]
 
     async def change_settings(
@@ -129,10 +129,10 @@ class LineOps:
         """The waiting tickets in order as (number, name, priority)."""
         k = self.keys(queue)
         end = -1 if limit is None else limit - 1
-        numbers = await self._guard(self.redis.zrange(k.line, 0, end))
+        numbers = await self.guard(self.redis.zrange(k.line, 0, end))
         if not numbers:
             return []
-        raws = await self._guard(self.redis.hmget(k.tickets, numbers))
+        raws = await self.guard(self.redis.hmget(k.tickets, numbers))
         out: list[tuple[int, str | None, int]] = []
         for number, raw in zip(numbers, raws, strict=True):
             record = TicketRecord.decode(raw) if raw else None
@@ -144,17 +144,17 @@ class LineOps:
         """Add a queue to (or drop it from) the set the hours schedulers walk."""
         index = scheduled_index(self.prefix)
         if has_hours:
-            await self._guard(self.redis.sadd(index, queue))
+            await self.guard(self.redis.sadd(index, queue))
         else:
-            await self._guard(self.redis.srem(index, queue))
+            await self.guard(self.redis.srem(index, queue))
 
     async def scheduled(self) -> list[tuple[str, bytes | None]]:
         """Each queue with hours, with its `hours` JSON (None when the queue is gone)."""
         queues = sorted(
-            q.decode() for q in await self._guard(self.redis.smembers(scheduled_index(self.prefix)))
+            q.decode() for q in await self.guard(self.redis.smembers(scheduled_index(self.prefix)))
         )
         pipe = self.redis.pipeline(transaction=False)
         for queue in queues:
             pipe.hget(self.keys(queue).meta, "hours")
-        rows = await self._guard(pipe.execute())
+        rows = await self.guard(pipe.execute())
         return list(zip(queues, rows, strict=True))
