@@ -35,6 +35,9 @@ IDEMPOTENCY_TTL_S = 24 * 3600
 # What a call can raise when the server is gone: redis-py's errors, and on a cluster failover the
 # event loop's "transport is closed" RuntimeError from a connection the dead primary reset.
 STORE_DOWN = (RedisError, OSError, RuntimeError)
+# redis-py 8.1's cluster client can also fail with an AttributeError on a connection a failover
+# closed under it (its writer is None): on a cluster that too means "store down", not a bug here.
+CLUSTER_DOWN = (*STORE_DOWN, AttributeError)
 SCRIPT_NAMES = (
     "join",
     "call_next",
@@ -102,6 +105,7 @@ class Store(LineOps):
     ) -> None:
         self.url = url
         self.cluster = cluster
+        self._down: tuple[type[Exception], ...] = CLUSTER_DOWN if cluster else STORE_DOWN
         if cluster:
             # Same commands as redis.Redis; typed as one so that callers need no second path.
             self.redis = cast(
@@ -133,7 +137,7 @@ class Store(LineOps):
     async def _run(self, name: str, keys: list[str], args: list[str | int]) -> dict[str, Any]:
         try:
             raw = await self._scripts[name](keys=keys, args=args)
-        except STORE_DOWN as exc:
+        except self._down as exc:
             log.warning("redis script %s failed: %s", name, exc)
             raise Unavailable("the live queue store is unreachable") from exc
         return _parse(cast(bytes, raw))
@@ -144,7 +148,7 @@ class Store(LineOps):
     async def guard(self, awaitable: Awaitable[Any]) -> Any:
         try:
             return await awaitable
-        except STORE_DOWN as exc:
+        except self._down as exc:
             log.warning("redis call failed: %s", exc)
             raise Unavailable("the live queue store is unreachable") from exc
 
