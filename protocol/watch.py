@@ -385,11 +385,12 @@ class QueueWatch(Generic[W]):
         for number in self._groups:
             self.mirror.watch(number)
         self.phase = Phase.LIVE
-        actions = self._correct(views)
         # The state as of the snapshot, to everyone: a change whose notice was lost, or was
         # older than the snapshot and so skipped, is told here (a connection drops an older one).
+        # It goes first, so that a ticket that finished meanwhile ends on its final status.
         state = QueueState(self.queue, snapshot.state, snapshot.seq)
-        actions += [self._frames(group, state) for group in self._groups.values()]
+        actions: list[Action[W]] = [self._frames(g, state) for g in self._groups.values()]
+        actions += self._correct(views)
         if self.views.invalidate():  # notices may have been lost: the book too
             actions += self._read_book()
         pending, self._pending = self._pending, []
