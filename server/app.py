@@ -15,9 +15,9 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import Scope
+from starlette.types import ASGIApp, Scope
 
-from server import customers, history, pages, staff
+from server import customers, history, metrics, pages, staff
 from server.auth import KeyCache, TicketSigner
 from server.config import Settings
 from server.db import Database
@@ -28,6 +28,7 @@ from server.httpio import JSONResponse, error_response
 from server.outbox import Outbox
 from server.persister import Persister
 from server.recovery import Recovery
+from server.requestctx import RequestContext
 from server.services import Services
 from server.store import Store
 from server.ws import WatchEndpoint
@@ -100,6 +101,21 @@ async def build_services(settings: Settings) -> Services:
     return Services(settings, store, db, fanout, signer, KeyCache(), recovery.rebuild, persister)
 
 
+class VqueueApp(Starlette):
+    """Starlette with the request context outermost, around its own error middleware."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        self.settings = settings
+        super().__init__(**kwargs)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return RequestContext(
+            super().build_middleware_stack(),
+            access_log=self.settings.access_log,
+            count=self.settings.metrics,
+        )
+
+
 async def close_services(svc: Services) -> None:
     if svc.persister is not None:
         await svc.persister.stop()
@@ -112,6 +128,8 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         svc = await build_services(settings)
+        metrics.Tally.enabled = settings.metrics
+        svc.metrics = metrics.build_registry(svc) if settings.metrics else None
         app.state.services = svc
         # Everything allocated so far lives as long as the process: keep it out of the cyclic
         # collector's full passes, which otherwise walk it while 10k sockets wait for frames.
@@ -128,6 +146,7 @@ def create_app(settings: Settings) -> Starlette:
     routes: list[Any] = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        *metrics.ROUTES,
         *customers.ROUTES,
         *staff.ROUTES,
         *history.ROUTES,
@@ -146,7 +165,8 @@ def create_app(settings: Settings) -> Starlette:
                 max_age=600,
             )
         )
-    return Starlette(
+    return VqueueApp(
+        settings,
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,

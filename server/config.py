@@ -84,6 +84,10 @@ class Settings:
     persist_batch: int = 500
     demo: bool = True
     log_level: str = "INFO"
+    log_format: str = "text"  # "json": one JSON object per line
+    access_log: bool = True  # one line per HTTP request (route template, status, duration)
+    metrics: bool = True  # False: no /metrics and no counting on the request path (benchmarks)
+    metrics_token: Secret | None = None  # a bearer token that opens /metrics to non-loopback
 
     @property
     def embedded(self) -> bool:
@@ -99,6 +103,12 @@ class Settings:
         level = env.get("VQ_LOG_LEVEL", "INFO").upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"VQ_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+        log_format = env.get("VQ_LOG_FORMAT", "text").strip().lower() or "text"
+        if log_format not in ("text", "json"):
+            raise ConfigError(f"VQ_LOG_FORMAT must be text or json, got {log_format!r}")
+        metrics_token = env.get("VQ_METRICS_TOKEN") or None
+        if metrics_token is not None and len(metrics_token) < 16:
+            raise ConfigError("VQ_METRICS_TOKEN must be at least 16 characters")
         secret = env.get("VQ_SECRET_KEY") or None
         if secret is not None and len(secret) < 32:
             raise ConfigError("VQ_SECRET_KEY must be at least 32 characters")
@@ -116,4 +126,8 @@ class Settings:
             persist_batch=int(_float(env, "VQ_PERSIST_BATCH", 500, 1, 10000)),
             demo=_bool(env, "VQ_DEMO", True),
             log_level=level,
+            log_format=log_format,
+            access_log=_bool(env, "VQ_ACCESS_LOG", True),
+            metrics=_bool(env, "VQ_METRICS", True),
+            metrics_token=Secret(metrics_token) if metrics_token else None,
         )

@@ -11,6 +11,7 @@ from server.access import ticket_claim
 from server.errors import ApiError
 from server.httpio import JSONResponse, idempotency_key, optional_text, read_object
 from server.idempotency import replayable
+from server.metrics import Tally
 from server.queues import summary, with_live_queue
 from server.services import services
 
@@ -25,6 +26,7 @@ async def join(request: Request) -> Response:
     name = optional_text(data, "name", MAX_NAME_CHARS)
     result = await with_live_queue(svc, queue, lambda: svc.store.join(queue, name, idem))
     tid = ticket_id(queue, int(result["number"]))
+    Tally.joins += 1
     return JSONResponse(
         {
             "ticket_id": tid,

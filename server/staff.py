@@ -13,6 +13,7 @@ from server.access import owned_queue, parse_ticket, staff_venue
 from server.errors import ApiError
 from server.httpio import JSONResponse, idempotency_key, optional_text, read_object
 from server.idempotency import replayable
+from server.metrics import Tally
 from server.queues import summary, with_live_queue
 from server.services import Services, services
 
@@ -60,6 +61,7 @@ async def call_next(request: Request) -> Response:
     if result.get("empty"):
         return Response(status_code=204)
     number = int(result["number"])
+    Tally.calls += 1
     return JSONResponse(
         {
             "ticket_id": ticket_id(queue, number),

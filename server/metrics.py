@@ -1,0 +1,157 @@
+"""Prometheus metrics (`GET /metrics`), counted where it costs least.
+
+Request-path counts (`Tally`) are plain integers that handlers bump; the fan-out's figures
+(frames sent, watchers, resyncs) and the persister's backlog are read from the objects that
+already keep them, at scrape time, by `NodeCollector`. The only per-flush cost on the fan-out's
+hot path is `observe_push`, one histogram observation per flush, never one per frame.
+
+With `VQ_METRICS=false` nothing is counted on the request path, `observe_push` returns at once,
+and `/metrics` answers 404: the benchmark compares the two.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Callable, Iterator
+from typing import ClassVar
+
+from prometheus_client import (
+    CONTENT_TYPE_PLAIN_0_0_4,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.auth import bearer
+from server.config import Settings
+from server.errors import ApiError
+from server.outbox import Outbox
+from server.services import Services, services
+
+# No `_created` series: they would double every counter and nothing here reads them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+PUSH_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# Not registered anywhere at import: each app registers them in its own registry, so two apps
+# in one process (tests) do not collide.
+HTTP_REQUESTS = Counter(
+    "vqueue_http_requests",
+    "HTTP requests answered, by method, route template and status",
+    ["method", "route", "status"],
+    registry=None,
+)
+PUSH_LATENCY = Histogram(
+    "vqueue_push_latency_seconds",
+    "From a queue change notice received to the frames it caused written, per flush",
+    buckets=PUSH_BUCKETS_S,
+    registry=None,
+)
+
+
+class Tally:
+    """Counts bumped by request handlers (a class attribute `+= 1`: no lock, no label lookup)."""
+
+    enabled: ClassVar[bool] = True
+    joins: ClassVar[int] = 0  # tickets issued by this node (201 joins)
+    calls: ClassVar[int] = 0  # call-next answers that called a ticket (200, not 204)
+    rate_limited: ClassVar[int] = 0  # requests refused with 429 by the rate limits
+
+
+def observe_push(seconds: float) -> None:
+    """The fan-out calls this once per flush: the age of the oldest notice the flush served."""
+    if Tally.enabled:
+        PUSH_LATENCY.observe(seconds)
+
+
+class NodeCollector(Collector):
+    """This node's figures, read at scrape time from the objects that already keep them."""
+
+    def __init__(self, svc: Services, notify_backlog: Callable[[], int] = lambda: 0) -> None:
+        self.svc = svc
+        self.notify_backlog = notify_backlog
+
+    def collect(self) -> Iterator[Metric]:
+        fanout = self.svc.fanout
+        yield CounterMetricFamily(
+            "vqueue_joins", "Tickets issued by this node (201 joins)", value=Tally.joins
+        )
+        yield CounterMetricFamily(
+            "vqueue_calls", "Tickets called by call-next on this node", value=Tally.calls
+        )
+        yield GaugeMetricFamily(
+            "vqueue_watchers", "WebSocket watchers connected to this node", fanout.watcher_count
+        )
+        yield CounterMetricFamily(
+            "vqueue_frames_sent", "WebSocket frames written to watchers", value=Outbox.sent_total
+        )
+        resyncs = CounterMetricFamily(
+            "vqueue_resyncs", "Queue reloads from a Redis snapshot, by cause", labels=["reason"]
+        )
+        for reason, count in fanout.resyncs.items():
+            resyncs.add_metric([reason], count)
+        yield resyncs
+        backlog = 0
+        if self.svc.persister is not None:
+            backlog = int(self.svc.persister.status()["backlog_events"])
+        yield GaugeMetricFamily(
+            "vqueue_persist_backlog_events", "Queue events not yet written to PostgreSQL", backlog
+        )
+        yield GaugeMetricFamily(
+            "vqueue_notify_backlog", "Notifications waiting to be delivered", self.notify_backlog()
+        )
+        yield CounterMetricFamily(
+            "vqueue_rate_limited",
+            "Requests refused by the rate limits (429)",
+            value=Tally.rate_limited,
+        )
+
+
+def build_registry(svc: Services) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(HTTP_REQUESTS)
+    registry.register(PUSH_LATENCY)
+    registry.register(NodeCollector(svc))
+    return registry
+
+
+def is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def operator_allowed(request: Request, settings: Settings) -> bool:
+    """Clients on loopback, or with `Authorization: Bearer $VQ_METRICS_TOKEN`."""
+    client = request.client
+    if is_loopback(None if client is None else client.host):
+        return True
+    token = settings.metrics_token
+    given = bearer(request.headers.get("authorization"))
+    return token is not None and given is not None and hmac.compare_digest(given, token.reveal())
+
+
+async def metrics(request: Request) -> Response:
+    svc = services(request)
+    registry = svc.metrics
+    if registry is None:
+        raise ApiError.from_code("not_found", "metrics are turned off (VQ_METRICS=false)")
+    if not operator_allowed(request, svc.settings):
+        raise ApiError.from_code(
+            "unauthorized", "metrics need a loopback client or the metrics token"
+        )
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_PLAIN_0_0_4)
+
+
+ROUTES = [Route("/metrics", metrics, methods=["GET"])]
