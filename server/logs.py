@@ -14,13 +14,19 @@ import re
 import sys
 from contextvars import ContextVar
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 REQUEST_ID: ContextVar[str] = ContextVar("vqueue_request_id", default="-")
+# Where the request id is also noted in the ASGI scope, for code that logs outside the
+# request's task (the WebSocket protocol's close line).
+REQUEST_ID_SCOPE_KEY = "vqueue.request_id"
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
-JSON_FIELDS = ["asctime", "levelname", "name", "request_id", "message"]
-JSON_RENAMES = {"asctime": "time", "levelname": "level", "name": "logger"}
+JSON_FIELDS = ["levelname", "name", "request_id", "message"]
+JSON_RENAMES = {"levelname": "level", "name": "logger"}
+# uvicorn adds an ANSI-coloured copy of some messages: no use in a JSON line.
+JSON_SKIPPED = [*RESERVED_ATTRS, "color_message"]
 
 SECRET_SHAPES = re.compile(
     "|".join(
@@ -43,7 +49,8 @@ class RequestIdFilter(logging.Filter):
     """Stamps each record with the id of the request being served ("-" outside a request)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = REQUEST_ID.get()
+        if getattr(record, "request_id", None) is None:  # unless the caller named it
+            record.request_id = REQUEST_ID.get()
         return True
 
 
@@ -63,7 +70,14 @@ def configure(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RequestIdFilter())
     if fmt == "json":
-        handler.setFormatter(JsonFormatter(JSON_FIELDS, rename_fields=JSON_RENAMES))
+        handler.setFormatter(
+            JsonFormatter(
+                JSON_FIELDS,
+                rename_fields=JSON_RENAMES,
+                reserved_attrs=JSON_SKIPPED,
+                timestamp="time",  # ISO 8601, UTC
+            )
+        )
     else:
         handler.setFormatter(TextFormatter(TEXT_FORMAT))
     root = logging.getLogger()

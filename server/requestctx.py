@@ -18,7 +18,7 @@ from typing import Any
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.logs import REQUEST_ID
+from server.logs import REQUEST_ID, REQUEST_ID_SCOPE_KEY
 from server.metrics import HTTP_REQUESTS
 
 log = logging.getLogger("vqueue.access")
@@ -61,6 +61,7 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         request_id = request_id_of(scope)
+        scope[REQUEST_ID_SCOPE_KEY] = request_id
         header = (HEADER, request_id.encode("latin-1"))
         status = 500  # if nothing is sent before an exception escapes
 
