@@ -25,6 +25,7 @@ from server.db.events import EventLog
 from server.errors import ApiError, Unavailable
 from server.fanout import Fanout
 from server.httpio import JSONResponse, error_response
+from server.openapi import docs as openapi_docs
 from server.outbox import Outbox
 from server.persister import Persister
 from server.recovery import Recovery
@@ -151,6 +152,7 @@ def create_app(settings: Settings) -> Starlette:
         *staff.ROUTES,
         *history.ROUTES,
         *pages.ROUTES,
+        *openapi_docs.ROUTES,
         WebSocketRoute("/v1/ws", WatchEndpoint(services_of)),
     ]
     middleware = []
