@@ -12,13 +12,21 @@ SECONDS = {"type": ["number", "null"]}
 ISO_TIME = {"type": "string", "format": "date-time"}
 MS = {"type": "integer"}
 
+
+def short_text(max_chars: int) -> Schema:
+    # The limit applies once surrounding spaces are trimmed, which JSON Schema cannot say.
+    return NULLABLE_TEXT | {
+        "description": f"At most {max_chars} printable characters once trimmed; blank means none."
+    }
+
+
 QUEUE_SUMMARY = obj({"queue": SLUG, "name": {"type": "string"}, "state": STATE, "waiting": COUNT})
 
 SCHEMAS: dict[str, Schema] = {
     "QueueSummary": QUEUE_SUMMARY,
-    "JoinBody": obj({}, {"name": NULLABLE_TEXT | {"maxLength": 80}}),
-    "QueueBody": obj({}, {"name": NULLABLE_TEXT | {"maxLength": 120}}),
-    "CallBody": obj({}, {"counter": NULLABLE_TEXT | {"maxLength": 40}}),
+    "JoinBody": obj({}, {"name": short_text(80)}),
+    "QueueBody": obj({}, {"name": short_text(120)}),
+    "CallBody": obj({}, {"counter": short_text(40)}),
     "Joined": obj(
         {
             "ticket_id": TICKET_ID,
