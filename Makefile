@@ -39,7 +39,7 @@ unit: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m pytest -m soak $(PYTEST_ARGS)
 
-## bench: the fixed harness and persistence runs that write BENCHMARKS.md (about 6 minutes)
+## bench: the fixed harness, persistence and metrics on/off runs that write BENCHMARKS.md (about 12 minutes)
 bench: $(STAMP)
 	$(BIN)/python -m loadtest.bench --out BENCHMARKS.md
 

@@ -178,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each target run (median)")
     parser.add_argument("--quick", action="store_true", help="small runs, for trying it out")
     parser.add_argument("--keep", type=Path, default=None, help="keep JSON/HTML reports here")
+    parser.add_argument(
+        "--metrics-rounds", type=int, default=5, help="interleaved metrics on/off rounds"
+    )
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="vqueue-bench-"))
     out_dir = args.keep or work / "reports"
@@ -197,7 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
     persist = _persistence(work / "persist.json", args.quick)
+    from loadtest import bench_metrics  # it builds on this module's Server and run_one
+
+    overhead = bench_metrics.measure(work, args.metrics_rounds, args.quick)
     text = render(results, started, load_before, os.getloadavg(), args.quick, persist)
+    text += "\n" + bench_metrics.section(bench_metrics.summary(overhead))
     args.out.write_text(text)
     print(f"bench: wrote {args.out} in {time.time() - started:.0f} s (reports in {out_dir})")
     return 0
