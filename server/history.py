@@ -41,6 +41,10 @@ COUNTED = {
 }
 SEED_CALLS = 50
 SEED_TIMEOUT_S = 1.0
+MAX_INT64 = 2**63 - 1  # seq is a PostgreSQL bigint
+# Times a response can still write as ISO 8601 (an out-of-range one is refused with 400).
+EARLIEST_MS = to_ms(datetime(1, 1, 1, tzinfo=UTC))
+LATEST_MS = to_ms(datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC))
 
 
 def iso(ms: int) -> str:
@@ -51,7 +55,7 @@ def _bad_query(message: str) -> ApiError:
     return ApiError(400, "invalid_query", message)
 
 
-def _int_param(request: Request, name: str, default: int, low: int) -> int:
+def _int_param(request: Request, name: str, default: int, low: int, high: int = MAX_INT64) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
@@ -59,8 +63,8 @@ def _int_param(request: Request, name: str, default: int, low: int) -> int:
         value = int(raw)
     except ValueError:
         raise _bad_query(f"'{name}' must be an integer") from None
-    if value < low:
-        raise _bad_query(f"'{name}' must be at least {low}")
+    if not low <= value <= high:
+        raise _bad_query(f"'{name}' must be between {low} and {high}")
     return value
 
 
@@ -71,13 +75,19 @@ def _time_param(request: Request, name: str, default_ms: int) -> int:
         return default_ms
     try:
         if raw.lstrip("-").replace(".", "", 1).isdigit():
-            return int(float(raw) * 1000)
+            return _in_range(name, int(float(raw) * 1000))
         at = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
     except (ValueError, OverflowError):
         raise _bad_query(f"'{name}' must be an ISO 8601 time or Unix seconds") from None
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
-    return to_ms(at)
+    return _in_range(name, to_ms(at))
+
+
+def _in_range(name: str, ms: int) -> int:
+    if not EARLIEST_MS <= ms <= LATEST_MS:
+        raise _bad_query(f"'{name}' must fall within the years 1 to 9999")
+    return ms
 
 
 async def _venue_queue(request: Request) -> tuple[EventLog, str]:

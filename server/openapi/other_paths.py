@@ -41,7 +41,12 @@ def _history(summary: str, schema: str, params: list[dict[str, Any]]) -> dict[st
     )
 
 
-TIME_SCHEMA = {"schema": {"type": "string"}, "example": "2026-12-01T09:00:00Z"}
+TIME_SCHEMA = {
+    "schema": {"type": "string"},
+    "example": "2026-12-01T09:00:00Z",
+}
+TIME_FORMAT = "ISO 8601 (UTC unless it says otherwise) or Unix seconds, within years 1-9999."
+INT64 = {"type": "integer", "maximum": 2**63 - 1}
 
 _page_answers = {
     "200": _text("The page (it loads its data from the API).", "text/html"),
@@ -59,8 +64,12 @@ PATHS: dict[str, dict[str, Any]] = {
             "A queue's event log, oldest first",
             "Events",
             [
-                _query("after_seq", "Events after this seq.", {"schema": {"type": "integer"}}),
-                _query("limit", "At most this many (1-1000).", {"schema": {"type": "integer"}}),
+                _query("after_seq", "Events after this seq.", {"schema": INT64 | {"minimum": 0}}),
+                _query(
+                    "limit",
+                    "At most this many (default 100; more than 1000 counts as 1000).",
+                    {"schema": INT64 | {"minimum": 1}},
+                ),
             ],
         )
     },
@@ -69,8 +78,8 @@ PATHS: dict[str, dict[str, Any]] = {
             "A queue's statistics over a window (default: the last 24 hours)",
             "Stats",
             [
-                _query("since", "ISO 8601 or Unix seconds.", TIME_SCHEMA),
-                _query("until", "ISO 8601 or Unix seconds.", TIME_SCHEMA),
+                _query("since", f"Start of the window: {TIME_FORMAT}", TIME_SCHEMA),
+                _query("until", f"End of the window (default: now): {TIME_FORMAT}", TIME_SCHEMA),
             ],
         )
     },
