@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Scope
 from server import customers, history, metrics, pages, staff
 from server.auth import KeyCache, TicketSigner
 from server.config import Settings
+from server.counters import Tally
 from server.db import Database
 from server.db.events import EventLog
 from server.errors import ApiError, Unavailable
@@ -129,7 +130,7 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         svc = await build_services(settings)
-        metrics.Tally.enabled = settings.metrics
+        Tally.enabled = settings.metrics
         svc.metrics = metrics.build_registry(svc) if settings.metrics else None
         app.state.services = svc
         # Everything allocated so far lives as long as the process: keep it out of the cyclic

@@ -1,12 +1,13 @@
 """Prometheus metrics (`GET /metrics`), counted where it costs least.
 
-Request-path counts (`Tally`) are plain integers that handlers bump; the fan-out's figures
-(frames sent, watchers, resyncs) and the persister's backlog are read from the objects that
-already keep them, at scrape time, by `NodeCollector`. The only per-flush cost on the fan-out's
-hot path is `observe_push`, one histogram observation per flush, never one per frame.
+Request-path counts (`server.counters.Tally`) are plain integers that handlers bump; the
+fan-out's figures (frames sent, watchers, resyncs) and the persister's backlog are read from
+the objects that already keep them, at scrape time, by `NodeCollector`. The only per-flush cost
+on the fan-out's hot path is `server.counters.observe_push`, one histogram observation per
+flush, never one per frame.
 
-With `VQ_METRICS=false` nothing is counted on the request path, `observe_push` returns at once,
-and `/metrics` answers 404: the benchmark compares the two.
+With `VQ_METRICS=false` requests are not counted by route, `observe_push` returns at once, and
+`/metrics` answers 404: the benchmark compares the two.
 """
 
 from __future__ import annotations
@@ -14,13 +15,11 @@ from __future__ import annotations
 import hmac
 import ipaddress
 from collections.abc import Callable, Iterator
-from typing import ClassVar
 
 from prometheus_client import (
     CONTENT_TYPE_PLAIN_0_0_4,
     CollectorRegistry,
     Counter,
-    Histogram,
     disable_created_metrics,
     generate_latest,
 )
@@ -32,6 +31,7 @@ from starlette.routing import Route
 
 from server.auth import bearer
 from server.config import Settings
+from server.counters import PUSH_LATENCY, Tally
 from server.errors import ApiError
 from server.outbox import Outbox
 from server.services import Services, services
@@ -39,9 +39,7 @@ from server.services import Services, services
 # No `_created` series: they would double every counter and nothing here reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
-PUSH_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-# Not registered anywhere at import: each app registers them in its own registry, so two apps
+# Not registered anywhere at import: each app registers it in its own registry, so two apps
 # in one process (tests) do not collide.
 HTTP_REQUESTS = Counter(
     "vqueue_http_requests",
@@ -49,27 +47,6 @@ HTTP_REQUESTS = Counter(
     ["method", "route", "status"],
     registry=None,
 )
-PUSH_LATENCY = Histogram(
-    "vqueue_push_latency_seconds",
-    "From a queue change notice received to the frames it caused written, per flush",
-    buckets=PUSH_BUCKETS_S,
-    registry=None,
-)
-
-
-class Tally:
-    """Counts bumped by request handlers (a class attribute `+= 1`: no lock, no label lookup)."""
-
-    enabled: ClassVar[bool] = True
-    joins: ClassVar[int] = 0  # tickets issued by this node (201 joins)
-    calls: ClassVar[int] = 0  # call-next answers that called a ticket (200, not 204)
-    rate_limited: ClassVar[int] = 0  # requests refused with 429 by the rate limits
-
-
-def observe_push(seconds: float) -> None:
-    """The fan-out calls this once per flush: the age of the oldest notice the flush served."""
-    if Tally.enabled:
-        PUSH_LATENCY.observe(seconds)
 
 
 class NodeCollector(Collector):

@@ -10,10 +10,10 @@ from starlette.routing import Route
 
 from protocol.names import is_slug, ticket_id
 from server.access import owned_queue, parse_ticket, staff_venue
+from server.counters import Tally
 from server.errors import ApiError
 from server.httpio import JSONResponse, idempotency_key, optional_text, read_object
 from server.idempotency import replayable
-from server.metrics import Tally
 from server.queues import summary, with_live_queue
 from server.services import Services, services
 

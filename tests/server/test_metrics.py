@@ -150,7 +150,7 @@ async def test_metrics_during_load_match_what_happened(
 
 
 @pytest.mark.xfail(
-    strict=True, reason="the fan-out calls server.metrics.observe_push once the lead wires it"
+    strict=True, reason="the fan-out calls server.counters.observe_push once the lead wires it"
 )
 async def test_push_latency_is_observed_once_per_flush(start_server: Any, make_venue: Any) -> None:
     server = start_server()
