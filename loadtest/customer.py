@@ -2,7 +2,7 @@
 
 Every frame is decoded with `protocol`'s own parser and counted once, on arrival; position frames
 keep (seq, arrival time) for the latency analysis. A connection the server drops is resumed with
-jittered exponential backoff (FIELD-NOTES, "Reconnect storms"), as a well-behaved app would.
+jittered exponential backoff (docs/architecture.md), as a well-behaved app would.
 """
 
 from __future__ import annotations

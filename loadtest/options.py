@@ -60,7 +60,7 @@ class Options:
     def source_addresses(self) -> list[str | None]:
         """One loopback source address per process (127.0.0.2, .3, ...) on a loopback target.
 
-        One source address reaches one server port only ~28k times (FIELD-NOTES); spreading
+        One source address reaches one server port only ~28k times (docs/architecture.md); spreading
         also keeps each process's sockets apart in the kernel's tables.
         """
         host = urlsplit(self.url).hostname or ""

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from protocol.ticket import MAX_CALL_INTERVAL_S
+
 DEFAULT_ALPHA = 0.2
 DEFAULT_MIN_CALLS = 3
-# Gaps longer than this are breaks (lunch, closing time), not a measure of service speed.
-MAX_INTERVAL_S = 30 * 60.0
 
 
 @dataclass(slots=True)
@@ -27,7 +27,7 @@ class EtaEstimator:
     def record_call(self, at_s: float) -> None:
         if self.last_call_s is not None and at_s >= self.last_call_s:
             gap = at_s - self.last_call_s
-            if gap <= MAX_INTERVAL_S:
+            if gap <= MAX_CALL_INTERVAL_S:
                 if self.interval_s is None:
                     self.interval_s = gap
                 else:
@@ -46,7 +46,7 @@ class EtaEstimator:
         if self.interval_s is None or self.calls < self.min_calls or self.last_call_s is None:
             return None
         silence = now_s - self.last_call_s
-        if silence > MAX_INTERVAL_S:
+        if silence > MAX_CALL_INTERVAL_S:
             return None
         return max(self.interval_s, silence)
 

@@ -1,4 +1,4 @@
-"""The messages of the WebSocket contract (contract-v1.md, "WebSocket"), as frozen dataclasses.
+"""The messages of the WebSocket contract (docs/protocol.md), as frozen dataclasses.
 
 `to_wire()` gives the map that goes on the wire; `client_message()` and `server_message()` turn
 a decoded map back into a message, raising `MalformedMessage` for anything else.

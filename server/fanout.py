@@ -1,10 +1,10 @@
-"""Fan-out: one node's watchers, kept exact from its queues' change notices.
+"""Fan-out: the asyncio driver of one node's per-queue watches (`protocol.watch`).
 
-Per queue with local watchers the node holds a `QueueWatch` (a `LineMirror` of the waiting
-numbers, fed by pub/sub notices), so each event costs O(1) Redis calls and O(watchers it moved)
-work. Changed positions are flushed leading-edge, then coalesced per `flush_ms`. A gap in `seq`,
-a new epoch, a resubscribe, or a drift seen by the periodic check reloads the queue from a
-snapshot and corrects every watcher (DESIGN.md invariants 2-5).
+Per queue with local watchers the node holds a `QueueWatch`, which decides everything: who is
+moved by a notice, what each watcher is sent, when to flush and when to resync. This module
+only carries its inputs and actions: notices from the node's pub/sub connection, snapshots and
+ticket reads from Redis, timers from the event loop, frames into the watchers' outboxes. Why it
+stays exact is in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -14,21 +14,34 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import assert_never
 
+from protocol.connection import Connection
 from protocol.eta import EtaEstimator
-from protocol.flush import FlushPolicy
-from protocol.line import Notice, Outcome
+from protocol.line import Notice
+from protocol.messages import ServerMessage
+from protocol.ticket import FINAL_STATUSES, TicketView
+from protocol.watch import (
+    Action,
+    End,
+    FlushAt,
+    Frames,
+    QueueWatch,
+    Quote,
+    Resync,
+    ResyncReason,
+)
 from server.errors import Unavailable
-from server.queuewatch import FINAL_STATUSES, QueueWatch, Watcher
-from server.store import Resubscribed, Store, TicketView
+from server.outbox import Outbox
+from server.store import Resubscribed, Store
 from server.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 
 UNSUBSCRIBE_GRACE_S = 10.0
-READY_TIMEOUT_S = 10.0
-RETRY_MISSING_S = 1.0
-RESYNC_REASONS = ("gap", "resubscribe", "reader_restart", "drift", "missing")
+
+__all__ = ["FINAL_STATUSES", "Fanout", "Watcher"]
 
 
 async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
@@ -43,20 +56,44 @@ async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
     log.warning("some background tasks would not stop")
 
 
-__all__ = ["FINAL_STATUSES", "Fanout", "Watcher"]
+@dataclass(eq=False)
+class Watcher:
+    """One WebSocket connection watching one ticket."""
+
+    queue: str
+    number: int
+    conn: Connection
+    outbox: Outbox
+    end: Callable[[], None]  # close the connection normally once its ticket is finished
+
+    def send(self, message: ServerMessage) -> None:
+        """One message outside the watch (the answer to `leave`), through the same outbox."""
+        if self.conn.outgoing(message):
+            self.outbox.offer(self.conn.codec.encode(message), replaceable=False)
+
+
+@dataclass(eq=False)
+class _Queue:
+    """A queue's watch plus what the driver keeps for it: its timer and when it went idle."""
+
+    name: str
+    watch: QueueWatch[Watcher]
+    flush_handle: asyncio.TimerHandle | None = None
+    idle_since: float | None = None
 
 
 class Fanout:
     def __init__(self, store: Store, flush_ms: float, stuck_close_s: float, check_s: float) -> None:
         self.store = store
         self.flush_s = flush_ms / 1000.0
-        self.check_s = check_s
-        self.queues: dict[str, QueueWatch] = {}
+        self.check_s = check_s  # 0: no periodic drift check
+        self.queues: dict[str, _Queue] = {}
         self.sweeper = Sweeper(stuck_close_s)
+        # Resyncs started, by cause (/readyz): "drift" stays 0 while the notice path works.
+        self.resyncs: dict[str, int] = {reason.value: 0 for reason in ResyncReason}
         self._notices = store.notices()
         self._tasks: list[asyncio.Task[None]] = []
-        # Resyncs started, by what caused them (/readyz): "drift" must stay 0 while notices flow.
-        self.resyncs: dict[str, int] = dict.fromkeys(RESYNC_REASONS, 0)
+        self._resync_tasks: set[asyncio.Task[None]] = set()
         # Hooks set by the app: prime a new queue's wait estimate from its history
         # (server.history), record the first estimate each ticket is quoted (server.persister).
         self.seed_eta: Callable[[str, EtaEstimator], Awaitable[None]] | None = None
@@ -71,47 +108,88 @@ class Fanout:
         ]
 
     async def stop(self) -> None:
-        await cancel_all(self._tasks)
+        await cancel_all([*self._tasks, *self._resync_tasks])
         await self._notices.close()
 
     @property
     def watcher_count(self) -> int:
-        return sum(len(s) for q in self.queues.values() for s in q.watchers.values())
+        return sum(q.watch.watcher_count for q in self.queues.values())
 
     # -- watchers -------------------------------------------------------------------------------
 
-    async def add(self, watcher: Watcher) -> TicketView | None:
-        """Register a watcher, then send its ticket's current state (invariant 4).
+    async def add(self, watcher: Watcher, nonce: str) -> TicketView | None:
+        """Register a watcher, read its ticket, then send it the ticket's current state.
 
-        Registering first means no event can fall between the state read and the registration:
-        anything newer than the read reaches the watcher as an event, and the connection's seq
-        filter drops whichever of the two is older. Returns None for an unknown ticket.
+        Registering before the read is what keeps it exact: every notice applied meanwhile
+        moves it too, and `QueueWatch.start` settles the read against the mirror by seq.
+        Returns None for an unknown ticket or another ticket's token (nothing is sent then).
         """
-        qw = self.queues.get(watcher.queue)
-        if qw is None:
-            qw = self.queues[watcher.queue] = QueueWatch(watcher.queue, FlushPolicy(self.flush_s))
-            qw.quote = self.on_quote
-            await self._notices.subscribe(watcher.queue)
-            if self.seed_eta is not None:
-                await self.seed_eta(watcher.queue, qw.eta)
-        qw.add(watcher)
+        q = self.queues.get(watcher.queue)
+        if q is None:
+            q = await self._open(watcher.queue)
+        q.idle_since = None
+        q.watch.register(watcher, watcher.number, watcher.conn)
         try:
-            await asyncio.wait_for(qw.ready.wait(), timeout=READY_TIMEOUT_S)
             view = await self.store.ticket(watcher.queue, watcher.number)
-        except (TimeoutError, Unavailable):
+        except Unavailable:
             self.remove(watcher)
-            raise Unavailable("the live queue is not available right now") from None
-        if view is None:
+            raise
+        if view is None or view.nonce != nonce:
             self.remove(watcher)
             return None
-        qw.send_state(watcher, view)
+        self._run(q, q.watch.start(watcher, view, time.time()))
         return view
 
     def remove(self, watcher: Watcher) -> None:
         self.sweeper.discard(watcher.outbox)
-        qw = self.queues.get(watcher.queue)
-        if qw is not None:
-            qw.remove(watcher)
+        q = self.queues.get(watcher.queue)
+        if q is not None:
+            q.watch.unregister(watcher, watcher.number)
+            if q.watch.idle:
+                q.idle_since = time.monotonic()
+
+    async def _open(self, name: str) -> _Queue:
+        watch: QueueWatch[Watcher] = QueueWatch(name, self.flush_s)
+        q = self.queues[name] = _Queue(name, watch)
+        try:
+            if self.seed_eta is not None:
+                await self.seed_eta(name, watch.eta)
+            await self._notices.subscribe(name)  # its confirmation starts the first snapshot
+        except Unavailable:
+            if self.queues.get(name) is q:
+                del self.queues[name]
+            raise
+        return q
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def _run(self, q: _Queue, actions: list[Action[Watcher]]) -> None:
+        for action in actions:
+            if isinstance(action, Frames):
+                replaceable = action.replaceable
+                for watcher, frame in zip(action.watchers, action.frames, strict=True):
+                    watcher.outbox.offer(frame, replaceable)
+            elif isinstance(action, End):
+                action.watcher.end()
+            elif isinstance(action, FlushAt):
+                self._schedule_flush(q, action.at_s)
+            elif isinstance(action, Resync):
+                self._resync(q, action)
+            elif isinstance(action, Quote):
+                if self.on_quote is not None:
+                    self.on_quote(q.name, action.number, action.position, action.eta_s)
+            else:
+                assert_never(action)
+
+    def _schedule_flush(self, q: _Queue, at_s: float) -> None:
+        if q.flush_handle is not None:
+            q.flush_handle.cancel()
+        delay = max(0.0, at_s - time.time())
+        q.flush_handle = asyncio.get_running_loop().call_later(delay, self._flush, q)
+
+    def _flush(self, q: _Queue) -> None:
+        q.flush_handle = None
+        self._run(q, q.watch.flush(time.time()))
 
     # -- notices --------------------------------------------------------------------------------
 
@@ -126,84 +204,52 @@ class Fanout:
                 # and reload every queue, since notices may have been dropped meanwhile.
                 log.exception("notice reader failed; restarting it")
                 await asyncio.sleep(0.5)
-                for qw in self.queues.values():
-                    self._start_resync(qw, "reader_restart")
+                for q in list(self.queues.values()):
+                    self._run(q, q.watch.restart())
 
     async def _consume_notices(self) -> None:
         async for item in self._notices.messages():
             if isinstance(item, Resubscribed):
-                qw = self.queues.get(item.queue)
-                if qw is not None:
-                    self._start_resync(qw, "resubscribe")
+                q = self.queues.get(item.queue)
+                if q is not None:
+                    self._run(q, q.watch.resubscribed())
                 continue
             queue, raw = item
-            qw = self.queues.get(queue)
-            if qw is None:
+            q = self.queues.get(queue)
+            if q is None:
                 continue
             try:
                 notice = Notice.from_wire(raw)
             except (ValueError, KeyError, TypeError):
                 log.warning("ignoring a malformed notice on queue %s", queue)
                 continue
-            if qw.mirror is None or qw.resyncing:
-                qw.pending.append(notice)
-            else:
-                self._apply(qw, notice)
-
-    def _apply(self, qw: QueueWatch, notice: Notice) -> None:
-        if qw.apply(notice) is Outcome.GAP:
-            self._start_resync(qw, "gap")
-            qw.pending.append(notice)
-            return
-        self._schedule_flush(qw)
-
-    def _schedule_flush(self, qw: QueueWatch) -> None:
-        if qw.flush_handle is not None or not qw.dirty:
-            return
-        loop = asyncio.get_running_loop()
-        delay = qw.flush.delay_s(time.monotonic())
-        if delay <= 0:
-            qw.flush_handle = loop.call_soon(qw.flush_positions)
-        else:
-            qw.flush_handle = loop.call_later(delay, qw.flush_positions)
+            self._run(q, q.watch.receive_notice(notice, time.time()))
 
     # -- resync ---------------------------------------------------------------------------------
 
-    def _start_resync(self, qw: QueueWatch, reason: str) -> None:
-        if qw.resyncing:
-            return
-        self.resyncs[reason] += 1
-        qw.resyncing = True
-        asyncio.get_running_loop().create_task(self._resync(qw))
+    def _resync(self, q: _Queue, resync: Resync) -> None:
+        self.resyncs[resync.reason.value] += 1
+        if resync.reason is not ResyncReason.INITIAL:
+            log.info("queue %s: resync (%s)", q.name, resync.reason.value)
+        task = asyncio.get_running_loop().create_task(self._read_snapshot(q, resync.delay_s))
+        self._resync_tasks.add(task)
+        task.add_done_callback(self._resync_tasks.discard)
 
-    async def _resync(self, qw: QueueWatch) -> None:
-        """Reload the queue from Redis and correct every local watcher."""
+    async def _read_snapshot(self, q: _Queue, delay_s: float) -> None:
+        """Read the queue and its watched tickets in one transaction, retrying while Redis is
+        away, and feed the result to the watch."""
+        if delay_s:
+            await asyncio.sleep(delay_s)
         backoff = 0.05
-        while True:
+        while self.queues.get(q.name) is q:
             try:
-                snap, views = await self.store.snapshot(qw.name, list(qw.watchers))
-                break
+                snapshot, views = await self.store.snapshot(q.name, q.watch.watched())
             except Unavailable:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
-        if snap is None:  # Redis lost the queue: look again until it is rebuilt (a new epoch)
-            qw.resyncing = False
-            qw.pending.clear()
-            if self.queues.get(qw.name) is qw and qw.watchers:
-                asyncio.get_running_loop().call_later(
-                    RETRY_MISSING_S, self._start_resync, qw, "missing"
-                )
+                continue
+            self._run(q, q.watch.receive_snapshot(snapshot, views, time.time()))
             return
-        qw.reset(snap, views)
-        pending, qw.pending = qw.pending, []
-        qw.resyncing = False
-        qw.ready.set()
-        for notice in pending:
-            if qw.resyncing:
-                qw.pending.append(notice)
-            else:
-                self._apply(qw, notice)
-        self._schedule_flush(qw)
 
     async def _check_drift(self) -> None:
         """Every few seconds compare each queue's seq with Redis: lost last notices show here."""
@@ -212,36 +258,23 @@ class Fanout:
             await self._unsubscribe_idle()
             if not self.check_s:  # VQ_RESYNC_CHECK_S=0: the drift check is off
                 continue
-            names = [n for n, q in self.queues.items() if q.mirror is not None and not q.resyncing]
-            if not names:
+            queues = list(self.queues.values())
+            if not queues:
                 continue
             try:
-                rows = await self.store.seqs(names)
+                rows = await self.store.seqs([q.name for q in queues])
             except Unavailable:
                 continue
-            for name, (epoch, seq) in zip(names, rows, strict=True):
-                qw = self.queues.get(name)
-                if qw is not None and qw.mirror is not None:
-                    self._judge_drift(qw, epoch, seq)
-
-    def _judge_drift(self, qw: QueueWatch, epoch: str | None, seq: int | None) -> None:
-        assert qw.mirror is not None
-        behind = epoch != qw.mirror.epoch or (seq is not None and seq > qw.mirror.seq)
-        if not behind:
-            qw.drift_seq = None
-        elif qw.drift_seq is not None and qw.mirror.seq < qw.drift_seq:
-            log.info("queue %s drifted (seq %s < %s); resyncing", qw.name, qw.mirror.seq, seq)
-            self._start_resync(qw, "drift")
-            qw.drift_seq = None
-        else:  # maybe just in flight: look again next round
-            qw.drift_seq = seq if epoch == qw.mirror.epoch else qw.mirror.seq + 1
+            for q, (epoch, seq) in zip(queues, rows, strict=True):
+                if self.queues.get(q.name) is q:
+                    self._run(q, q.watch.check(epoch, seq))
 
     async def _unsubscribe_idle(self) -> None:
         now = time.monotonic()
-        for name, qw in list(self.queues.items()):
-            if qw.idle_since is not None and now - qw.idle_since > UNSUBSCRIBE_GRACE_S:
+        for name, q in list(self.queues.items()):
+            if q.idle_since is not None and now - q.idle_since > UNSUBSCRIBE_GRACE_S:
                 del self.queues[name]
-                if qw.flush_handle is not None:
-                    qw.flush_handle.cancel()
+                if q.flush_handle is not None:
+                    q.flush_handle.cancel()
                 with contextlib.suppress(Unavailable):
                     await self._notices.unsubscribe(name)

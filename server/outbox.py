@@ -1,4 +1,4 @@
-"""Per-connection outgoing buffers: broadcast never waits on one socket (DESIGN.md invariant 5).
+"""Per-connection outgoing buffers: broadcast never waits on one socket (architecture.md inv. 5).
 
 An outbox takes encoded frames without blocking. Position frames are replaceable: a newer one
 overwrites an unsent older one. `called` and `status` frames are kept in order. A connection

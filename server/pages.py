@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from protocol.names import is_slug, ticket_id
+from protocol.ticket import TicketRecord
 from server.httpio import JSONResponse
 from server.queues import summary
 from server.services import services
@@ -99,14 +100,16 @@ async def board(request: Request) -> Response:
     queue = request.path_params["queue"]
     info = await summary(svc, queue)
     counters, called = await asyncio.gather(svc.store.counters(queue), svc.store.called_list(queue))
-    tickets: dict[int, dict[str, Any]] = dict(called)
+    tickets: dict[int, TicketRecord] = dict(called)
     missing = [n for n in counters.values() if n not in tickets]  # finished since their call
     views = await asyncio.gather(*(svc.store.ticket(queue, n) for n in missing))
     for number, view in zip(missing, views, strict=True):
         if view is not None:
-            tickets[number] = {"s": view.status, "nm": view.name, "c": view.called_ms}
+            tickets[number] = TicketRecord(
+                view.status, view.nonce, view.joined_ms, view.name, view.counter, view.called_ms
+            )
     shown: list[tuple[str | None, int]] = list(counters.items())
-    shown += [(None, n) for n, t in called if not t.get("ct")]  # called without a counter
+    shown += [(None, n) for n, t in called if not t.counter]  # called without a counter
     entries = _board_entries(queue, shown, tickets, int(time.time() * 1000) - BOARD_RECENT_MS)
     return JSONResponse({**info, "counters": entries}, headers={"Cache-Control": "no-store"})
 
@@ -114,7 +117,7 @@ async def board(request: Request) -> Response:
 def _board_entries(
     queue: str,
     shown: list[tuple[str | None, int]],
-    tickets: dict[int, dict[str, Any]],
+    tickets: dict[int, TicketRecord],
     since_ms: int,
 ) -> list[dict[str, Any]]:
     """The latest call first. A counter shows its last call while that ticket is being served
@@ -124,17 +127,17 @@ def _board_entries(
         t = tickets.get(number)
         if t is None:
             continue
-        recent = int(t.get("c") or 0) >= since_ms
-        if not recent and (counter is None or t.get("s") != "called"):
+        recent = (t.called_ms or 0) >= since_ms
+        if not recent and (counter is None or t.status != "called"):
             continue
         entries.append(
             {
                 "counter": counter,
                 "ticket_id": ticket_id(queue, number),
                 "number": number,
-                "name": t.get("nm"),
-                "status": t.get("s"),
-                "called_at_ms": t.get("c"),
+                "name": t.name,
+                "status": t.status,
+                "called_at_ms": t.called_ms,
             }
         )
     entries.sort(key=lambda e: int(e["called_at_ms"] or 0), reverse=True)

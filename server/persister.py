@@ -1,6 +1,6 @@
 """The persister: every queue event from the Redis streams into PostgreSQL, exactly once in effect.
 
-Every node runs one, all in one consumer group per stream (DESIGN.md invariant 6). A batch is
+Every node runs one, all in one consumer group per stream (architecture.md inv. 6). A batch is
 written in one transaction that skips rows already there, then acknowledged, and the streams
 are trimmed below what is still unacknowledged: an event leaves Redis only once PostgreSQL has
 it, and a batch redelivered after a crash between commit and acknowledgement adds nothing.

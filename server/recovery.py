@@ -1,4 +1,4 @@
-"""Rebuilding live queues in Redis from the event log (DESIGN.md invariant 7).
+"""Rebuilding live queues in Redis from the event log (architecture.md inv. 7).
 
 A queue is rebuilt when Redis lost it (its meta is gone: a flush, a new empty Redis) or went
 back in time (its seq is below the last one PostgreSQL has: a crash lost Redis's last second of
@@ -17,11 +17,10 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-import orjson
-
+from protocol.ticket import FINAL_STATUSES, FINISHED_KEEP_MS, TicketRecord
 from server.config import Settings
 from server.db import Database
 from server.db.events import EventLog, QueueHead
@@ -31,9 +30,7 @@ from server.store.events import EventStreams
 
 log = logging.getLogger(__name__)
 
-FINISHED_KEEP_MS = 24 * 3600 * 1000  # as in scripts/common.lua: finished tickets stay a day
 STATE_AFTER = {"paused": "paused", "resumed": "open", "closed": "closed", "opened": "open"}
-FINAL = frozenset({"served", "no_show", "left"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +52,7 @@ class LiveQueue:
     state: str = "open"
     seq: int = 0
     next_number: int = 0
-    tickets: dict[int, dict[str, Any]] = field(default_factory=dict)
+    tickets: dict[int, TicketRecord] = field(default_factory=dict)
     line: set[int] = field(default_factory=set)
     called: dict[int, int] = field(default_factory=dict)
     finished: dict[int, int] = field(default_factory=dict)
@@ -77,21 +74,19 @@ class LiveQueue:
             self._join(number, event.at_ms, event.data)
         elif event.kind == "called":
             self._call(number, event.at_ms, event.data)
-        elif event.kind in FINAL:
+        elif event.kind in FINAL_STATUSES:
             self._finish(number, event.kind, event.at_ms)
         else:
             log.warning("ignoring an event of unknown type %r (seq %d)", event.kind, event.seq)
 
-    def _ticket(self, number: int, joined_ms: int, data: Mapping[str, Any]) -> dict[str, Any]:
+    def _ticket(self, number: int, joined_ms: int, data: Mapping[str, Any]) -> TicketRecord:
         self.next_number = max(self.next_number, number)
         nonce = data.get("nonce")
         if not nonce:
             nonce = secrets.token_urlsafe(12)
             self.new_nonces += 1
-        ticket: dict[str, Any] = {"s": "waiting", "nc": str(nonce), "j": joined_ms}
-        if data.get("name"):
-            ticket["nm"] = str(data["name"])
-        self.tickets[number] = ticket
+        name = str(data["name"]) if data.get("name") else None
+        ticket = self.tickets[number] = TicketRecord("waiting", str(nonce), joined_ms, name)
         return ticket
 
     def _join(self, number: int, at_ms: int, data: Mapping[str, Any]) -> None:
@@ -103,12 +98,10 @@ class LiveQueue:
         if ticket is None:  # its join was lost: keep the call, with a fresh nonce
             ticket = self._ticket(number, at_ms - int(data.get("waited_ms", 0)), {})
         self.line.discard(number)
-        ticket["s"] = "called"
-        ticket["c"] = at_ms
-        counter = data.get("counter")
-        if counter:
-            ticket["ct"] = str(counter)
-            self.counters[str(counter)] = number
+        counter = str(data["counter"]) if data.get("counter") else None
+        self.tickets[number] = replace(ticket, status="called", called_ms=at_ms, counter=counter)
+        if counter is not None:
+            self.counters[counter] = number
         self.called[number] = at_ms
 
     def _finish(self, number: int, status: str, at_ms: int) -> None:
@@ -118,8 +111,7 @@ class LiveQueue:
         if ticket is None or at_ms < self.now_ms - FINISHED_KEEP_MS:
             self.tickets.pop(number, None)  # long finished: Redis would have swept it by now
             return
-        ticket["s"] = status
-        ticket["f"] = at_ms
+        self.tickets[number] = replace(ticket, status=status, finished_ms=at_ms)
         self.finished[number] = at_ms
 
 
@@ -136,7 +128,7 @@ def restore_payload(
         "next": live.next_number,
         "expect_epoch": expect[0] or "",
         "expect_seq": expect[1] or 0,
-        "tickets": [[n, orjson.dumps(t).decode()] for n, t in sorted(live.tickets.items())],
+        "tickets": [[n, t.encode().decode()] for n, t in sorted(live.tickets.items())],
         "line": sorted(live.line),
         "called": sorted([n, at] for n, at in live.called.items()),
         "finished": sorted([n, at] for n, at in live.finished.items()),

@@ -128,10 +128,10 @@ async def list_tickets(request: Request) -> Response:
             "called": [
                 {
                     "ticket_id": ticket_id(queue, n),
-                    "name": t.get("nm"),
-                    "counter": t.get("ct"),
+                    "name": t.name,
+                    "counter": t.counter,
                     "number": n,
-                    "called_at_ms": t.get("c"),
+                    "called_at_ms": t.called_ms,
                 }
                 for n, t in called
             ],

@@ -1,4 +1,4 @@
-"""Retries backlogged outboxes and aborts the ones stuck too long (DESIGN.md invariant 5)."""
+"""Retries backlogged outboxes and aborts the ones stuck too long (architecture.md inv. 5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`GET /v1/ws`: a customer's live place in line (contract-v1.md, "WebSocket").
+"""`GET /v1/ws`: a customer's live place in line (docs/protocol.md, "WebSocket").
 
 The endpoint checks the handshake's Origin, negotiates the codec, waits for `watch`, hands the
 connection to the fan-out and then only listens for `leave`. Everything the connection sends
@@ -19,9 +19,10 @@ from protocol import closecodes
 from protocol.codec import negotiate
 from protocol.connection import WATCH_TIMEOUT_S, Connection, Reject
 from protocol.messages import Leave, Status, Watch
+from protocol.ticket import FINAL_STATUSES
 from server.auth import TicketClaim
 from server.errors import ApiError, Unavailable
-from server.fanout import FINAL_STATUSES, Watcher
+from server.fanout import Watcher
 from server.outbox import AsgiOutbox, ChannelOutbox, Outbox
 from server.services import Services
 
@@ -140,7 +141,7 @@ class _Session:
         watcher = Watcher(claim.queue, claim.number, self.conn, self._outbox(), self._end)
         self.watcher = watcher
         try:
-            view = await self.svc.fanout.add(watcher)
+            view = await self.svc.fanout.add(watcher, claim.nonce)
         except Unavailable:
             await self._close(closecodes.TRY_AGAIN_LATER)
             return False

@@ -7,7 +7,8 @@ transport over with `transport.set_protocol`. From there `websockets`' sans-I/O 
 (see `server.wsframes`) does the framing and this class does the I/O.
 
 Why our own: awaiting the ASGI `send` costs 2-4x a direct frame write, and a fan-out that awaits
-socket after socket stalls behind the first client that stops reading (FIELD-NOTES). So the scope
+socket after socket stalls behind the first client that stops reading (docs/architecture.md).
+So the scope
 carries `scope["extensions"]["vqueue.push"] == {"channel": PushChannel}`: `channel.send()`
 frames and writes one message with no await and never waits for a slow client; the caller
 watches `buffered_bytes()` and calls `abort()` on a client that stays stuck. ASGI `send` and
@@ -464,7 +465,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self._arm_abort_timer()
 
     def _arm_abort_timer(self) -> None:
-        # transport.close() waits for a buffer that a stuck client never drains (FIELD-NOTES).
+        # transport.close() waits for a buffer a stuck client never drains (architecture.md).
         if self._abort_timer is None:
             self._abort_timer = self._loop.call_later(self.close_timeout_s, self.transport.abort)
 

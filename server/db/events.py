@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from protocol.ticket import MAX_CALL_INTERVAL_S
 from server.db.core import CONNECTION_ERRORS, Database
 from server.errors import Unavailable
 from server.events import QueueEvent
@@ -27,7 +28,6 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MS = timedelta(milliseconds=1)
 COLUMNS = ("queue", "seq", "type", "ticket", "at", "epoch", "data")
 # Errors that mean "PostgreSQL is unreachable or going away", not "this query is wrong".
-MAX_INTERVAL_S = 30 * 60  # call gaps longer than this are breaks, as in protocol.eta
 
 # Each queue with the highest seq logged for it (an index probe per queue).
 HEADS = (
@@ -242,7 +242,7 @@ STATS_SERVICE = (
 STATS_INTERVAL = (
     "SELECT avg(gap)::float8 FROM (SELECT extract(epoch FROM at - lag(at) OVER (ORDER BY seq))"
     f" AS gap FROM queue_events WHERE {_WINDOW} AND type = 'called') s"
-    f" WHERE gap IS NOT NULL AND gap <= {MAX_INTERVAL_S}"
+    f" WHERE gap IS NOT NULL AND gap <= {MAX_CALL_INTERVAL_S}"
 )
 STATS_ETA = (
     "SELECT count(*)::int AS samples, avg(err)::float8 AS mean, avg(abs(err))::float8 AS mean_abs,"

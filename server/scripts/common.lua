@@ -1,8 +1,7 @@
 -- Shared prelude, prepended to every mutating script by server/store.py.
 -- Scripts validate every input before their first write: Redis does not roll back a script
 -- that fails half-way, so a check after a write would leave a half-made change behind.
-
-local FINISHED_KEEP_MS = 24 * 3600 * 1000
+-- The constants shared with Python (FINISHED_KEEP_MS, ...) come first, from protocol/ticket.py.
 
 local function now_ms()
   local t = redis.call('TIME')

@@ -1,6 +1,7 @@
 """The Redis store: the only package that imports redis."""
 
-from server.store.core import Store, TicketView
+from protocol.ticket import TicketView
+from server.store.core import Store
 from server.store.notices import NoticeStream, Resubscribed
 
 __all__ = ["NoticeStream", "Resubscribed", "Store", "TicketView"]

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any, cast
 
@@ -21,6 +20,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from protocol.line import Snapshot
+from protocol.ticket import TicketRecord, TicketView, lua_constants
 from server.errors import ApiError, Unavailable
 from server.keys import QueueKeys, queue_keys, queues_index
 
@@ -33,27 +33,9 @@ IDEMPOTENCY_TTL_S = 24 * 3600
 SCRIPT_NAMES = ("join", "call_next", "finish", "leave", "set_state", "upsert_queue")
 
 
-@dataclass(frozen=True, slots=True)
-class TicketView:
-    """A ticket as read from Redis, with the queue's seq at the moment of the read."""
-
-    number: int
-    status: str
-    name: str | None
-    nonce: str
-    counter: str | None
-    joined_ms: int
-    called_ms: int | None
-    position: int | None
-    waiting: int
-    seq: int
-    epoch: str
-    queue_state: str
-
-
 def _load_scripts() -> dict[str, str]:
     folder = resources.files("server") / "scripts"
-    prelude = (folder / "common.lua").read_text()
+    prelude = lua_constants() + (folder / "common.lua").read_text()
     return {name: prelude + "\n" + (folder / f"{name}.lua").read_text() for name in SCRIPT_NAMES}
 
 
@@ -67,7 +49,8 @@ def _parse(raw: bytes | str) -> dict[str, Any]:
 
 class Store:
     def __init__(self, url: str, prefix: str = "vq", max_connections: int = 64) -> None:
-        # A blocking pool waits for a free connection instead of failing a burst (FIELD-NOTES).
+        # A blocking pool waits for a free connection instead of failing a burst
+        # (docs/architecture.md).
         self.pool = redis.BlockingConnectionPool.from_url(
             url, max_connections=max_connections, timeout=10, health_check_interval=15
         )
@@ -181,8 +164,11 @@ class Store:
         raw, rank, waiting, (seq, epoch, state) = await self._guard(pipe.execute())
         if raw is None or seq is None:
             return None
-        position = None if rank is None else int(rank) + 1
-        return _view(number, raw, position, int(waiting), int(seq), epoch.decode(), state.decode())
+        record = TicketRecord.decode(raw)
+        rank = None if rank is None else int(rank)
+        return TicketView.of(
+            number, record, rank, int(waiting), int(seq), epoch.decode(), state.decode()
+        )
 
     async def waiting_list(
         self, queue: str, limit: int | None = None
@@ -196,18 +182,18 @@ class Store:
         raws = await self._guard(self.redis.hmget(k.tickets, numbers))
         out: list[tuple[int, str | None]] = []
         for number, raw in zip(numbers, raws, strict=True):
-            name = orjson.loads(raw).get("nm") if raw else None
+            name = TicketRecord.decode(raw).name if raw else None
             out.append((int(number), name))
         return out
 
-    async def called_list(self, queue: str, limit: int = 1000) -> list[tuple[int, dict[str, Any]]]:
+    async def called_list(self, queue: str, limit: int = 1000) -> list[tuple[int, TicketRecord]]:
         """Called tickets not yet finished, oldest call first, as (number, ticket fields)."""
         k = self.keys(queue)
         numbers = await self._guard(self.redis.zrange(k.called, 0, limit - 1))
         if not numbers:
             return []
         raws = await self._guard(self.redis.hmget(k.tickets, numbers))
-        return [(int(n), orjson.loads(r)) for n, r in zip(numbers, raws, strict=True) if r]
+        return [(int(n), TicketRecord.decode(r)) for n, r in zip(numbers, raws, strict=True) if r]
 
     async def counters(self, queue: str) -> dict[str, int]:
         raw = await self._guard(self.redis.hgetall(self.keys(queue).counters))
@@ -230,11 +216,18 @@ class Store:
         snap = Snapshot(epoch.decode(), int(seq), state.decode(), tuple(int(n) for n in line))
         views: dict[int, TicketView] = {}
         if numbers:
-            rank = {n: i + 1 for i, n in enumerate(snap.numbers)}
+            rank = {n: i for i, n in enumerate(snap.numbers)}
             for number, raw in zip(numbers, rows[2], strict=True):
                 if raw is not None:
-                    views[number] = _view(
-                        number, raw, rank.get(number), len(line), snap.seq, snap.epoch, snap.state
+                    record = TicketRecord.decode(raw)
+                    views[number] = TicketView.of(
+                        number,
+                        record,
+                        rank.get(number),
+                        len(line),
+                        snap.seq,
+                        snap.epoch,
+                        snap.state,
                     )
         return snap, views
 
@@ -258,32 +251,6 @@ class Store:
         from server.store.notices import NoticeStream
 
         return NoticeStream(self)
-
-
-def _view(
-    number: int,
-    raw: bytes,
-    position: int | None,
-    waiting: int,
-    seq: int,
-    epoch: str,
-    state: str,
-) -> TicketView:
-    t = orjson.loads(raw)
-    return TicketView(
-        number=number,
-        status=t["s"],
-        name=t.get("nm"),
-        nonce=t["nc"],
-        counter=t.get("ct"),
-        joined_ms=int(t["j"]),
-        called_ms=int(t["c"]) if "c" in t else None,
-        position=position if t["s"] == "waiting" else None,
-        waiting=waiting,
-        seq=seq,
-        epoch=epoch,
-        queue_state=state,
-    )
 
 
 def _new_epoch() -> str:

@@ -1,4 +1,4 @@
-"""The queues' event streams: the outbox every node's persister reads (DESIGN.md invariant 6).
+"""The queues' event streams: the outbox every node's persister reads (architecture.md inv. 6).
 
 Each queue has its own stream in its own hash slot, read through one consumer group
 (`PERSISTER_GROUP`) shared by every node: an entry goes to one node, stays pending until that

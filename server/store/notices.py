@@ -2,7 +2,7 @@
 
 Pub/sub is at-most-once. Every (re)confirmed subscription is reported as `Resubscribed`, so the
 fan-out reloads that queue: whatever was published while the connection was down is lost, and
-only a snapshot can say what changed (DESIGN.md invariant 3).
+only a snapshot can say what changed (architecture.md inv. 3).
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from protocol.eta import MAX_INTERVAL_S, EtaEstimator
+from protocol.eta import EtaEstimator
 from protocol.flush import FlushPolicy
 from protocol.names import is_slug, parse_ticket_id, ticket_id
+from protocol.ticket import MAX_CALL_INTERVAL_S
 
 
 def test_eta_unknown_until_enough_calls() -> None:
@@ -22,7 +23,7 @@ def test_eta_stretches_with_silence_and_gives_up_after_a_break() -> None:
         eta.record_call(t)
     assert eta.estimate_s(3, 21.0) == 30
     assert eta.estimate_s(3, 60.0) == 120  # 40 s since the last call: slower than we thought
-    assert eta.estimate_s(3, 20.0 + MAX_INTERVAL_S + 1) is None
+    assert eta.estimate_s(3, 20.0 + MAX_CALL_INTERVAL_S + 1) is None
 
 
 def test_eta_moves_towards_new_rate() -> None:

@@ -1,4 +1,4 @@
-"""The HTTP contract (contract-v1.md) against a real server process, including bad input."""
+"""The HTTP contract (docs/protocol.md) against a real server process, including bad input."""
 
 from __future__ import annotations
 

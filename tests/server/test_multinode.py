@@ -1,5 +1,5 @@
 """Several server processes on one Redis: concurrent joins, leaves and calls sent to different
-nodes leave every watcher, once things are quiet, at its true place (DESIGN.md invariant 3)."""
+nodes leave every watcher, once things are quiet, at its true place (architecture.md inv. 3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The persister: every event in `queue_events` exactly once, whatever fails (DESIGN.md inv. 6).
+"""The persister: every event in `queue_events` exactly once, whatever fails (inv. 6 of
+docs/architecture.md).
 
 In-process persisters play several nodes (each with its own Redis and PostgreSQL connections)
 against real Redis and PostgreSQL; the outage and multi-node tests run real server processes.

@@ -1,4 +1,4 @@
-"""Recovery: live queues rebuilt from the event log when Redis loses them (DESIGN.md inv. 7).
+"""Recovery: live queues rebuilt from the event log when Redis loses them (architecture.md inv. 7).
 
 The replay is checked with plain tables; the rebuild against real Redis and PostgreSQL; the
 whole path (Redis flushed and restarted under running servers with watchers, and `vqueue
@@ -60,7 +60,7 @@ def test_replay_rebuilds_line_calls_counters_and_state() -> None:
     assert live.finished == {1: NOW - 3, 3: NOW - 5}
     assert live.counters == {"desk 2": 1}
     assert (live.state, live.seq, live.next_number) == ("closed", 11, 4)
-    assert live.tickets[1] == {
+    assert live.tickets[1].to_map() == {
         "s": "served",
         "nc": "n1",
         "j": NOW - 50,
@@ -69,8 +69,8 @@ def test_replay_rebuilds_line_calls_counters_and_state() -> None:
         "ct": "desk 2",
         "f": NOW - 3,
     }
-    assert live.tickets[2] == {"s": "called", "nc": "n2", "j": NOW - 40, "c": NOW - 4}
-    assert live.tickets[3]["s"] == "left"
+    assert live.tickets[2].to_map() == {"s": "called", "nc": "n2", "j": NOW - 40, "c": NOW - 4}
+    assert live.tickets[3].status == "left"
     assert (live.missing_seqs, live.new_nonces) == (0, 0)
 
 

@@ -1,5 +1,5 @@
 """A node that misses notices, or loses its pub/sub connection, corrects its watchers within a
-few seconds, with no reconnect (DESIGN.md invariant 3)."""
+few seconds, with no reconnect (architecture.md inv. 3)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """One watcher that never reads does not delay anyone else, and is closed after a bounded time
-(DESIGN.md invariant 5)."""
+(architecture.md inv. 5)."""
 
 from __future__ import annotations
 

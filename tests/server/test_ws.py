@@ -1,4 +1,4 @@
-"""The WebSocket watch (contract-v1.md, "WebSocket") against a real server and real clients."""
+"""The WebSocket watch (docs/protocol.md) against a real server and real clients."""
 
 from __future__ import annotations
 

@@ -1,0 +1,392 @@
+"""One queue's watch as one node sees it, as a state machine without I/O.
+
+A node keeps, per queue that its watchers are in, a mirror of the line (`protocol.line`) fed
+by the queue's change notices. This object owns that mirror, the node's watchers of the queue
+grouped by ticket, and the decisions around them; the asyncio driver (`server/fanout.py`) owns
+the sockets, Redis and the clock, feeds events in and carries the returned actions out:
+
+    inputs                                   actions out
+    register / unregister a watcher          Frames(watchers, frames)   write without waiting
+    start(watcher, view): its first state    End(watcher)               close it normally
+    receive_notice(notice, now)              Resync(reason, delay_s)    read a snapshot, then
+    resubscribed()                                                      call receive_snapshot
+    receive_snapshot(snapshot, views, now)   FlushAt(at_s)              call flush(at_s) then
+    check(epoch, seq): the drift check       Quote(number, position, eta_s)
+    flush(now)
+
+Why each rule holds is in docs/architecture.md ("The watch state machine"). The one race that
+matters: a watcher is registered (and so moved by every notice applied from then on) *before*
+its ticket is read, and `start()` compares the read's `seq` with the mirror's, so a notice
+applied while the read was in flight can neither be missed nor be undone by a stale read.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from protocol.codec import Codec, position_json
+from protocol.connection import Connection
+from protocol.eta import EtaEstimator, eta_for
+from protocol.flush import FlushPolicy
+from protocol.line import EventKind, LineMirror, Notice, Outcome, Snapshot
+from protocol.messages import Called, Position, ServerMessage, Status
+from protocol.names import ticket_id
+from protocol.ticket import FINAL_STATUSES, TicketView
+
+W = TypeVar("W", bound=Hashable)
+
+MISSING_RETRY_S = 1.0  # the queue is not in Redis (lost, or being rebuilt): look again then
+
+
+class ResyncReason(enum.Enum):
+    INITIAL = "initial"  # the first snapshot after subscribing
+    GAP = "gap"  # a notice's seq did not follow the mirror's
+    EPOCH = "epoch"  # Redis was rebuilt or replaced
+    RESUBSCRIBE = "resubscribe"  # the pub/sub connection came back: notices may be lost
+    DRIFT = "drift"  # the periodic check saw Redis ahead twice
+    MISSING = "missing"  # the last snapshot found no queue
+    READER_RESTART = "reader_restart"  # the driver's notice reader failed and restarted
+
+
+class Phase(enum.Enum):
+    SUBSCRIBING = "subscribing"  # no snapshot yet
+    LIVE = "live"  # the mirror follows the notices
+    RESYNCING = "resyncing"  # a snapshot is being read; notices wait in `pending`
+
+
+@dataclass(frozen=True, slots=True)
+class Frames(Generic[W]):
+    """Frames to hand to these watchers' outboxes, pairwise, without waiting."""
+
+    watchers: list[W]
+    frames: list[bytes]
+    replaceable: bool  # positions: a newer one may replace an unsent older one
+
+
+@dataclass(frozen=True, slots=True)
+class End(Generic[W]):
+    """The watcher's ticket is finished: close the connection normally once its frames are out."""
+
+    watcher: W
+
+
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """Read a snapshot of the queue (and `watched()` tickets) after `delay_s`, then feed it in."""
+
+    reason: ResyncReason
+    delay_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class FlushAt:
+    """Call `flush()` at this time (seconds, the clock the caller passes as `now`)."""
+
+    at_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A ticket's first estimated wait, to be recorded (the statistics compare it later)."""
+
+    number: int
+    position: int
+    eta_s: int
+
+
+Action = Frames[W] | End[W] | Resync | FlushAt | Quote
+
+
+class QueueWatch(Generic[W]):
+    def __init__(
+        self, queue: str, flush_interval_s: float, eta: EtaEstimator | None = None
+    ) -> None:
+        self.queue = queue
+        self.eta = eta if eta is not None else EtaEstimator()
+        self.phase = Phase.SUBSCRIBING
+        self.mirror: LineMirror | None = None
+        self._policy = FlushPolicy(flush_interval_s)
+        self._groups: dict[int, dict[W, Connection]] = {}  # ticket number -> its watchers
+        self._dirty: set[int] = set()  # watched numbers whose position may have changed
+        self._pending: list[Notice] = []  # arrived while no mirror could take them
+        self._again = False  # notices may have been lost during the resync under way
+        self._flush_at: float | None = None
+        self._quoted: set[int] = set()
+        self._drift_seq: int | None = None
+        self._resync_requested = False
+
+    # -- watchers -------------------------------------------------------------------------------
+
+    @property
+    def watcher_count(self) -> int:
+        return sum(len(group) for group in self._groups.values())
+
+    @property
+    def idle(self) -> bool:
+        return not self._groups
+
+    def watched(self) -> list[int]:
+        """The ticket numbers with local watchers: what a snapshot must read with the line."""
+        return list(self._groups)
+
+    def register(self, watcher: W, number: int, conn: Connection) -> None:
+        """Count `watcher` in from now on, before its ticket is read (see `start`)."""
+        group = self._groups.get(number)
+        if group is None:
+            group = self._groups[number] = {}
+            if self.mirror is not None:
+                self.mirror.watch(number)
+        group[watcher] = conn
+
+    def unregister(self, watcher: W, number: int) -> None:
+        group = self._groups.get(number)
+        if group is None or group.pop(watcher, None) is None or group:
+            return
+        del self._groups[number]
+        self._dirty.discard(number)
+        self._quoted.discard(number)
+        if self.mirror is not None:
+            self.mirror.unwatch(number)
+
+    def start(self, watcher: W, view: TicketView, now: float) -> list[Action[W]]:
+        """The registered watcher's first state, from its ticket as read after registering.
+
+        Every notice applied since `register` has moved this watcher like any other. If the
+        mirror is past the read's seq it knows better than the read; if it is behind, the
+        notices in between are still to come and will move the watcher from the read's state.
+        """
+        conn = self._groups[view.number][watcher]
+        tid = ticket_id(self.queue, view.number)
+        actions: list[Action[W]] = []
+        message: ServerMessage
+        if view.status == "called":
+            message = Called(tid, view.counter, view.seq)
+        elif view.status in FINAL_STATUSES:
+            message = Status(tid, view.status, view.seq)
+        else:
+            position = self._first_position(tid, view, now)
+            if position is None:
+                return []
+            message = position
+            if position.eta_s is not None and view.number not in self._quoted:
+                self._quoted.add(view.number)
+                actions.append(Quote(view.number, position.position, position.eta_s))
+        if conn.outgoing(message):
+            actions.append(Frames([watcher], [conn.codec.encode(message)], False))
+        if view.status in FINAL_STATUSES:
+            actions.append(End(watcher))
+        return actions
+
+    def _first_position(self, tid: str, view: TicketView, now: float) -> Position | None:
+        mirror = self.mirror
+        position, waiting, seq, state = view.position, view.waiting, view.seq, view.queue_state
+        if (
+            mirror is not None
+            and self.phase is Phase.LIVE
+            and mirror.epoch == view.epoch
+            and mirror.seq > view.seq
+        ):
+            # The read is older than the mirror, which knows better. If the ticket is no longer
+            # waiting there, the notice that took it out has already reached this watcher.
+            position = mirror.position(view.number)
+            if position is None:
+                return None
+            waiting, seq, state = mirror.waiting, mirror.seq, mirror.state
+        assert position is not None
+        eta = self.eta.estimate_s(position, now) if state == "open" else None
+        return Position(tid, position, waiting, eta, seq)
+
+    # -- notices --------------------------------------------------------------------------------
+
+    def receive_notice(self, notice: Notice, now: float) -> list[Action[W]]:
+        mirror = self.mirror
+        if mirror is None or self.phase is not Phase.LIVE:
+            self._pending.append(notice)
+            return []
+        if notice.epoch != mirror.epoch:
+            return self._begin_resync(ResyncReason.EPOCH, notice)
+        outcome, moved = mirror.apply(notice)
+        if outcome is Outcome.GAP:
+            return self._begin_resync(ResyncReason.GAP, notice)
+        if outcome is Outcome.STALE:
+            return []
+        self._dirty.update(moved)
+        actions: list[Action[W]] = []
+        if notice.kind is EventKind.CALLED:
+            self.eta.record_call(notice.at_ms / 1000.0)
+        if notice.number is None:  # paused, resumed, closed, opened: every ETA changes
+            self._dirty.update(self._groups)
+        elif notice.kind is not EventKind.JOINED:
+            actions += self._ticket_event(notice, notice.number)
+        return actions + self._schedule_flush(now)
+
+    def _ticket_event(self, notice: Notice, number: int) -> list[Action[W]]:
+        """Tell a called or finished ticket's watchers now: never coalesced away."""
+        group = self._groups.get(number)
+        if not group:
+            return []
+        self._dirty.discard(number)
+        tid = ticket_id(self.queue, number)
+        message: ServerMessage
+        if notice.kind is EventKind.CALLED:
+            message = Called(tid, notice.counter, notice.seq)
+        else:
+            message = Status(tid, notice.kind.value, notice.seq)
+        actions: list[Action[W]] = [self._frames(group, message)]
+        if notice.kind is not EventKind.CALLED:
+            actions += [End(watcher) for watcher in group]
+        return actions
+
+    def resubscribed(self) -> list[Action[W]]:
+        """The subscription was (re)confirmed: whatever was published meanwhile is lost."""
+        if self.phase is Phase.SUBSCRIBING:
+            return self._begin_resync(ResyncReason.INITIAL)
+        return self._begin_resync(ResyncReason.RESUBSCRIBE)
+
+    def restart(self) -> list[Action[W]]:
+        """The driver's notice reader failed and started over: notices may be lost."""
+        return self._begin_resync(ResyncReason.READER_RESTART)
+
+    def _begin_resync(self, reason: ResyncReason, notice: Notice | None = None) -> list[Action[W]]:
+        if notice is not None:
+            self._pending.append(notice)
+        if self.phase is Phase.LIVE:
+            self.phase = Phase.RESYNCING
+        elif self._resync_requested:
+            # A snapshot is on its way, but it may have been read before what was just lost:
+            # take it, then read once more.
+            self._again = True
+            return []
+        return self._request(reason)
+
+    def _request(self, reason: ResyncReason, delay_s: float = 0.0) -> list[Action[W]]:
+        self._resync_requested = True
+        self._drift_seq = None
+        return [Resync(reason, delay_s)]
+
+    def receive_snapshot(
+        self, snapshot: Snapshot | None, views: dict[int, TicketView], now: float
+    ) -> list[Action[W]]:
+        """A snapshot read for a `Resync`, with the views of the numbers `watched()` gave."""
+        self._resync_requested = False
+        if snapshot is None:  # no such queue in Redis: look again until it is rebuilt
+            self._pending.clear()
+            self._again = False
+            return self._request(ResyncReason.MISSING, MISSING_RETRY_S) if self._groups else []
+        if self.mirror is None:
+            self.mirror = LineMirror(snapshot)
+        else:
+            self.mirror.reset(snapshot)
+        for number in self._groups:
+            self.mirror.watch(number)
+        self.phase = Phase.LIVE
+        actions = self._correct(views)
+        pending, self._pending = self._pending, []
+        for notice in pending:  # those older than the snapshot are stale and skipped
+            actions += self.receive_notice(notice, now)
+        if self._again and self.phase is Phase.LIVE:
+            self._again = False
+            self.phase = Phase.RESYNCING
+            return actions + self._request(ResyncReason.RESUBSCRIBE)
+        self._again = False
+        return actions + self._schedule_flush(now)
+
+    def _correct(self, views: dict[int, TicketView]) -> list[Action[W]]:
+        """After a snapshot: recheck every watcher; tell called and finished tickets' ones."""
+        actions: list[Action[W]] = []
+        for number, group in list(self._groups.items()):
+            view = views.get(number)
+            self._dirty.add(number)
+            if view is None or view.status == "waiting":
+                continue
+            tid = ticket_id(self.queue, number)
+            if view.status == "called":
+                actions.append(self._frames(group, Called(tid, view.counter, view.seq)))
+            elif view.status in FINAL_STATUSES:
+                actions.append(self._frames(group, Status(tid, view.status, view.seq)))
+                actions += [End(watcher) for watcher in group]
+        return actions
+
+    def check(self, epoch: str | None, seq: int | None) -> list[Action[W]]:
+        """The periodic drift check: Redis's (epoch, seq) against the mirror's.
+
+        Being behind once may just be a notice in flight; behind the same seq twice means the
+        last notices were lost (a gap only shows when a later notice comes).
+        """
+        mirror = self.mirror
+        if mirror is None or self.phase is not Phase.LIVE:
+            return []
+        behind = epoch != mirror.epoch or (seq is not None and seq > mirror.seq)
+        if not behind:
+            self._drift_seq = None
+            return []
+        if self._drift_seq is not None and mirror.seq < self._drift_seq:
+            self.phase = Phase.RESYNCING
+            return self._request(ResyncReason.DRIFT)
+        self._drift_seq = seq if epoch == mirror.epoch and seq is not None else mirror.seq + 1
+        return []
+
+    # -- flushing -------------------------------------------------------------------------------
+
+    def _schedule_flush(self, now: float) -> list[Action[W]]:
+        if self._flush_at is not None or not self._dirty or self.phase is not Phase.LIVE:
+            return []
+        self._flush_at = now + self._policy.delay_s(now)
+        return [FlushAt(self._flush_at)]
+
+    def flush(self, now: float) -> list[Action[W]]:
+        """Every dirty watcher's current position, one encode per ticket and codec."""
+        self._flush_at = None
+        mirror = self.mirror
+        if mirror is None or self.phase is not Phase.LIVE:
+            return []  # the snapshot under way reschedules
+        self._policy.flushed(now)
+        dirty, self._dirty = self._dirty, set()
+        interval = self.eta.current_interval_s(now) if mirror.state == "open" else None
+        waiting, seq, queue, quoted = mirror.waiting, mirror.seq, self.queue, self._quoted
+        watchers: list[W] = []
+        frames: list[bytes] = []
+        actions: list[Action[W]] = []
+        for number in dirty:
+            group = self._groups.get(number)
+            position = mirror.position(number)
+            if not group or position is None:
+                continue
+            eta = eta_for(position, interval)
+            if eta is not None and number not in quoted:
+                quoted.add(number)
+                actions.append(Quote(number, position, eta))
+            json_frame: bytes | None = None
+            for watcher, conn in group.items():
+                if not conn.allow_position(position, waiting, eta, seq):
+                    continue
+                if conn.codec is Codec.JSON:  # encoded once per ticket, from a template
+                    if json_frame is None:
+                        json_frame = position_json(f"{queue}.{number}", position, waiting, eta, seq)
+                    frames.append(json_frame)
+                else:
+                    tid = f"{queue}.{number}"
+                    frames.append(conn.codec.encode(Position(tid, position, waiting, eta, seq)))
+                watchers.append(watcher)
+        if watchers:
+            actions.append(Frames(watchers, frames, True))
+        return actions
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _frames(self, group: dict[W, Connection], message: ServerMessage) -> Frames[W]:
+        cache: dict[Codec, bytes] = {}
+        watchers: list[W] = []
+        frames: list[bytes] = []
+        for watcher, conn in group.items():
+            if not conn.outgoing(message):
+                continue
+            frame = cache.get(conn.codec)
+            if frame is None:
+                frame = cache[conn.codec] = conn.codec.encode(message)
+            watchers.append(watcher)
+            frames.append(frame)
+        return Frames(watchers, frames, False)
