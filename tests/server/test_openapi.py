@@ -105,6 +105,7 @@ def test_schemathesis_finds_no_5xx_and_no_undocumented_answer(
             "--report-dir",
             str(tmp_path),
         ],
+        cwd=tmp_path,  # schemathesis keeps a cache of past failures in its working folder
         capture_output=True,
         text=True,
         timeout=540,
