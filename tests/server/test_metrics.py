@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.requests import Request
 
@@ -18,7 +16,6 @@ from protocol.watch import ResyncReason
 from server.config import Secret, Settings
 from server.metrics import operator_allowed
 from server.store import Store
-from tests.server.test_resync import SilentStore
 from tests.server.watchers import RecordingWatcher, settle
 
 FAMILIES = {
@@ -36,14 +33,6 @@ FAMILIES = {
 JOINS = 24
 WATCHED = 16
 CALLS = 4
-
-
-@pytest_asyncio.fixture
-async def silent(settings: Settings) -> AsyncIterator[Store]:
-    assert settings.redis_url is not None
-    s = SilentStore(settings.redis_url.reveal(), settings.redis_prefix)
-    yield s
-    await s.close()
 
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
