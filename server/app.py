@@ -53,7 +53,11 @@ async def readyz(request: Request) -> Response:
     svc: Services = request.app.state.services
     redis_ok = await svc.store.ping()
     db_ok = await svc.db.ping()
+    ready = redis_ok and db_ok
+    if not metrics.operator_allowed(request, svc.settings):  # details only for operators
+        return JSONResponse({"ready": ready}, 200 if ready else 503)
     body: dict[str, object] = {
+        "ready": ready,
         "redis": redis_ok,
         "postgres": db_ok,
         "watchers": svc.fanout.watcher_count,
@@ -62,7 +66,7 @@ async def readyz(request: Request) -> Response:
     }
     if svc.persister is not None:
         body["persistence"] = svc.persister.status()
-    return JSONResponse(body, 200 if redis_ok and db_ok else 503)
+    return JSONResponse(body, 200 if ready else 503)
 
 
 async def on_api_error(request: Request, exc: Exception) -> Response:

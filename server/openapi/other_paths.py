@@ -142,6 +142,9 @@ PATHS: dict[str, dict[str, Any]] = {
                 "200": answer("Ready.", ref("Readiness")),
                 "503": answer("Not ready: a store is unreachable.", ref("Readiness")),
             },
+            security="metricsToken",
+            description='`{"ready": bool}` to anyone; the details (stores, watchers, frames, '
+            "resyncs, persistence) only to the clients `/metrics` serves.",
         )
     },
     "/metrics": {

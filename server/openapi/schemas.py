@@ -157,8 +157,10 @@ SCHEMAS: dict[str, Schema] = {
         ]
     },
     "Readiness": obj(
-        {"redis": {"type": "boolean"}, "postgres": {"type": "boolean"}},
+        {"ready": {"type": "boolean"}},
         {
+            "redis": {"type": "boolean"},
+            "postgres": {"type": "boolean"},
             "watchers": COUNT,
             "frames_sent": COUNT,
             "resyncs": {"type": "object", "additionalProperties": COUNT},

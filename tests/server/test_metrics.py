@@ -4,6 +4,7 @@ with values that match what the test did (joins, calls, watchers, frames, a forc
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 from typing import Any
 
@@ -13,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.requests import Request
 
 from protocol.watch import ResyncReason
+from server.app import create_app
 from server.config import Secret, Settings
 from server.metrics import operator_allowed
 from server.store import Store
@@ -189,3 +191,25 @@ def test_metrics_access(host: str, authorization: str | None, allowed: bool) -> 
 def test_no_token_configured_keeps_remote_clients_out() -> None:
     remote = request_from("198.51.100.7", "Bearer anything-at-all-0123456")
     assert operator_allowed(remote, Settings()) is False
+
+
+async def test_readyz_details_and_metrics_only_for_operators(settings: Settings) -> None:
+    """The real app in-process, its client off loopback: the token opens both."""
+    token = "operator-token-0123456789"
+    app = create_app(dataclasses.replace(settings, metrics_token=Secret(token)))
+    operator = {"Authorization": f"Bearer {token}"}
+    transport = httpx.ASGITransport(app=app, client=("198.51.100.7", 40000))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://vqueue.test") as client,
+    ):
+        public = await client.get("/readyz")
+        assert (public.status_code, public.json()) == (200, {"ready": True})
+        assert public.headers["x-request-id"]
+        detailed = (await client.get("/readyz", headers=operator)).json()
+        assert detailed["ready"] is True and detailed["redis"] is True
+        assert {"watchers", "frames_sent", "resyncs", "persistence"} <= set(detailed)
+        wrong = {"Authorization": "Bearer not-the-token-123"}
+        refused = await client.get("/metrics", headers=wrong)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (401, "unauthorized")
+        assert (await client.get("/metrics", headers=operator)).status_code == 200
