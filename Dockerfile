@@ -19,7 +19,9 @@ RUN apt-get update \
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/* && rm -rf /wheels
 USER vqueue
+# No demo venue in an image: its staff key would be printed to every log collector.
 ENV VQ_DATA_DIR=/data \
+    VQ_DEMO=0 \
     PYTHONUNBUFFERED=1
 VOLUME /data
 EXPOSE 8000

@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 ## run: the server on http://127.0.0.1:8000 (embedded Redis and PostgreSQL unless REDIS_URL / DATABASE_URL are set)
 run: $(STAMP)
-	$(BIN)/vqueue serve --host 127.0.0.1 --port 8000
+	VQ_DEMO=$${VQ_DEMO:-1} $(BIN)/vqueue serve --host 127.0.0.1 --port 8000
 
 ## test: lint, types and the whole test suite (starts its own Redis and PostgreSQL)
 test: lint types unit
@@ -35,13 +35,14 @@ types: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## soak: the long runs (PostgreSQL down for a minute, ...), only when asked
+## soak: the long runs (PostgreSQL down for a minute, Redis and PostgreSQL SIGKILLed for ~60 s, ...), only when asked
 soak: $(STAMP)
 	$(BIN)/python -m pytest -m soak $(PYTEST_ARGS)
 
 ## bench: the fixed harness, persistence and metrics on/off runs that write BENCHMARKS.md (about 12 minutes)
 bench: $(STAMP)
-	$(BIN)/python -m loadtest.bench --out BENCHMARKS.md
+	$(BIN)/python -m server.bench_persist --out bench-results/persist.json
+	$(BIN)/python -m loadtest.bench --out BENCHMARKS.md --persist bench-results/persist.json
 
 ## browser-deps: Debian's Chromium for the browser tests (Playwright cannot download one here)
 browser-deps:

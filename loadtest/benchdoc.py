@@ -183,7 +183,7 @@ def _persistence(result: dict[str, Any]) -> list[str]:
         f"{_n(lag['p50'])} / {_n(lag['p99'])} / {_n(lag['max'])} |",
         "",
         f"Batch {result['batch']} events over {result['queues']} queues; one persister, in "
-        "process, against the same kind of embedded Redis and PostgreSQL (`loadtest/"
+        "process, against the same kind of embedded Redis and PostgreSQL (`server/"
         "bench_persist.py` says exactly what is timed).",
         "",
     ]

@@ -27,6 +27,14 @@ seq); see the report's "method" section.
 The harness owns the queue while it runs: it first calls next until the line is empty (calls of
 tickets it does not watch could not be matched to a seq), then calls next at --call-rate, and
 leaves the tickets it created behind. Point it at a queue meant for testing.
+
+exit status: 0 when every check held; 1 when a watcher ended at a wrong position, a called
+ticket's watcher was never told, a ticket was called twice, or a worker failed; 2 on a usage
+error (bad options, unknown queue or key, server down).
+
+The harness joins thousands of tickets and opens thousands of sockets from one address: start
+the server with its abuse limits off for that address, e.g. VQ_RATE_EXEMPT=127.0.0.0/8,::1 (or
+VQ_JOIN_RATE_IP=off VQ_WS_PER_IP=off), or the run is refused with 429s.
 """
 
 
@@ -48,8 +56,16 @@ OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     (TARGET, "--queue", {"required": True, "help": "queue slug to load (it must exist)"}),
     (TARGET, "--staff-key", {"required": True, "help": "a staff key of the queue's venue"}),
     (RUN, "--scenario", {"choices": [s.value for s in Scenario], "default": "steady",
-                         "help": "steady | join-spike | reconnect-storm | slow-readers "
-                                 "(default: steady)"}),
+                         "help": "steady | join-spike | reconnect-storm | slow-readers | "
+                                 "failover (default: steady)"}),
+    (RUN, "--failover-url", {"dest": "failover_urls", "action": "append", "default": [],
+                             "metavar": "URL",
+                             "help": "failover: another node of the same deployment (repeat "
+                                     "for several); joins and calls go to the first, dropped "
+                                     "watchers reconnect to one at random"}),
+    (RUN, "--kill-pid", {"type": int, "default": None,
+                         "help": "failover: pid of the local `vqueue serve` at --url, killed "
+                                 "with SIGKILL a third of the way into the calls"}),
     (RUN, "--watchers", {"type": int, "default": 500,
                          "help": "customers that join and watch (default: 500)"}),
     (RUN, "--duration", {"type": float, "default": 30.0,
@@ -138,6 +154,8 @@ def options_from(args: argparse.Namespace) -> Options:
         quiet_s=args.quiet,
         progress=not args.no_progress,
         seed=args.seed,
+        failover_urls=tuple(args.failover_urls),
+        kill_pid=args.kill_pid,
     )
 
 
@@ -173,6 +191,10 @@ def main(argv: list[str]) -> int:
         return 1
     write_reports(result, options.json_path, options.html_path)
     print_summary(result)
+    if not result["verdict"]["passed"]:
+        failed = ", ".join(result["verdict"]["failed"])
+        print(f"vqueue loadtest: FAILED: {failed}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -45,6 +45,10 @@ class Fleet:
     rng: random.Random = field(default_factory=random.Random)
     changed: asyncio.Event = field(default_factory=asyncio.Event)  # a socket opened or closed
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    resume_ws_urls: tuple[str, ...] = ()  # failover: reconnect to one of these, at random
+    expect_drops: bool = False  # failover: a node is being killed; drops are not errors
+    node_killed: bool = False  # failover: new sockets go to the surviving nodes too
+    expected_drops: int = 0
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -88,14 +92,17 @@ class Customer:
         self.frames = 0
         self.finished = False  # a final status arrived: the server closes, no reconnect
         self.dropped_at: float | None = None  # set while a reconnect is under way
+        self.drops = 0  # connections lost, not closed by the server for a finished ticket
         self._reconnecting = False
 
-    async def connect(self) -> None:
+    async def connect(self, url: str | None = None) -> None:
         """Open a socket and send `watch`; raises on failure (the caller counts it)."""
         fleet = self.fleet
         subprotocol = fleet.codec.value
+        if url is None and fleet.node_killed:
+            url = fleet.rng.choice(fleet.resume_ws_urls)
         self.ws = await open_ws(
-            fleet.ws_url, subprotocol, self._on_message, self._on_closed, fleet.local_addr
+            url or fleet.ws_url, subprotocol, self._on_message, self._on_closed, fleet.local_addr
         )
         fleet.connected += 1
         self.ws.send(fleet.codec.encode(Watch(self.token)), text=fleet.codec.is_text)
@@ -191,21 +198,28 @@ class Customer:
             fleet.errors["slow_reader_closed_by_server"] += 1
             return
         if not self._reconnecting:
-            fleet.errors[f"ws_closed_{code}"] += 1
+            self.drops += 1
+            if fleet.expect_drops:
+                fleet.expected_drops += 1
+            else:
+                fleet.errors[f"ws_closed_{code}"] += 1
             self.dropped_at = time.time()
             self._reconnecting = True
         fleet.spawn(self.resume())
 
     async def resume(self) -> None:
-        """Reconnect at once, then with jittered exponential backoff until it works."""
+        """Reconnect with jittered exponential backoff until it works: at once to the same
+        node, or, when surviving nodes are given (failover), to one of them at random after a
+        first jittered wait, so that thousands dropped together do not return together."""
         fleet = self.fleet
         for attempt in range(MAX_ATTEMPTS):
             if fleet.stopping or self.finished:
                 break
-            if attempt:
+            if attempt or fleet.resume_ws_urls:
                 await asyncio.sleep(fleet.backoff_s(attempt))
+            url = fleet.rng.choice(fleet.resume_ws_urls) if fleet.resume_ws_urls else None
             try:
-                await self.connect()
+                await self.connect(url)
                 break
             except (OSError, TimeoutError, HandshakeError) as exc:
                 fleet.errors[f"reconnect_failed_{_kind(exc)}"] += 1

@@ -157,12 +157,29 @@ def _summary_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             _fmt(ratios.get("rss_per_watcher")),
         ),
         ("final position mismatches", str(result["final_position_mismatches"]), "", ""),
+        ("calls lost / called twice", _calls_checked(result["verdict"]["checks"]), "", ""),
+        ("verdict", "passed" if result["verdict"]["passed"] else "FAILED", "", ""),
         ("errors", ", ".join(f"{k} {v}" for k, v in result["errors"].items()) or "none", "", ""),
     ]
     if result.get("reconnect_ms"):
         rc = result["reconnect_ms"]
         rows.append(("reconnect p50 / p99 (ms)", f"{_fmt(rc['p50'])} / {_fmt(rc['p99'])}", "", ""))
+    if result.get("failover"):
+        fo = result["failover"]
+        rc = fo["recovery_ms"]
+        rows.append(
+            (
+                f"failover: {fo['recovered']}/{fo['watching']} back, p50 / p99 / max (ms)",
+                f"{_fmt(rc['p50'])} / {_fmt(rc['p99'])} / {_fmt(rc['max'])}",
+                "",
+                "",
+            )
+        )
     return rows  # fmt: skip
+
+
+def _calls_checked(checks: dict[str, int]) -> str:
+    return f"{checks['calls_lost']} / {checks['calls_twice']}"
 
 
 def _fmt(value: object) -> str:

@@ -122,10 +122,20 @@ def _cards(r: dict[str, Any]) -> str:
             f"{_num(r['final_checked'])} watchers checked",
             r["final_position_mismatches"] == 0,
         ),
+        _card(
+            "calls lost / called twice",
+            f"{r['verdict']['checks']['calls_lost']} / {r['verdict']['checks']['calls_twice']}",
+            "passed" if r["verdict"]["passed"] else "FAILED: " + ", ".join(r["verdict"]["failed"]),
+            r["verdict"]["passed"],
+        ),
     ]
     if r.get("reconnect_ms"):
         rc = r["reconnect_ms"]
         cards.append(_card("reconnect p99", _num(rc["p99"], " ms"), f"p50 {_num(rc['p50'])} ms"))
+    if r.get("failover"):
+        fo, rc = r["failover"], r["failover"]["recovery_ms"]
+        note = f"{fo['recovered']}/{fo['watching']} back; p50 {_num(rc['p50'])} ms"
+        cards.append(_card("failover p99", _num(rc["p99"], " ms"), note, not fo["not_recovered"]))
     top = ", ".join(f"{k} {v}" for k, v in list(errors.items())[:3])
     cards.append(_card("errors", _num(sum(errors.values())), top, not errors))
     return '<div class="cards">' + "".join(cards) + "</div>"

@@ -17,6 +17,7 @@ class Scenario(enum.Enum):
     JOIN_SPIKE = "join-spike"
     RECONNECT_STORM = "reconnect-storm"
     SLOW_READERS = "slow-readers"
+    FAILOVER = "failover"
 
 
 @dataclass(frozen=True)
@@ -43,11 +44,22 @@ class Options:
     quiet_s: float = 1.5
     progress: bool = True
     seed: int = 1
+    failover_urls: tuple[str, ...] = ()  # failover: the nodes that stay up
+    kill_pid: int | None = None  # failover: the local process of the node at `url`
 
     @property
     def ws_url(self) -> str:
-        parts = urlsplit(self.url)
-        return f"ws://{parts.netloc}/v1/ws"
+        return ws_url_of(self.url)
+
+    @property
+    def resume_ws_urls(self) -> tuple[str, ...]:
+        """Where a dropped watcher reconnects: the surviving nodes, else where it was."""
+        return tuple(ws_url_of(u) for u in self.failover_urls)
+
+    @property
+    def http_url(self) -> str:
+        """Where joins and staff calls go: a surviving node when one is to be killed."""
+        return (self.failover_urls[0] if self.failover_urls else self.url).rstrip("/")
 
     @property
     def base_url(self) -> str:
@@ -91,4 +103,12 @@ class Options:
             return "--duration must be positive and --call-rate not negative"
         if not 0.0 <= self.slow_share < 1.0:
             return "--slow-share must be in [0, 1)"
+        if (self.scenario is Scenario.FAILOVER) != bool(self.failover_urls and self.kill_pid):
+            return "--scenario failover takes --kill-pid and --failover-url (and only it does)"
+        if any(urlsplit(u).scheme != "http" for u in self.failover_urls):
+            return "--failover-url must be an http:// URL"
         return None
+
+
+def ws_url_of(url: str) -> str:
+    return f"ws://{urlsplit(url).netloc}/v1/ws"

@@ -41,7 +41,14 @@ METHOD = {
     "round after round for a few seconds; frames received / (last arrival - first round).",
     "final_check": "After calls and churn stop and no frame arrives for --quiet seconds, each "
     "connected watcher's last message is compared with GET /v1/queues/{q}/tickets (staff).",
+    "verdict": "Passed only when no final position is wrong, every ticket a call-next answered "
+    "with was told `called` on its watcher (if that watcher reads and is connected at the end), "
+    "and no ticket was named by two call-next answers. The exit status is 0 only then, else 1.",
     "clock": "All cross-process times are time.time() on one host (one clock).",
+    "failover": "failover.recovery_ms: per watcher on the killed node, from the moment its "
+    "client saw the socket close to the arrival of its first frame on a surviving node (the "
+    "ticket's whole state, read when the node registered it). The final check then compares "
+    "every watcher with the truth.",
 }
 
 
@@ -65,8 +72,10 @@ def build(run: Run, command: str) -> dict[str, Any]:
         "calls": _calls(run),
         "reconnect_ms": summarize(x * 1000.0 for x in run.reconnect_s) if run.reconnect_s else None,
         "storm": run.storm or None,
+        "failover": _failover(run),
         "errors": dict(sorted(Counter(run.final["errors"]).items())),
         **_final(run),
+        "verdict": verdict(run),
         "server": _server(run, sum(buckets)),
         "machine": machine(),
         "method": METHOD,
@@ -120,6 +129,32 @@ def _final(run: Run) -> dict[str, Any]:
         "slow_readers": run.final["slow"],
         "waiting_at_end": run.final["waiting_at_end"],
         "mismatch_examples": [_mismatch(m) for m in mismatches[:MISMATCH_EXAMPLES]],
+    }
+
+
+def _failover(run: Run) -> dict[str, Any] | None:
+    """The node kill: how many watched, and per watcher, loss to state again (ms)."""
+    if not run.failover:
+        return None
+    recovery = summarize(x * 1000.0 for x in run.failover_s)
+    return {**run.failover, "recovered": len(run.failover_s), "recovery_ms": recovery}
+
+
+def verdict(run: Run) -> dict[str, Any]:
+    """Whether every check held: `vqueue loadtest` exits 0 only then, 1 otherwise."""
+    checks = {
+        "final_position_mismatches": len(run.final["mismatches"]),
+        "calls_lost": len(run.final["calls_lost"]),
+        "calls_twice": len(run.final["calls_twice"]),
+    }
+    if run.failover:
+        checks["failover_not_recovered"] = run.failover["not_recovered"]
+    return {
+        "passed": not any(checks.values()),
+        "failed": sorted(name for name, count in checks.items() if count),
+        "checks": checks,
+        "calls_lost_examples": run.final["calls_lost"][:MISMATCH_EXAMPLES],
+        "calls_twice_examples": run.final["calls_twice"][:MISMATCH_EXAMPLES],
     }
 
 

@@ -18,7 +18,7 @@ from loadtest.analysis import Call, final_mismatches
 from loadtest.httpc import HttpError
 from loadtest.options import Options, Scenario
 from loadtest.pool import Pool
-from loadtest.staff import Staff
+from loadtest.staff import CallRecord, Staff
 from loadtest.stats import add_into
 from loadtest.worker import WorkerSpec
 
@@ -49,6 +49,8 @@ class Run:
     join_at: list[float] = field(default_factory=list)
     reconnect_s: list[float] = field(default_factory=list)
     storm: dict[str, Any] = field(default_factory=dict)
+    failover: dict[str, Any] = field(default_factory=dict)
+    failover_s: list[float] = field(default_factory=list)
     memory: dict[str, Any] = field(default_factory=dict)
     calls_window: tuple[float, float] | None = None
     final: dict[str, Any] = field(default_factory=dict)
@@ -82,7 +84,7 @@ def worker_specs(options: Options) -> list[WorkerSpec]:
     return [
         WorkerSpec(
             index=i,
-            base_url=options.base_url,
+            base_url=options.http_url,
             ws_url=options.ws_url,
             queue=options.queue,
             codec=options.codec,
@@ -91,6 +93,7 @@ def worker_specs(options: Options) -> list[WorkerSpec]:
             slow_share=slow,
             join_concurrency=options.join_concurrency,
             seed=options.seed * 1000 + i,
+            resume_ws_urls=options.resume_ws_urls,
         )
         for i, addr in enumerate(options.source_addresses())
     ]
@@ -156,6 +159,7 @@ async def check_final(run: Run) -> None:
     mismatches = []
     for tid, kind, position in checkable:
         mismatches.extend(final_mismatches({tid: (kind, position)}, truth))
+    watched = {tid for tid, _, _ in last_seen}
     run.final = {
         "checked": len(checkable),
         "beyond_staff_list": len(beyond),
@@ -167,7 +171,24 @@ async def check_final(run: Run) -> None:
         "errors": errors + run.staff.errors,
         "waiting_at_end": total,
         "staff_list_length": listed,
+        "calls_lost": lost_calls(run.staff.calls, watched, called),
+        "calls_twice": called_twice(run.staff.calls),
     }
+
+
+def lost_calls(calls: list[CallRecord], watched: set[str], told: dict[str, int]) -> list[str]:
+    """Tickets called (200) whose reading watcher, connected at the end, was never told."""
+    return [
+        c.ticket_id
+        for c in calls
+        if c.status == 200 and c.ticket_id in watched and c.ticket_id not in told
+    ]
+
+
+def called_twice(calls: list[CallRecord]) -> list[str]:
+    """Tickets that two call-next answers both named."""
+    counts = Counter(c.ticket_id for c in calls if c.status == 200 and c.ticket_id)
+    return sorted(tid for tid, n in counts.items() if n > 1)
 
 
 def _beyond(row: tuple[str, str, int | None], truth: dict[str, int], listed: int) -> bool:

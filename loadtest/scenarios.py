@@ -7,12 +7,18 @@ staff calls for `--duration` with churn (customers joining and leaving). What di
   join all at once (eight times the usual join concurrency) and watch.
 - reconnect-storm: a third of the way in, every watcher's socket drops at once and resumes.
 - slow-readers: `--slow-share` of the watchers stop reading after their first frame.
+- failover: every watcher is on the node at `--url`; joins and calls go to the first
+  `--failover-url`. A third of the way in, the harness kills `--kill-pid` with SIGKILL; each
+  watcher reconnects with jittered backoff to a surviving node, and the time from losing its
+  socket to its first frame there (its state, read when it registered) is its recovery time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -38,7 +44,7 @@ SETTLE_S = 1.0
 
 async def execute(options: Options, display: Display, command: str) -> dict[str, Any]:
     """Run the whole thing; returns the report."""
-    staff = Staff(options.base_url, options.queue, options.staff_key)
+    staff = Staff(options.http_url, options.queue, options.staff_key)
     try:
         drained = await preflight(staff)
         pool = Pool(worker_specs(options))
@@ -130,6 +136,28 @@ async def _event(run: Run) -> None:
         for reply in replies:
             run.reconnect_s.extend(reply["reconnect_s"])
         run.phase("calls")
+    elif options.scenario is Scenario.FAILOVER:
+        await asyncio.sleep(options.duration_s / 3)
+        await _failover(run)
+
+
+async def _failover(run: Run) -> None:
+    """Kill the node the watchers are on; wait until every one holds its state again."""
+    assert run.options.kill_pid is not None
+    run.phase("calls+failover")
+    watching = sum(await run.pool.all("arm_failover"))
+    killed_at = time.time()
+    os.kill(run.options.kill_pid, signal.SIGKILL)
+    replies = await run.pool.all("await_failover")
+    for reply in replies:
+        run.failover_s.extend(reply["recovery_s"])
+    run.failover = {
+        "killed_pid": run.options.kill_pid,
+        "killed_at_s": round(killed_at - run.t0, 3),
+        "watching": watching,
+        "not_recovered": sum(r["not_recovered"] for r in replies),
+    }
+    run.phase("calls")
 
 
 def write_reports(result: dict[str, Any], json_path: Path | None, html_path: Path | None) -> None:

@@ -5,7 +5,15 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from protocol.names import is_slug, parse_ticket_id
-from server.auth import TicketClaim, bearer, hash_key, key_matches, parse_staff_key
+from server.auth import (
+    StaffIdentity,
+    TicketClaim,
+    bearer,
+    hash_key,
+    key_matches,
+    parse_staff_key,
+)
+from server.db.keys import KeyTable
 from server.errors import ApiError, Unavailable
 from server.services import Services
 
@@ -19,28 +27,55 @@ def ticket_claim(request: Request, svc: Services, ticket_id: str) -> TicketClaim
     return claim
 
 
+async def live_ticket_claim(request: Request, svc: Services, ticket_id: str) -> TicketClaim:
+    """`ticket_claim`, with an old SHA-1 token held to its ticket being old and unfinished."""
+    claim = ticket_claim(request, svc, ticket_id)
+    if claim.legacy:
+        view = await svc.store.ticket(claim.queue, claim.number)
+        if view is None or not svc.signer.legacy_allowed(view.joined_ms, view.status):
+            raise ApiError.from_code("unauthorized", "this token has expired")
+    return claim
+
+
 async def staff_venue(request: Request, svc: Services) -> str:
     """The venue id of the staff key in the request; 401 when missing or wrong."""
+    return (await staff_identity(request, svc)).venue_id
+
+
+async def admin_identity(request: Request, svc: Services) -> StaffIdentity:
+    """The caller's identity if its key is an admin key; 403 for a staff key."""
+    identity = await staff_identity(request, svc)
+    if not identity.admin:
+        raise ApiError.from_code("forbidden", "this needs an admin key")
+    return identity
+
+
+async def staff_identity(request: Request, svc: Services) -> StaffIdentity:
+    """Who the staff key in the request speaks for; 401 when missing, wrong or revoked."""
     key = bearer(request.headers.get("authorization"))
     key_id = None if key is None else parse_staff_key(key)
     if key is None or key_id is None:
         raise ApiError.from_code("unauthorized", "a valid staff key is required")
     digest = hash_key(key)
-    venue = svc.keys.get(digest)
-    if venue is not None:
-        return venue
+    cached = svc.keys.get(digest)  # a revocation evicts it on every node
+    if cached is not None:
+        return cached
     try:
-        row = await svc.db.staff_key(key_id)
+        row = await KeyTable(svc.db).live(key_id)
     except Unavailable:
-        # PostgreSQL down: a key verified recently still works, so the live queue keeps going.
-        venue = svc.keys.get(digest, stale=True)
-        if venue is None:
+        # PostgreSQL down: a key verified recently still works, so the live queue keeps going,
+        # unless Redis knows it was revoked (the eviction may have been missed).
+        cached = svc.keys.get(digest, stale=True)
+        if await svc.store.key_revoked(key_id):
+            raise ApiError.from_code("unauthorized", "this key was revoked") from None
+        if cached is None:
             raise
-        return venue
-    if row is None or not key_matches(key, row[1]):
+        return cached
+    if row is None or not key_matches(key, row.key_hash):
         raise ApiError.from_code("unauthorized", "a valid staff key is required")
-    svc.keys.put(digest, row[0])
-    return row[0]
+    identity = StaffIdentity(row.venue_id, row.key_id, row.role)
+    svc.keys.put(digest, identity)
+    return identity
 
 
 async def owned_queue(svc: Services, queue: str, venue_id: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -12,12 +13,12 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Scope
 
-from server import customers, history, metrics, pages, staff
+from server import customers, history, keyroutes, limits, metrics, pages, staff
 from server.auth import KeyCache, TicketSigner
 from server.config import Settings
 from server.counters import Tally
@@ -25,15 +26,18 @@ from server.db import Database
 from server.db.events import EventLog
 from server.errors import ApiError, Unavailable
 from server.fanout import Fanout
+from server.guard import Guard
 from server.httpio import JSONResponse, error_response
 from server.openapi import docs as openapi_docs
 from server.outbox import Outbox
 from server.persister import Persister
+from server.queues import KnownQueues
 from server.recovery import Recovery
 from server.requestctx import RequestContext
 from server.services import Services
 from server.store import Store
 from server.ws import WatchEndpoint
+from server.wsprotocol import WebSocketProtocol
 
 log = logging.getLogger(__name__)
 
@@ -50,28 +54,47 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
+    """`{"ready"}` for anyone; the details (business volume) only for operators."""
     svc: Services = request.app.state.services
     redis_ok = await svc.store.ping()
     db_ok = await svc.db.ping()
-    ready = redis_ok and db_ok
-    if not metrics.operator_allowed(request, svc.settings):  # details only for operators
-        return JSONResponse({"ready": ready}, 200 if ready else 503)
+    status = 200 if redis_ok and db_ok else 503
+    if not metrics.operator_allowed(request, svc.settings):
+        return JSONResponse({"ready": redis_ok and db_ok}, status)
     body: dict[str, object] = {
-        "ready": ready,
+        "ready": redis_ok and db_ok,
         "redis": redis_ok,
         "postgres": db_ok,
         "watchers": svc.fanout.watcher_count,
         "frames_sent": Outbox.sent_total,
         "resyncs": svc.fanout.resyncs,
+        "closes": close_counts(),
     }
     if svc.persister is not None:
         body["persistence"] = svc.persister.status()
-    return JSONResponse(body, 200 if ready else 503)
+    return JSONResponse(body, status)
+
+
+CLOSE_CAUSES = (
+    "stuck_outbox",
+    "backlog_overflow",
+    "ping_timeout",
+    "drain_timeout",
+    "close_timeout",
+)
+
+
+def close_counts() -> dict[str, int]:
+    """WebSockets this process cut because the client stopped keeping up, by which path."""
+    found = Outbox.closes + WebSocketProtocol.closes
+    return {cause: found[cause] for cause in CLOSE_CAUSES}
 
 
 async def on_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message)
+    if exc.code == "rate_limited":
+        limits.count_rate_limited()
+    return error_response(exc.status, exc.code, exc.message, headers=exc.headers)
 
 
 async def on_unavailable(request: Request, exc: Exception) -> Response:
@@ -83,6 +106,12 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = HTTP_CODES.get(exc.status_code, "http_error")
     return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+async def on_disconnect(request: Request, exc: Exception) -> Response:
+    # The client left mid-body: nobody reads this answer, and it is not our error to log.
+    log.debug("client left during %s %s", request.method, request.url.path)
+    return error_response(400, "bad_request", "the client disconnected")
 
 
 async def on_crash(request: Request, exc: Exception) -> Response:
@@ -99,12 +128,14 @@ async def build_services(settings: Settings) -> Services:
     fanout = Fanout(store, settings.flush_ms, settings.stuck_close_s, settings.resync_check_s)
     fanout.seed_eta = history.eta_seeder(EventLog(db))
     await fanout.start()
-    signer = TicketSigner(settings.secret_key.reveal())
+    signer = TicketSigner(settings.secret_key.reveal(), await store.sha256_tokens_since_ms())
     recovery = Recovery(store, db)
     persister = Persister(store, db, recovery, batch=settings.persist_batch)
     fanout.on_quote = persister.quotes.record
     await persister.start()
-    return Services(settings, store, db, fanout, signer, KeyCache(), recovery.rebuild, persister)
+    svc = Services(settings, store, db, fanout, signer, KeyCache(), recovery.rebuild, persister)
+    svc.known_queues = KnownQueues(db)
+    return svc
 
 
 class VqueueApp(Starlette):
@@ -137,12 +168,16 @@ def create_app(settings: Settings) -> Starlette:
         Tally.enabled = settings.metrics
         svc.metrics = metrics.build_registry(svc) if settings.metrics else None
         app.state.services = svc
+        following = keyroutes.start_following(svc.store, svc.keys)
         # Everything allocated so far lives as long as the process: keep it out of the cyclic
         # collector's full passes, which otherwise walk it while 10k sockets wait for frames.
         gc.freeze()
         try:
             yield
         finally:
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
             await close_services(svc)
 
     def services_of(scope: Scope) -> Services:
@@ -155,12 +190,13 @@ def create_app(settings: Settings) -> Starlette:
         *metrics.ROUTES,
         *customers.ROUTES,
         *staff.ROUTES,
+        *keyroutes.ROUTES,
         *history.ROUTES,
         *pages.ROUTES,
         *openapi_docs.ROUTES,
         WebSocketRoute("/v1/ws", WatchEndpoint(services_of)),
     ]
-    middleware = []
+    middleware = [Middleware(Guard, settings=settings)]
     if settings.allowed_origins:
         # Venues embedding the JS client on their own site call the API cross-origin.
         middleware.append(
@@ -181,6 +217,7 @@ def create_app(settings: Settings) -> Starlette:
             ApiError: on_api_error,
             Unavailable: on_unavailable,
             HTTPException: on_http_exception,
+            ClientDisconnect: on_disconnect,
             Exception: on_crash,
         },
     )

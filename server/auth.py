@@ -2,7 +2,9 @@
 
 A ticket token is the ticket id and a per-ticket nonce, signed with the server's secret
 (itsdangerous, HMAC-SHA256): it cannot be forged, and cannot be moved to another ticket because
-the nonce is checked against the one Redis holds. A staff key is `vqk_<id>_<secret>`; only its
+the nonce is checked against the one Redis holds. Tokens signed by earlier versions (HMAC-SHA1)
+verify as `legacy` claims, which the callers accept only for tickets issued before the upgrade
+and not finished yet (`TicketSigner.legacy_allowed`). A staff key is `vqk_<id>_<secret>`; only its
 SHA-256 is stored (the key is 256 random bits, so a slow password hash would add nothing).
 """
 
@@ -28,23 +30,43 @@ class TicketClaim:
     number: int
     ticket_id: str
     nonce: str
+    legacy: bool = False  # signed with HMAC-SHA1 before the upgrade
+
+
+LIVE_STATUSES = ("waiting", "called")
 
 
 class TicketSigner:
-    def __init__(self, secret: str) -> None:
-        self._serializer = URLSafeSerializer(secret, salt="vqueue.ticket.v1")
+    def __init__(self, secret: str, sha256_since_ms: int | None = None) -> None:
+        salt = "vqueue.ticket.v1"
+        sha256 = {"digest_method": hashlib.sha256}
+        self._serializer = URLSafeSerializer(secret, salt=salt, signer_kwargs=sha256)
+        self._legacy = URLSafeSerializer(secret, salt=salt)  # itsdangerous' default: SHA-1
+        # When this deployment started signing with SHA-256 (kept in Redis, the same for every
+        # node); None: no SHA-1 token is accepted at all.
+        self.sha256_since_ms = sha256_since_ms
 
     def sign(self, ticket_id: str, nonce: str) -> str:
         token: str = self._serializer.dumps([ticket_id, nonce])
         return token
 
+    def legacy_allowed(self, joined_ms: int, status: str) -> bool:
+        """A SHA-1 token works only for a ticket issued before the upgrade, until it finishes."""
+        since = self.sha256_since_ms
+        return since is not None and joined_ms < since and status in LIVE_STATUSES
+
     def verify(self, token: str) -> TicketClaim | None:
         if not token or len(token) > 1024:
             return None
+        legacy = False
         try:
             payload = self._serializer.loads(token)
         except BadSignature:
-            return None
+            try:
+                payload = self._legacy.loads(token)
+            except BadSignature:
+                return None
+            legacy = True
         if (
             not isinstance(payload, list)
             or len(payload) != 2
@@ -55,7 +77,7 @@ class TicketSigner:
         parsed = parse_ticket_id(ticket_id)
         if parsed is None:
             return None
-        return TicketClaim(parsed[0], parsed[1], ticket_id, nonce)
+        return TicketClaim(parsed[0], parsed[1], ticket_id, nonce, legacy)
 
 
 def new_staff_key() -> tuple[str, str, bytes]:
@@ -89,25 +111,50 @@ def bearer(header: str | None) -> str | None:
     return value.strip()
 
 
+@dataclass(frozen=True, slots=True)
+class StaffIdentity:
+    """Who a verified staff key speaks for."""
+
+    venue_id: str
+    key_id: str
+    role: str  # "staff" or "admin"
+
+    @property
+    def admin(self) -> bool:
+        return self.role == "admin"
+
+
 class KeyCache:
-    """Recently verified staff keys, so staff calls keep working while PostgreSQL is down."""
+    """Recently verified staff keys, so staff calls keep working while PostgreSQL is down.
+
+    A revocation evicts its key on every node (pushed through Redis, see server.revocation);
+    when that push may have been missed (pub/sub resubscribed), the whole cache is dropped.
+    """
 
     def __init__(self, ttl_s: float = 60.0, stale_ok_s: float = 24 * 3600.0) -> None:
         self.ttl_s = ttl_s
         self.stale_ok_s = stale_ok_s
-        self._entries: dict[bytes, tuple[str, float]] = {}
+        self._entries: dict[bytes, tuple[StaffIdentity, float]] = {}
 
-    def get(self, key_hash: bytes, *, stale: bool = False) -> str | None:
+    def get(self, key_hash: bytes, *, stale: bool = False) -> StaffIdentity | None:
         entry = self._entries.get(key_hash)
         if entry is None:
             return None
-        venue_id, at = entry
+        identity, at = entry
         age = time.monotonic() - at
         if age <= self.ttl_s or (stale and age <= self.stale_ok_s):
-            return venue_id
+            return identity
         return None
 
-    def put(self, key_hash: bytes, venue_id: str) -> None:
+    def put(self, key_hash: bytes, identity: StaffIdentity) -> None:
         if len(self._entries) > 10_000:
             self._entries.clear()
-        self._entries[key_hash] = (venue_id, time.monotonic())
+        self._entries[key_hash] = (identity, time.monotonic())
+
+    def evict(self, key_id: str) -> None:
+        for digest, (identity, _) in list(self._entries.items()):
+            if identity.key_id == key_id:
+                del self._entries[digest]
+
+    def clear(self) -> None:
+        self._entries.clear()

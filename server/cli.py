@@ -14,7 +14,7 @@ from pathlib import Path
 
 import orjson
 
-from server import logs
+from server import keycli, logs
 from server.config import ConfigError, Secret, Settings
 
 log = logging.getLogger("vqueue")
@@ -100,6 +100,7 @@ def serve(settings: Settings, host: str, port: int) -> int:
 
     from server.app import create_app
     from server.bootstrap import start_embedded
+    from server.httpprotocol import protocol_class
 
     services = start_embedded(settings) if settings.embedded else None
     try:
@@ -114,12 +115,14 @@ def serve(settings: Settings, host: str, port: int) -> int:
             print(f"vqueue: demo queue   {base}/q/{DEMO_QUEUE}", flush=True)
             print(f"vqueue: staff        {base}/staff/{DEMO_QUEUE}", flush=True)
             print(f"vqueue: staff key    {key}", flush=True)
+        if services is not None:
+            services.supervise()
         uvicorn.run(
             create_app(settings),
             host=host,
             port=port,
             loop="uvloop",
-            http="httptools",
+            http=protocol_class(settings.http_request_timeout_s),
             ws="server.wsprotocol:WebSocketProtocol",
             ws_max_size=64 * 1024,
             ws_per_message_deflate=False,
@@ -130,6 +133,11 @@ def serve(settings: Settings, host: str, port: int) -> int:
             log_config=None,  # uvicorn's loggers propagate to ours (server.logs)
             access_log=False,
             timeout_graceful_shutdown=5,
+            # The client address is resolved by server.clientaddr with VQ_TRUSTED_PROXIES;
+            # uvicorn's own rewriting would trust X-Forwarded-For from any local peer.
+            proxy_headers=False,
+            server_header=False,
+            timeout_keep_alive=int(settings.http_keepalive_s) or 1,
         )
     finally:
         if services is not None:
@@ -149,6 +157,7 @@ def _parser() -> argparse.ArgumentParser:
     p_create = venue_sub.add_parser("create", help="create a venue and print its first staff key")
     p_create.add_argument("name")
     p_create.add_argument("--json", action="store_true", help="print {venue_id, staff_key}")
+    keycli.add_parser(sub)
     sub.add_parser("recover", help="rebuild live queues in Redis from the PostgreSQL event log")
     sub.add_parser(
         "loadtest", help="run the load-test harness (see vqueue loadtest --help)", add_help=False
@@ -202,6 +211,9 @@ def _offline(args: argparse.Namespace, settings: Settings) -> int:
             print(f"venue {args.name!r} created: {venue_id}")
             print(f"staff key (shown once, keep it safe): {key}")
         return 0
+    if args.command == "key":
+        asyncio.run(_migrate(settings))
+        return keycli.run(args, settings)
     if args.command == "recover":
         from server.recovery import recover_all
 

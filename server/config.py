@@ -6,7 +6,9 @@ whose repr is masked so they never reach a log. Every variable is in the README'
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +71,58 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
+RATE_RE = re.compile(r"(\d{1,9})\s*/\s*(second|minute|hour)")
+WINDOW_S = {"second": 1, "minute": 60, "hour": 3600}
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """At most `count` events per `window_s` seconds."""
+
+    count: int
+    window_s: int
+
+
+def _rate(env: Mapping[str, str], name: str, default: str) -> Rate | None:
+    """`N/second`, `N/minute`, `N/hour`, or `off` (None)."""
+    raw = (env.get(name) or default).strip().lower()
+    if raw == "off":
+        return None
+    match = RATE_RE.fullmatch(raw)
+    if match is None or int(match.group(1)) < 1:
+        raise ConfigError(f"{name} must be like 30/minute or off, got {raw!r}")
+    return Rate(int(match.group(1)), WINDOW_S[match.group(2)])
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
+    """A comma-separated list of addresses or networks (`10.0.0.0/8`, `::1`)."""
+    out: list[Network] = []
+    for item in (i.strip() for i in env.get(name, "").split(",")):
+        if item:
+            try:
+                out.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise ConfigError(f"{name}: {item!r} is not an address or network") from None
+    return tuple(out)
+
+
+def _count_or_off(env: Mapping[str, str], name: str, default: int) -> int | None:
+    raw = env.get(name, "").strip().lower()
+    if raw == "off":
+        return None
+    return int(_float(env, name, default, 1, 1_000_000))
+
+
+def _public_url(env: Mapping[str, str]) -> str | None:
+    raw = env.get("VQ_PUBLIC_URL", "").strip().rstrip("/")
+    if not raw:
+        return None
+    if not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~/-]*)?", raw):
+        raise ConfigError(f"VQ_PUBLIC_URL must be an http(s) base URL, got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: Secret | None = None
@@ -82,12 +136,21 @@ class Settings:
     resync_check_s: float = 2.0  # 0: no periodic drift check
     ws_ping_s: float = 20.0
     persist_batch: int = 500
-    demo: bool = True
+    demo: bool = False  # the demo venue: `make run` turns it on, images never do
     log_level: str = "INFO"
     log_format: str = "text"  # "json": one JSON object per line
     access_log: bool = True  # one line per HTTP request (route template, status, duration)
     metrics: bool = True  # False: no /metrics and no counting on the request path (benchmarks)
-    metrics_token: Secret | None = None  # a bearer token that opens /metrics to non-loopback
+    join_rate_ip: Rate | None = Rate(30, 60)
+    join_rate_queue: Rate | None = None
+    rate_exempt: tuple[Network, ...] = ()
+    trusted_proxies: tuple[Network, ...] = ()
+    ws_per_ip: int | None = 50
+    http_max_concurrent: int | None = 1000
+    http_keepalive_s: float = 5.0
+    http_request_timeout_s: float = 30.0  # the whole request (headers and body) must arrive
+    public_url: str | None = None
+    metrics_token: Secret | None = None
 
     @property
     def embedded(self) -> bool:
@@ -124,10 +187,19 @@ class Settings:
             resync_check_s=_resync_check_s(env),
             ws_ping_s=_float(env, "VQ_WS_PING_S", 20.0, 0.5, 600.0),
             persist_batch=int(_float(env, "VQ_PERSIST_BATCH", 500, 1, 10000)),
-            demo=_bool(env, "VQ_DEMO", True),
+            demo=_bool(env, "VQ_DEMO", False),
             log_level=level,
             log_format=log_format,
             access_log=_bool(env, "VQ_ACCESS_LOG", True),
             metrics=_bool(env, "VQ_METRICS", True),
+            join_rate_ip=_rate(env, "VQ_JOIN_RATE_IP", "30/minute"),
+            join_rate_queue=_rate(env, "VQ_JOIN_RATE_QUEUE", "off"),
+            rate_exempt=_networks(env, "VQ_RATE_EXEMPT"),
+            trusted_proxies=_networks(env, "VQ_TRUSTED_PROXIES"),
+            ws_per_ip=_count_or_off(env, "VQ_WS_PER_IP", 50),
+            http_max_concurrent=_count_or_off(env, "VQ_HTTP_MAX_CONCURRENT", 1000),
+            http_keepalive_s=_float(env, "VQ_HTTP_KEEPALIVE_S", 5.0, 0.5, 600.0),
+            http_request_timeout_s=_float(env, "VQ_HTTP_REQUEST_TIMEOUT_S", 30.0, 0.5, 600.0),
+            public_url=_public_url(env),
             metrics_token=Secret(metrics_token) if metrics_token else None,
         )

@@ -2,6 +2,7 @@
 rate limiter and the handlers can all import this without cycles). `server.metrics` exposes it.
 
 - `Tally`: plain integers a handler bumps (`Tally.joins += 1`): no lock, no label lookup.
+  (Requests refused by the rate limits are counted by `server.limits.Refused`.)
 - `observe_push(seconds)`: the fan-out's one call per flush, with the age of the oldest change
   notice that flush serves (received from Redis -> frames written). Never once per frame.
 """
@@ -28,7 +29,6 @@ class Tally:
     enabled: ClassVar[bool] = True  # False with VQ_METRICS=false: observe_push does nothing
     joins: ClassVar[int] = 0  # join answers (201) from this node
     calls: ClassVar[int] = 0  # call-next answers that called a ticket (200, not 204)
-    rate_limited: ClassVar[int] = 0  # requests refused with 429 by the rate limits
 
 
 def observe_push(seconds: float) -> None:

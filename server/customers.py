@@ -7,24 +7,41 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from protocol.names import ticket_id
-from server.access import ticket_claim
+from server.access import live_ticket_claim, owned_queue, staff_venue
 from server.counters import Tally
 from server.errors import ApiError
-from server.httpio import JSONResponse, idempotency_key, optional_text, read_object
-from server.idempotency import replayable
+from server.httpio import JSONResponse, idempotency_key, optional_text, read_body, read_object
+from server.idempotency import fingerprint, replayable
+from server.limits import join_limits
 from server.queues import summary, with_live_queue
-from server.services import services
+from server.services import Services, services
+from server.store import JoinLimits
 
 MAX_NAME_CHARS = 80
+# A customer's key must not be guessable, or a replay could reach someone else's join.
+MIN_PUBLIC_IDEMPOTENCY_KEY_CHARS = 16
+
+
+async def _join_limits(request: Request, svc: Services, queue: str) -> JoinLimits | None:
+    """No limits for the venue's own staff (a staff key of the owning venue); else the public's."""
+    if "authorization" in request.headers:
+        await owned_queue(svc, queue, await staff_venue(request, svc))
+        return None
+    return join_limits(svc.settings, request.scope)
 
 
 async def join(request: Request) -> Response:
     svc = services(request)
     queue = request.path_params["queue"]
-    idem = idempotency_key(request)
+    limits = await _join_limits(request, svc, queue)
+    staff = "authorization" in request.headers
+    idem = idempotency_key(request, 1 if staff else MIN_PUBLIC_IDEMPOTENCY_KEY_CHARS)
     data = await read_object(request)
     name = optional_text(data, "name", MAX_NAME_CHARS)
-    result = await with_live_queue(svc, queue, lambda: svc.store.join(queue, name, idem))
+    fp = fingerprint(request, await read_body(request)) if idem else ""
+    result = await with_live_queue(
+        svc, queue, lambda: svc.store.join(queue, name, idem, fp, limits)
+    )
     tid = ticket_id(queue, int(result["number"]))
     Tally.joins += 1
     return JSONResponse(
@@ -44,7 +61,7 @@ async def join(request: Request) -> Response:
 async def read_ticket(request: Request) -> Response:
     svc = services(request)
     tid = request.path_params["ticket_id"]
-    claim = ticket_claim(request, svc, tid)
+    claim = await live_ticket_claim(request, svc, tid)
     view = await svc.store.ticket(claim.queue, claim.number)
     if view is None or view.nonce != claim.nonce:
         raise ApiError.from_code("unauthorized", "this token's ticket no longer exists")
@@ -65,7 +82,7 @@ async def read_ticket(request: Request) -> Response:
 async def leave(request: Request) -> Response:
     svc = services(request)
     tid = request.path_params["ticket_id"]
-    claim = ticket_claim(request, svc, tid)
+    claim = await live_ticket_claim(request, svc, tid)
     await svc.store.leave(claim.queue, claim.number, claim.nonce)
     return JSONResponse({"ticket_id": tid, "status": "left"})
 

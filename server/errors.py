@@ -4,6 +4,7 @@ Hierarchy::
 
     ServerError                 root of everything the server raises on purpose
     ├── ApiError                a 4xx answer with a contract error code
+    │   └── RateLimited         429 with Retry-After
     └── Unavailable             a store is unreachable: 503, the client may retry
 
 `ApiError.from_code` maps a code (as Lua scripts return them) to its HTTP status, so each code
@@ -12,12 +13,15 @@ has one status everywhere. Anything else raised is a bug: 500 with no internals,
 
 from __future__ import annotations
 
+import math
+
 STATUS_OF_CODE = {
     "bad_request": 400,
     "invalid_json": 400,
     "invalid_body": 400,
     "invalid_slug": 400,
     "invalid_idempotency_key": 400,
+    "invalid_query": 400,
     "unauthorized": 401,
     "forbidden": 403,
     "not_found": 404,
@@ -28,8 +32,12 @@ STATUS_OF_CODE = {
     "queue_paused": 409,
     "ticket_finished": 409,
     "ticket_not_called": 409,
+    "forbidden_origin": 403,
     "payload_too_large": 413,
     "unsupported_media_type": 415,
+    "idempotency_key_reused": 422,
+    "rate_limited": 429,
+    "overloaded": 503,
 }
 
 MESSAGE_OF_CODE = {
@@ -42,6 +50,7 @@ MESSAGE_OF_CODE = {
     "ticket_finished": "the ticket is already finished",
     "ticket_not_called": "the ticket has not been called",
     "payload_too_large": "request body over 64 KiB",
+    "idempotency_key_reused": "this Idempotency-Key was used for another request",
 }
 
 
@@ -50,16 +59,28 @@ class ServerError(Exception):
 
 
 class ApiError(ServerError):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers
 
     @classmethod
     def from_code(cls, code: str, message: str | None = None) -> ApiError:
         status = STATUS_OF_CODE.get(code, 400)
         return cls(status, code, message or MESSAGE_OF_CODE.get(code, code.replace("_", " ")))
+
+
+class RateLimited(ApiError):
+    """Over a rate limit; `retry_after_s` says when the next attempt would be counted."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        wait_s = max(1, math.ceil(retry_after_s))
+        message = f"too many requests; retry in {wait_s} s"
+        super().__init__(429, "rate_limited", message, {"Retry-After": str(wait_s)})
 
 
 class Unavailable(ServerError):

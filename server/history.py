@@ -40,6 +40,10 @@ COUNTED = {
     "left": "left",
 }
 SEED_CALLS = 50
+MAX_INT = 2**63 - 1  # PostgreSQL's bigint
+# Years 1 to 9999, the range of Python's datetime, in Unix milliseconds.
+MIN_TIME_MS = to_ms(datetime(1, 1, 2, tzinfo=UTC))
+MAX_TIME_MS = to_ms(datetime(9999, 12, 30, tzinfo=UTC))
 SEED_TIMEOUT_S = 1.0
 MAX_INT64 = 2**63 - 1  # seq is a PostgreSQL bigint
 # Times a response can still write as ISO 8601 (an out-of-range one is refused with 400).
@@ -55,10 +59,12 @@ def _bad_query(message: str) -> ApiError:
     return ApiError(400, "invalid_query", message)
 
 
-def _int_param(request: Request, name: str, default: int, low: int, high: int = MAX_INT64) -> int:
+def _int_param(request: Request, name: str, default: int, low: int, high: int = MAX_INT) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
+    if len(raw) > 20:  # int() of a huge string is slow, and no such value is in range anyway
+        raise _bad_query(f"'{name}' must be between {low} and {high}")
     try:
         value = int(raw)
     except ValueError:
@@ -75,18 +81,22 @@ def _time_param(request: Request, name: str, default_ms: int) -> int:
         return default_ms
     try:
         if raw.lstrip("-").replace(".", "", 1).isdigit():
-            return _in_range(name, int(float(raw) * 1000))
+            return _time_in_range(name, int(float(raw) * 1000))
         at = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
     except (ValueError, OverflowError):
         raise _bad_query(f"'{name}' must be an ISO 8601 time or Unix seconds") from None
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
-    return _in_range(name, to_ms(at))
+    try:
+        ms = to_ms(at)
+    except OverflowError:
+        ms = MAX_TIME_MS + 1
+    return _time_in_range(name, ms)
 
 
-def _in_range(name: str, ms: int) -> int:
-    if not EARLIEST_MS <= ms <= LATEST_MS:
-        raise _bad_query(f"'{name}' must fall within the years 1 to 9999")
+def _time_in_range(name: str, ms: int) -> int:
+    if not MIN_TIME_MS <= ms <= MAX_TIME_MS:
+        raise _bad_query(f"'{name}' must be a time in the years 1 to 9999")
     return ms
 
 

@@ -24,6 +24,11 @@ class QueueKeys:
         return f"{self.meta[:-5]}:idem:{action}:{key}"
 
 
+def join_rate_keys(prefix: str, queue: str, client: str) -> tuple[str, str]:
+    """Counters of joins to `queue`: (from one client address bucket, from everyone)."""
+    return f"{prefix}:{{{queue}}}:rate:ip:{client}", f"{prefix}:{{{queue}}}:rate:all"
+
+
 def queue_keys(prefix: str, queue: str) -> QueueKeys:
     base = f"{prefix}:{{{queue}}}"
     return QueueKeys(
@@ -36,6 +41,16 @@ def queue_keys(prefix: str, queue: str) -> QueueKeys:
         events=f"{base}:events",
         channel=f"{base}:notify",
     )
+
+
+def revoked_keys(prefix: str) -> str:
+    """Set of revoked staff key ids, and the pub/sub channel that announces each revocation."""
+    return f"{prefix}:keys:revoked"
+
+
+def sha256_since_key(prefix: str) -> str:
+    """When the deployment began signing tokens with SHA-256 (Unix ms), see server.auth."""
+    return f"{prefix}:tokens:sha256_since_ms"
 
 
 def queues_index(prefix: str) -> str:

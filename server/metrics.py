@@ -13,7 +13,6 @@ With `VQ_METRICS=false` requests are not counted by route, `observe_push` return
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from collections.abc import Callable, Iterator
 
 from prometheus_client import (
@@ -30,9 +29,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.auth import bearer
+from server.clientaddr import client_address
 from server.config import Settings
 from server.counters import PUSH_LATENCY, Tally
 from server.errors import ApiError
+from server.limits import Refused
 from server.outbox import Outbox
 from server.services import Services, services
 
@@ -88,7 +89,7 @@ class NodeCollector(Collector):
         yield CounterMetricFamily(
             "vqueue_rate_limited",
             "Requests refused by the rate limits (429)",
-            value=Tally.rate_limited,
+            value=Refused.rate_limited_total,
         )
 
 
@@ -100,23 +101,13 @@ def build_registry(svc: Services) -> CollectorRegistry:
     return registry
 
 
-def is_loopback(host: str | None) -> bool:
-    if host is None:
-        return False
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def operator_allowed(request: Request, settings: Settings) -> bool:
-    """Clients on loopback, or with `Authorization: Bearer $VQ_METRICS_TOKEN`."""
-    client = request.client
-    if is_loopback(None if client is None else client.host):
-        return True
+    """Loopback clients (as resolved behind trusted proxies) or `Bearer $VQ_METRICS_TOKEN`."""
     token = settings.metrics_token
     given = bearer(request.headers.get("authorization"))
-    return token is not None and given is not None and hmac.compare_digest(given, token.reveal())
+    if token is not None and given is not None and hmac.compare_digest(given, token.reveal()):
+        return True
+    return client_address(request.scope, settings.trusted_proxies).is_loopback
 
 
 async def metrics(request: Request) -> Response:

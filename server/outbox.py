@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, Protocol
 
 MAX_BACKLOG_FRAMES = 16
-# Above this many bytes in the transport's buffer, frames wait in the outbox instead.
-HIGH_WATER_BYTES = 64 * 1024
+# Above this many bytes in the transport's buffer, frames wait in the outbox instead, where a
+# newer position replaces an older one: a live watcher never has more than a frame or two out.
+HIGH_WATER_BYTES = 16 * 1024
 
 
 class PushChannel(Protocol):
@@ -40,6 +41,9 @@ class PushChannel(Protocol):
 
 class Outbox:
     sent_total: ClassVar[int] = 0  # frames written by every outbox of this process (/readyz)
+    # Connections aborted by this process's outboxes, by cause (/readyz): "stuck_outbox" (the
+    # sweeper: a backlog that did not clear in time), "backlog_overflow" (too many frames kept).
+    closes: ClassVar[Counter[str]] = Counter()
 
     def __init__(self, text: bool, on_backlog: Callable[[Outbox], None]) -> None:
         self.text = text
@@ -59,7 +63,7 @@ class Outbox:
         else:
             self._backlog.append((frame, replaceable))
         if len(self._backlog) > MAX_BACKLOG_FRAMES:
-            self.abort()
+            self.abort("backlog_overflow")
             return
         if self.stuck_since is None:
             self.stuck_since = time.monotonic()
@@ -92,7 +96,13 @@ class Outbox:
     def _try_write(self, frame: bytes) -> bool:
         raise NotImplementedError
 
-    def abort(self) -> None:
+    def abort(self, cause: str) -> None:
+        """Drop the connection now, counting why."""
+        if not self.closed:
+            Outbox.closes[cause] += 1
+        self._drop()
+
+    def _drop(self) -> None:
         raise NotImplementedError
 
 
@@ -112,7 +122,7 @@ class ChannelOutbox(Outbox):
             self.closed = True  # the frame is dropped with the connection: not counted as sent
         return sent != 0
 
-    def abort(self) -> None:
+    def _drop(self) -> None:
         self.closed = True
         self._backlog.clear()
         self.channel.abort()
@@ -164,7 +174,7 @@ class AsgiOutbox(Outbox):
     def _busy(self) -> bool:
         return bool(self._backlog or self._queue or self._busy_since is not None)
 
-    def abort(self) -> None:
+    def _drop(self) -> None:
         self.closed = True
         self._backlog.clear()
         self._task.cancel()

@@ -89,7 +89,9 @@ def qr_svg(url: str) -> bytes:
 async def join_qr(request: Request) -> Response:
     queue = request.path_params["queue"]
     await summary(services(request), queue)  # 404 for an unknown queue
-    url = str(request.url_for("customer_page", queue=queue))
+    # The configured public address, not the Host header: a forged Host must not reach a poster.
+    public = services(request).settings.public_url
+    url = f"{public}/q/{queue}" if public else str(request.url_for("customer_page", queue=queue))
     headers = {"Cache-Control": "public, max-age=300"}
     return Response(qr_svg(url), media_type="image/svg+xml", headers=headers)
 
@@ -135,7 +137,6 @@ def _board_entries(
                 "counter": counter,
                 "ticket_id": ticket_id(queue, number),
                 "number": number,
-                "name": t.name,
                 "status": t.status,
                 "called_at_ms": t.called_ms,
             }

@@ -13,6 +13,7 @@ The replay (`LiveQueue`) is pure: events in, the queue's live state out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -156,6 +157,7 @@ class Recovery:
         self.log = EventLog(db)
         self.rebuilds = 0
         self._locks: dict[str, asyncio.Lock] = {}
+        self._users: dict[str, int] = {}  # holders and waiters of each lock
 
     async def rebuild(self, queue: str) -> bool:
         """Bring `queue` back in Redis if it needs it; False when PostgreSQL does not know it."""
@@ -166,9 +168,19 @@ class Recovery:
             await self._rebuild(head)
             return True
 
-    def _lock(self, queue: str) -> asyncio.Lock:
+    @contextlib.asynccontextmanager
+    async def _lock(self, queue: str) -> AsyncIterator[None]:
         # One rebuild per queue at a time on this node; other nodes are kept out by the script.
-        return self._locks.setdefault(queue, asyncio.Lock())
+        # The lock goes when nobody holds or waits for it: no state is kept per name.
+        lock = self._locks.setdefault(queue, asyncio.Lock())
+        self._users[queue] = self._users.get(queue, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._users[queue] -= 1
+            if self._users[queue] == 0:
+                del self._users[queue], self._locks[queue]
 
     async def _rebuild(self, head: QueueHead) -> bool:
         # Read Redis first, then the stream, then PostgreSQL: an entry trimmed after it was

@@ -17,6 +17,7 @@ from server.store import Store
 
 if TYPE_CHECKING:
     from server.persister import Persister
+    from server.queues import KnownQueues
 
 
 @dataclass(eq=False)
@@ -30,6 +31,7 @@ class Services:
     rebuild: Callable[[str], Awaitable[bool]] | None = None  # queues.restore(): replay the log
     persister: Persister | None = None
     metrics: CollectorRegistry | None = None  # None: VQ_METRICS=false
+    known_queues: KnownQueues | None = None  # None: every miss asks PostgreSQL (tests)
 
 
 def services(conn: HTTPConnection) -> Services:

@@ -12,8 +12,8 @@ from protocol.names import is_slug, ticket_id
 from server.access import owned_queue, parse_ticket, staff_venue
 from server.counters import Tally
 from server.errors import ApiError
-from server.httpio import JSONResponse, idempotency_key, optional_text, read_object
-from server.idempotency import replayable
+from server.httpio import JSONResponse, idempotency_key, optional_text, read_body, read_object
+from server.idempotency import fingerprint, replayable
 from server.queues import summary, with_live_queue
 from server.services import Services, services
 
@@ -44,6 +44,8 @@ async def put_queue(request: Request) -> Response:
     if row.venue_id != venue:  # lost a race for the slug to another venue
         raise ApiError.from_code("forbidden", "this queue belongs to another venue")
     result = await svc.store.upsert_queue(queue, venue, row.name)
+    if svc.known_queues is not None:
+        svc.known_queues.add(queue)
     body = {
         "queue": queue,
         "name": row.name,
@@ -57,7 +59,10 @@ async def call_next(request: Request) -> Response:
     svc, queue = await _staff_queue(request)
     idem = idempotency_key(request)
     counter = optional_text(await read_object(request), "counter", MAX_COUNTER_CHARS)
-    result = await with_live_queue(svc, queue, lambda: svc.store.call_next(queue, counter, idem))
+    fp = fingerprint(request, await read_body(request)) if idem else ""
+    result = await with_live_queue(
+        svc, queue, lambda: svc.store.call_next(queue, counter, idem, fp)
+    )
     if result.get("empty"):
         return Response(status_code=204)
     number = int(result["number"])

@@ -37,6 +37,6 @@ class Sweeper:
                 self._backlogged.discard(outbox)
             elif outbox.stuck_since is not None and now - outbox.stuck_since > self.stuck_close_s:
                 log.info("aborting a connection stuck for %.1f s", now - outbox.stuck_since)
-                outbox.abort()
+                outbox.abort("stuck_outbox")
                 self.aborted += 1
                 self._backlogged.discard(outbox)

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.types import Receive, Scope, Send
 
@@ -23,31 +22,12 @@ from protocol.ticket import FINAL_STATUSES
 from server.auth import TicketClaim
 from server.errors import ApiError, Unavailable
 from server.fanout import Watcher
+from server.limits import SocketCounts
+from server.origins import origin_allowed
 from server.outbox import AsgiOutbox, ChannelOutbox, Outbox
 from server.services import Services
 
 log = logging.getLogger(__name__)
-
-
-def origin_allowed(headers: dict[str, str], allowed: tuple[str, ...]) -> bool:
-    """No Origin (not a browser): allowed. Otherwise it must be listed, or match our own Host."""
-    origin = headers.get("origin")
-    if origin is None:
-        return True
-    origin = origin.rstrip("/").lower()
-    if allowed:
-        return "*" in allowed or origin in {o.lower() for o in allowed}
-    host = headers.get("host", "").lower()
-    parts = urlsplit(origin)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return False
-    default_port = {"http": "80", "https": "443"}[parts.scheme]
-    netloc = parts.netloc
-    if ":" not in netloc.rsplit("]", 1)[-1]:
-        netloc = f"{netloc}:{default_port}"
-    if ":" not in host.rsplit("]", 1)[-1]:
-        host = f"{host}:{default_port}"
-    return netloc == host
 
 
 class WatchEndpoint:
@@ -55,6 +35,7 @@ class WatchEndpoint:
 
     def __init__(self, svc_getter: Any) -> None:
         self._services = svc_getter
+        self._sockets: SocketCounts | None = None  # made with the first connection's settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         svc: Services = self._services(scope)
@@ -62,14 +43,31 @@ class WatchEndpoint:
         connect = await receive()
         if connect["type"] != "websocket.connect":
             return
-        if not origin_allowed(headers, svc.settings.allowed_origins):
+        if not origin_allowed(headers, svc.settings):
             log.info("refused a WebSocket from origin %r", headers.get("origin", "")[:100])
             await send({"type": "websocket.close", "code": closecodes.POLICY_VIOLATION})
             return
-        codec, subprotocol = negotiate(scope.get("subprotocols") or ())
-        await send({"type": "websocket.accept", "subprotocol": subprotocol, "headers": []})
-        session = _Session(svc, scope, receive, send, Connection(codec))
-        await session.run()
+        if self._sockets is None:
+            self._sockets = SocketCounts(svc.settings)
+        held = self._sockets.acquire(scope)
+        if held is None:
+            await _refuse_busy(send)
+            return
+        try:
+            codec, subprotocol = negotiate(scope.get("subprotocols") or ())
+            await send({"type": "websocket.accept", "subprotocol": subprotocol, "headers": []})
+            session = _Session(svc, scope, receive, send, Connection(codec))
+            await session.run()
+        finally:
+            self._sockets.release(held)
+
+
+async def _refuse_busy(send: Send) -> None:
+    """HTTP 429 instead of the handshake: this address holds its share of sockets already."""
+    body = b'{"error":{"code":"rate_limited","message":"too many WebSockets from this address"}}'
+    headers = [(b"content-type", b"application/json"), (b"retry-after", b"10")]
+    await send({"type": "websocket.http.response.start", "status": 429, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
 
 
 class _Session:
@@ -133,7 +131,7 @@ class _Session:
 
     async def _watch(self, token: str) -> bool:
         claim = self.svc.signer.verify(token)
-        if claim is None:
+        if claim is None or (claim.legacy and not await self._legacy_allowed(claim)):
             await self._reject(self.conn.bad_token())
             return False
         self.conn.watching(claim.ticket_id)
@@ -151,6 +149,13 @@ class _Session:
             await self._reject(self.conn.bad_token())
             return False
         return True
+
+    async def _legacy_allowed(self, claim: TicketClaim) -> bool:
+        try:
+            view = await self.svc.store.ticket(claim.queue, claim.number)
+        except Unavailable:
+            return False
+        return view is not None and self.svc.signer.legacy_allowed(view.joined_ms, view.status)
 
     def _outbox(self) -> Outbox:
         text = self.conn.codec.is_text

@@ -21,7 +21,8 @@ import asyncio
 import enum
 import logging
 import random
-from collections import deque
+import socket
+from collections import Counter, deque
 from typing import Any, ClassVar, assert_never, cast
 
 from uvicorn._types import ASGIReceiveEvent, ASGISendEvent, WebSocketDisconnectEvent, WebSocketScope
@@ -48,6 +49,11 @@ logger = logging.getLogger(__name__)
 PUSH_EXTENSION = "vqueue.push"
 INBOX_HIGH_MESSAGES = 4  # stop reading the socket while this many messages wait for the app
 DEFAULT_DRAIN_TIMEOUT_S = 20.0  # when uvicorn's ws_ping_timeout is None
+# The kernel's send buffer per WebSocket (Linux doubles it). Left alone it grows to megabytes
+# on loopback, so a client that stops reading would swallow thousands of frames before anyone
+# noticed; a watcher needs a few hundred bytes in flight. Past it, frames wait in user space,
+# where the outbox (server.outbox) coalesces them and the sweeper closes what stays stuck.
+SEND_BUFFER_BYTES = 16 * 1024
 
 
 class Phase(enum.Enum):
@@ -112,6 +118,8 @@ class WebSocketProtocol(asyncio.Protocol):
     """One WebSocket connection under uvicorn, from the upgrade request to connection_lost."""
 
     close_timeout_s: ClassVar[float] = 10.0  # a close handshake longer than this is aborted
+    # Connections this process cut for a client that stopped answering, by cause (/readyz).
+    closes: ClassVar[Counter[str]] = Counter()
 
     def __init__(
         self,
@@ -156,6 +164,9 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
         self._client = get_remote_addr(self.transport)
         self._connections.add(self)
 
@@ -467,7 +478,12 @@ class WebSocketProtocol(asyncio.Protocol):
     def _arm_abort_timer(self) -> None:
         # transport.close() waits for a buffer a stuck client never drains (architecture.md).
         if self._abort_timer is None:
-            self._abort_timer = self._loop.call_later(self.close_timeout_s, self.transport.abort)
+            self._abort_timer = self._loop.call_later(self.close_timeout_s, self._close_timed_out)
+
+    def _close_timed_out(self) -> None:
+        if self.phase is not Phase.CLOSED:
+            WebSocketProtocol.closes["close_timeout"] += 1
+        self.transport.abort()
 
     def _deliver_disconnect(self, code: int, reason: str = "") -> None:
         if self._disconnect is None:
@@ -505,6 +521,7 @@ class WebSocketProtocol(asyncio.Protocol):
         assert self._drained is not None
         done, _ = await asyncio.wait((self._drained,), timeout=self._drain_timeout_s)
         if not done:  # a client that reads nothing for this long is as dead as a silent one
+            WebSocketProtocol.closes["drain_timeout"] += 1
             self.abort()
         if self.phase is not Phase.OPEN:
             raise ClientDisconnected
@@ -552,6 +569,7 @@ class WebSocketProtocol(asyncio.Protocol):
             # The pong may sit unread behind messages the app has not taken yet: no verdict.
             self._await_pong()
             return
+        WebSocketProtocol.closes["ping_timeout"] += 1
         self._conn.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
         self._begin_close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
         self._flush()

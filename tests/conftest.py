@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ from server.store import Store
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_DB = "vqueue_template"
 SECRET_KEY = "test-secret-key-0123456789abcdef-0123456789"
+LOOPBACK = "127.0.0.0/8,::1"
 
 
 @pytest.fixture(scope="session")
@@ -37,11 +40,8 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("postgres"))
-    server.start()
-    dsn = server.create_database(TEMPLATE_DB)
+def migrate_database(dsn: str) -> None:
+    """Apply the migrations to `dsn`, for sync fixtures."""
 
     async def migrate() -> None:
         db = await Database.connect(dsn, max_size=1)
@@ -49,8 +49,20 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPost
         await db.close()
 
     asyncio.run(migrate())
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[EmbeddedPostgres]:
+    # Not under pytest's own tmp folder: run as root we run PostgreSQL as another user, and every
+    # other pytest session on the machine resets /tmp/pytest-of-root to 0700, which locked the
+    # server out of its own files mid-run (a PANIC at the next checkpoint).
+    folder = Path(tempfile.mkdtemp(prefix="vqueue-test-pg-"))
+    server = EmbeddedPostgres(folder)
+    server.start()
+    migrate_database(server.create_database(TEMPLATE_DB))
     yield server
     server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
@@ -77,7 +89,7 @@ def settings(
         data_dir=tmp_path,
         redis_prefix=prefix,
         demo=False,
-        resync_check_s=0.5,
+        resync_check_s=0.0,
     )
 
 
@@ -176,8 +188,12 @@ def server_env(settings: Settings, **extra: str) -> dict[str, str]:
         VQ_REDIS_PREFIX=settings.redis_prefix,
         VQ_DATA_DIR=str(settings.data_dir),
         VQ_DEMO="0",
-        VQ_RESYNC_CHECK_S="0.5",
+        # The drift check off: live-path tests must pass on notices alone (a test of the check
+        # itself turns it on).
+        VQ_RESYNC_CHECK_S="0",
         VQ_LOG_LEVEL="INFO",
+        # The abuse limits exempt loopback here; the tests of the limits set their own.
+        VQ_RATE_EXEMPT=LOOPBACK,
     )
     env.update(extra)
     return env
@@ -243,8 +259,9 @@ def shared_server(
 def start_server(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     started: list[ServerProcess] = []
 
-    def start(**extra: str) -> ServerProcess:
-        server = ServerProcess(server_env(settings, **extra))
+    def start(node_settings: Settings | None = None, **extra: str) -> ServerProcess:
+        """A node on `settings`, or on `node_settings` (other services), with `extra` env."""
+        server = ServerProcess(server_env(node_settings or settings, **extra))
         server.log_path = tmp_path / f"server-{len(started)}.log"
         server.start()
         started.append(server)

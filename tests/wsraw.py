@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
+import socket
 import struct
 
 
@@ -49,17 +51,7 @@ class RawWebSocket:
         return cls(reader, writer, status)
 
     def send_frame(self, opcode: int, payload: bytes, fin: bool = True) -> None:
-        mask = os.urandom(4)
-        first = (0x80 if fin else 0) | opcode
-        n = len(payload)
-        if n < 126:
-            header = struct.pack("!BB", first, 0x80 | n)
-        elif n < 65536:
-            header = struct.pack("!BBH", first, 0x80 | 126, n)
-        else:
-            header = struct.pack("!BBQ", first, 0x80 | 127, n)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.writer.write(header + mask + masked)
+        self.writer.write(client_frame(opcode, payload, fin))
 
     async def recv_frame(self) -> tuple[int, bytes]:
         first, second = await self.reader.readexactly(2)
@@ -86,3 +78,48 @@ class RawWebSocket:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def client_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+    """One masked frame, as a client sends it."""
+    mask = os.urandom(4)
+    first = (0x80 if fin else 0) | opcode
+    n = len(payload)
+    if n < 126:
+        header = struct.pack("!BB", first, 0x80 | n)
+    elif n < 65536:
+        header = struct.pack("!BBH", first, 0x80 | 126, n)
+    else:
+        header = struct.pack("!BBQ", first, 0x80 | 127, n)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return header + mask + masked
+
+
+async def never_reading_watcher(port: int, token: str, rcvbuf: int = 1024) -> socket.socket:
+    """A watcher that reads its handshake answer and then not one byte more, ever.
+
+    A plain socket, not asyncio streams (which would keep reading into user space): what the
+    server sends piles up in this socket's small receive buffer, then in the server's.
+    """
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # before connect: the window
+    sock.setblocking(False)
+    await loop.sock_connect(sock, ("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    await loop.sock_sendall(sock, request.encode())
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):  # byte by byte: not one byte past the head
+        byte = await loop.sock_recv(sock, 1)
+        if not byte:
+            raise ConnectionError("closed during the handshake")
+        head += byte
+    if head.split(b" ", 2)[1] != b"101":
+        raise ConnectionError(head.decode(errors="replace"))
+    watch = json.dumps({"type": "watch", "token": token}).encode()
+    await loop.sock_sendall(sock, client_frame(0x1, watch))
+    return sock

@@ -26,6 +26,8 @@ CONNECTION_ERRORS = (
     asyncpg.PostgresConnectionError,
     asyncpg.OperatorInterventionError,
     asyncpg.InsufficientResourcesError,
+    # A connection whose server died mid-query can fail its reset on release with this.
+    asyncpg.InternalClientError,
 )
 
 
@@ -108,7 +110,8 @@ class Database:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("INSERT INTO venues (id, name) VALUES ($1, $2)", venue_id, name)
             await conn.execute(
-                "INSERT INTO staff_keys (id, venue_id, key_hash) VALUES ($1, $2, $3)",
+                "INSERT INTO staff_keys (id, venue_id, key_hash, role)"
+                " VALUES ($1, $2, $3, 'admin')",
                 key_id,
                 venue_id,
                 key_hash,
@@ -119,16 +122,6 @@ class Database:
         row = await self._fetch("fetchval", "SELECT id::text FROM venues WHERE name = $1", name)
         return None if row is None else str(row)
 
-    async def staff_key(self, key_id: str) -> tuple[str, bytes] | None:
-        """(venue id, key hash) of a live staff key."""
-        row = await self._fetch(
-            "fetchrow",
-            "SELECT venue_id::text AS venue_id, key_hash FROM staff_keys"
-            " WHERE id = $1 AND revoked_at IS NULL",
-            key_id,
-        )
-        return None if row is None else (row["venue_id"], bytes(row["key_hash"]))
-
     # -- queues ---------------------------------------------------------------------------------
 
     async def queue(self, slug: str) -> QueueRow | None:
@@ -138,6 +131,17 @@ class Database:
             slug,
         )
         return None if row is None else QueueRow(row["slug"], row["venue_id"], row["name"])
+
+    async def venue_queues(self, venue_id: str) -> list[str]:
+        rows = await self._fetch(
+            "fetch", "SELECT slug FROM queues WHERE venue_id = $1 ORDER BY slug", venue_id
+        )
+        return [row["slug"] for row in rows]
+
+    async def queue_slugs(self) -> set[str]:
+        """Every queue's slug (a few bytes each; read whole so unknown slugs cost no query)."""
+        rows = await self._fetch("fetch", "SELECT slug FROM queues")
+        return {row["slug"] for row in rows}
 
     async def upsert_queue(self, slug: str, venue_id: str, name: str) -> QueueRow:
         """Create the queue or rename it; returns the row as stored (its owner may differ)."""

@@ -1,11 +1,12 @@
 -- call_next: take the first waiting ticket and mark it called at a counter.
 -- KEYS: 1 meta, 2 line, 3 tickets, 4 events, 5 counters, 6 idempotency key, 7 called
--- ARGV: 1 channel, 2 counter ('' for none), 3 use idempotency, 4 idempotency ttl (s)
+-- ARGV: 1 channel, 2 counter ('' for none), 3 use idempotency, 4 idempotency ttl (s),
+--       5 request fingerprint
 -- Atomic so two staff calling at once never get the same ticket.
 local meta, line, tickets, events, counters, idem = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local called = KEYS[7]
 if ARGV[3] == '1' then
-  local prior = redis.call('GET', idem)
+  local prior = idem_replay(idem, ARGV[5])
   if prior then return prior end
 end
 local state = redis.call('HGET', meta, 'state')
@@ -38,5 +39,5 @@ else
   result = cjson.encode({number = number, name = ticket.nm, counter = ticket.ct,
                          status = 'called', seq = seq})
 end
-if ARGV[3] == '1' then redis.call('SET', idem, result, 'EX', ARGV[4]) end
+if ARGV[3] == '1' then idem_store(idem, ARGV[5], result, ARGV[4]) end
 return result

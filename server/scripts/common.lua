@@ -43,3 +43,38 @@ local function finish(tickets, finished, number, at)
     redis.call('ZREM', finished, n)
   end
 end
+
+-- Fixed-window rate limits, shared by every node because they live in Redis. `limits` is a list
+-- of {key, limit, window_ms}. Every limit is checked before any is counted, so an event refused
+-- by one limit does not use up another's budget (one flooding address does not eat the
+-- queue-wide budget). Returns 0 when allowed (and counted), else the ms until it would be.
+local function rate_check(limits)
+  for _, l in ipairs(limits) do
+    local used = tonumber(redis.call('GET', l[1]) or '0')
+    if used >= l[2] then
+      local wait = redis.call('PTTL', l[1])
+      if wait < 0 then wait = l[3] end
+      return wait
+    end
+  end
+  for _, l in ipairs(limits) do
+    if redis.call('INCR', l[1]) == 1 then redis.call('PEXPIRE', l[1], l[3]) end
+  end
+  return 0
+end
+
+-- An idempotency record binds the first answer to the request's fingerprint (method, path,
+-- credential, body): the same key on another request is refused, never answered with this one.
+local function idem_replay(idem, fingerprint)
+  local prior = redis.call('GET', idem)
+  if not prior then return nil end
+  local record = cjson.decode(prior)
+  if type(record) ~= 'table' or record.fp ~= fingerprint then
+    return err('idempotency_key_reused')
+  end
+  return record.r
+end
+
+local function idem_store(idem, fingerprint, result, ttl)
+  redis.call('SET', idem, cjson.encode({fp = fingerprint, r = result}), 'EX', ttl)
+end

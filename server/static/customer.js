@@ -188,6 +188,10 @@ async function join(event) {
     showWaiting(joined);
     startWatch();
   } catch (error) {
+    // The key already named another join (the name changed since): the next try is a new join.
+    if (error instanceof VQueueError && error.code === "idempotency_key_reused") {
+      joinKey = newIdempotencyKey();
+    }
     const closed = error instanceof VQueueError && error.code === "queue_closed";
     byId("join-error").textContent = t(closed ? "customer.join.closed" : "customer.join.failed");
   } finally {

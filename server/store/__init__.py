@@ -1,7 +1,7 @@
 """The Redis store: the only package that imports redis."""
 
 from protocol.ticket import TicketView
-from server.store.core import Store
+from server.store.core import JoinLimits, Store
 from server.store.notices import NoticeStream, Resubscribed
 
-__all__ = ["NoticeStream", "Resubscribed", "Store", "TicketView"]
+__all__ = ["JoinLimits", "NoticeStream", "Resubscribed", "Store", "TicketView"]

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable
+import time
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any, cast
 
@@ -21,8 +23,15 @@ from redis.exceptions import RedisError
 
 from protocol.line import Snapshot
 from protocol.ticket import TicketRecord, TicketView, lua_constants
-from server.errors import ApiError, Unavailable
-from server.keys import QueueKeys, queue_keys, queues_index
+from server.errors import ApiError, RateLimited, Unavailable
+from server.keys import (
+    QueueKeys,
+    join_rate_keys,
+    queue_keys,
+    queues_index,
+    revoked_keys,
+    sha256_since_key,
+)
 
 if TYPE_CHECKING:
     from server.store.notices import NoticeStream
@@ -31,6 +40,19 @@ log = logging.getLogger(__name__)
 
 IDEMPOTENCY_TTL_S = 24 * 3600
 SCRIPT_NAMES = ("join", "call_next", "finish", "leave", "set_state", "upsert_queue")
+
+
+@dataclass(frozen=True, slots=True)
+class JoinLimits:
+    """The rate limits a join counts against (None: that limit does not apply)."""
+
+    client: str  # the client's address bucket (see server.clientaddr)
+    per_client: tuple[int, int] | None  # (joins, window_s)
+    per_queue: tuple[int, int] | None
+
+
+def _limit_args(limit: tuple[int, int] | None) -> list[str | int]:
+    return [0, 0] if limit is None else [limit[0], limit[1] * 1000]
 
 
 def _load_scripts() -> dict[str, str]:
@@ -42,6 +64,8 @@ def _load_scripts() -> dict[str, str]:
 def _parse(raw: bytes | str) -> dict[str, Any]:
     result = cast(dict[str, Any], orjson.loads(raw))
     code = result.get("error")
+    if code == "rate_limited":
+        raise RateLimited(int(result["retry_ms"]) / 1000)
     if code is not None:
         raise ApiError.from_code(str(code))
     return result
@@ -90,20 +114,32 @@ class Store:
         await self._guard(self.redis.sadd(queues_index(self.prefix), queue))
         return result
 
-    async def join(self, queue: str, name: str | None, idem_key: str | None) -> dict[str, Any]:
+    async def join(
+        self,
+        queue: str,
+        name: str | None,
+        idem_key: str | None,
+        fingerprint: str = "",
+        limits: JoinLimits | None = None,
+    ) -> dict[str, Any]:
         k = self.keys(queue)
         idem = k.idempotency("join", idem_key or "-")
+        per_client, per_queue = join_rate_keys(self.prefix, queue, limits.client if limits else "-")
         args: list[str | int] = [
             k.channel,
             name or "",
             secrets.token_urlsafe(12),
             "1" if idem_key else "0",
             IDEMPOTENCY_TTL_S,
+            fingerprint,
+            *_limit_args(limits.per_client if limits else None),
+            *_limit_args(limits.per_queue if limits else None),
         ]
-        return await self._run("join", [k.meta, k.line, k.tickets, k.events, idem], args)
+        keys = [k.meta, k.line, k.tickets, k.events, idem, per_client, per_queue]
+        return await self._run("join", keys, args)
 
     async def call_next(
-        self, queue: str, counter: str | None, idem_key: str | None
+        self, queue: str, counter: str | None, idem_key: str | None, fingerprint: str = ""
     ) -> dict[str, Any]:
         k = self.keys(queue)
         idem = k.idempotency("call", idem_key or "-")
@@ -112,6 +148,7 @@ class Store:
             counter or "",
             "1" if idem_key else "0",
             IDEMPOTENCY_TTL_S,
+            fingerprint,
         ]
         keys = [k.meta, k.line, k.tickets, k.events, k.counters, idem, k.called]
         return await self._run("call_next", keys, args)
@@ -129,6 +166,43 @@ class Store:
     async def set_state(self, queue: str, action: str) -> dict[str, Any]:
         k = self.keys(queue)
         return await self._run("set_state", [k.meta, k.line, k.events], [k.channel, action])
+
+    async def revoke_key(self, key_id: str) -> None:
+        """Record a revoked key for good (checked while PostgreSQL is down) and tell every node."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.sadd(revoked_keys(self.prefix), key_id)
+        pipe.publish(revoked_keys(self.prefix), key_id)
+        await self._guard(pipe.execute())
+
+    async def key_revoked(self, key_id: str) -> bool:
+        return bool(await self._guard(self.redis.sismember(revoked_keys(self.prefix), key_id)))
+
+    async def revocations(self) -> AsyncIterator[str | None]:
+        """Revoked key ids as announced; None each time the subscription is (re)made, since
+        announcements made while it was down are lost. Ends only when cancelled."""
+        channel = revoked_keys(self.prefix)
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(channel)
+                async for message in pubsub.listen():
+                    if message["type"] == "subscribe":
+                        yield None
+                    elif message["type"] == "message":
+                        yield bytes(message["data"]).decode()
+            except (RedisError, OSError) as exc:
+                log.warning("revocation channel lost, resubscribing: %s", exc)
+                await asyncio.sleep(1.0)  # a retry delay while Redis is away
+            finally:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def sha256_tokens_since_ms(self) -> int:
+        """When this deployment began signing tokens with SHA-256: the first node to ask sets it."""
+        key = sha256_since_key(self.prefix)
+        now_ms = int(time.time() * 1000)
+        await self._guard(self.redis.set(key, now_ms, nx=True))
+        found = await self._guard(self.redis.get(key))
+        return now_ms if found is None else int(found)
 
     async def remembered(self, name: str) -> bytes | None:
         """A stored first answer for an idempotency key (see server.idempotency)."""

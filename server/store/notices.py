@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from server.errors import Unavailable
+
 if TYPE_CHECKING:
     from server.store.core import Store
 
@@ -38,6 +40,7 @@ class NoticeStream:
         self._store = store
         self._pubsub: PubSub = store.redis.pubsub()
         self._channels: dict[bytes, str] = {}
+        self._broken = False  # a (re)subscribe failed: the connection must be made again
 
     def _channel(self, queue: str) -> str:
         return self._store.keys(queue).channel
@@ -45,7 +48,13 @@ class NoticeStream:
     async def subscribe(self, queue: str) -> None:
         channel = self._channel(queue)
         self._channels[channel.encode()] = queue
-        await self._pubsub.subscribe(channel)
+        try:
+            await self._pubsub.subscribe(channel)
+        except (RedisError, OSError) as exc:
+            # The caller gives this queue up; the connection is made again for the others.
+            self._channels.pop(channel.encode(), None)
+            self._broken = True
+            raise Unavailable("the live queue is not available right now") from exc
 
     async def unsubscribe(self, queue: str) -> None:
         channel = self._channel(queue)
@@ -57,6 +66,11 @@ class NoticeStream:
         backoff = 0.1
         while True:
             if self._pubsub.connection is None:  # the first subscribe has not connected yet
+                if self._broken:  # or it failed, or a reconnect did (Redis was still down)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    await self._reconnect()
+                    continue
                 await asyncio.sleep(0.02)
                 continue
             try:
@@ -83,10 +97,12 @@ class NoticeStream:
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         self._pubsub = self._store.redis.pubsub()
         channels = [ch.decode() for ch in self._channels]
+        self._broken = False
         try:
             if channels:
                 await self._pubsub.subscribe(*channels)
         except (RedisError, OSError) as exc:
+            self._broken = True
             log.warning("pub/sub resubscribe failed: %s", exc)
 
     async def close(self) -> None:

@@ -1,9 +1,10 @@
 """A tiny stand-in for vqueue that speaks the contract the harness uses, and can lie.
 
 `--skew N` adds N to every position it sends over WebSocket (the staff list stays true), so the
-harness's final position check must see mismatches. `GET /readyz` reports `frames_sent`, the
+harness's final position check must see mismatches; `--lose-calls` never tells a called ticket's
+watcher, so the harness must count lost calls. `GET /readyz` reports `frames_sent`, the
 exact number of WebSocket messages this server sent, for the frame-count check.
-Run: python tests/loadtest/fakeserver.py --port P [--skew N]
+Run: python tests/loadtest/fakeserver.py --port P [--skew N] [--lose-calls]
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 @dataclass
 class Line:
     skew: int
+    lose_calls: bool = False
     numbers: list[int] = field(default_factory=list)  # waiting, in order
     sockets: dict[int, set[WebSocket]] = field(default_factory=dict)
     counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -90,7 +92,7 @@ async def call_next(request: Request) -> Response:
         return Response(status_code=204)
     number = LINE.numbers.pop(0)
     LINE.seq += 1
-    for ws in list(LINE.sockets.get(number, ())):
+    for ws in [] if LINE.lose_calls else list(LINE.sockets.get(number, ())):
         await LINE.send(
             ws, {"type": "called", "ticket_id": f"q.{number}", "counter": "x", "seq": LINE.seq}
         )
@@ -156,8 +158,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--skew", type=int, default=0)
+    parser.add_argument("--lose-calls", action="store_true")
     args = parser.parse_args()
     LINE.skew = args.skew
+    LINE.lose_calls = args.lose_calls
     uvicorn.run(
         app,
         host="127.0.0.1",

@@ -23,7 +23,10 @@ from tests.conftest import ROOT, ServerProcess
 FAKE_SERVER = Path(__file__).with_name("fakeserver.py")
 
 
-async def run_harness(url: str, queue: str, key: str, out: Path, *extra: str) -> dict[str, Any]:
+async def run_harness(
+    url: str, queue: str, key: str, out: Path, *extra: str, status: int = 0
+) -> dict[str, Any]:
+    """Run `python -m loadtest`; assert it exits with `status`; return its JSON report."""
     args = ["--url", url, "--queue", queue, "--staff-key", key, "--json", str(out)]
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -37,22 +40,22 @@ async def run_harness(url: str, queue: str, key: str, out: Path, *extra: str) ->
         stderr=asyncio.subprocess.STDOUT,
     )
     output, _ = await proc.communicate()
-    assert proc.returncode == 0, output.decode()[-4000:]
+    assert proc.returncode == status, output.decode()[-4000:]
     report: dict[str, Any] = orjson.loads(await asyncio.to_thread(out.read_bytes))
     return report
 
 
 @pytest.fixture
-def fake_server(tmp_path: Path) -> Iterator[Callable[[int], str]]:
+def fake_server(tmp_path: Path) -> Iterator[Callable[..., str]]:
     import subprocess
     import time
 
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(skew: int) -> str:
+    def start(skew: int, *extra: str) -> str:
         port = free_port()
         proc = subprocess.Popen(
-            [sys.executable, str(FAKE_SERVER), "--port", str(port), "--skew", str(skew)],
+            [sys.executable, str(FAKE_SERVER), "--port", str(port), "--skew", str(skew), *extra],
             cwd=ROOT,
         )
         procs.append(proc)
@@ -73,7 +76,7 @@ def fake_server(tmp_path: Path) -> Iterator[Callable[[int], str]]:
 
 
 async def test_the_final_check_fails_when_positions_are_wrong(
-    fake_server: Callable[[int], str], tmp_path: Path
+    fake_server: Callable[..., str], tmp_path: Path
 ) -> None:
     url = fake_server(1)  # every position it sends is one too many
     report = await run_harness(
@@ -87,13 +90,28 @@ async def test_the_final_check_fails_when_positions_are_wrong(
         "2",
         "--call-rate",
         "4",
+        status=1,  # a lying server fails the run
     )
     assert report["final_position_mismatches"] > 0
     assert report["final_position_mismatches"] == report["final_checked"] - report["calls"]["made"]
+    assert report["verdict"]["failed"] == ["final_position_mismatches"]
+
+
+async def test_a_called_ticket_never_told_fails_the_run(
+    fake_server: Callable[..., str], tmp_path: Path
+) -> None:
+    url = fake_server(0, "--lose-calls")
+    report = await run_harness(
+        url, "q", "key", tmp_path / "r.json", "--watchers", "40", "--duration", "1", status=1
+    )
+    made = report["calls"]["called_a_ticket"]
+    assert made > 0
+    assert report["verdict"]["checks"]["calls_lost"] == made
+    assert "calls_lost" in report["verdict"]["failed"]
 
 
 async def test_counts_agree_with_the_servers_own(
-    fake_server: Callable[[int], str], tmp_path: Path
+    fake_server: Callable[..., str], tmp_path: Path
 ) -> None:
     url = fake_server(0)
     report = await run_harness(
@@ -111,6 +129,13 @@ async def test_counts_agree_with_the_servers_own(
         "2",
     )
     assert report["final_position_mismatches"] == 0
+    assert report["verdict"] == {
+        "passed": True,
+        "failed": [],
+        "checks": {"final_position_mismatches": 0, "calls_lost": 0, "calls_twice": 0},
+        "calls_lost_examples": [],
+        "calls_twice_examples": [],
+    }  # and the harness exited 0 (run_harness checks)
     server = report["server"]
     assert server["frames_sent"] is not None and server["frames_sent"] > 0
     assert server["frames_received"] == server["frames_sent"]
@@ -209,3 +234,78 @@ def test_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None
         "--baseline",
     ):
         assert option in text
+
+
+async def failover_run(
+    start_server: Callable[..., ServerProcess],
+    make_venue: Any,
+    tmp_path: Path,
+    watchers: int,
+    processes: int,
+) -> dict[str, Any]:
+    """The failover scenario against three real nodes; the watchers' node is SIGKILLed."""
+    _venue, key = await make_venue("Failover")
+    nodes = [start_server() for _ in range(3)]
+    await _queue(nodes[1], key, "fo")
+    victim = nodes[0]
+    assert victim.proc is not None
+    report = await run_harness(
+        victim.url,
+        "fo",
+        key,
+        tmp_path / "r.json",
+        "--scenario",
+        "failover",
+        "--kill-pid",
+        str(victim.proc.pid),
+        "--failover-url",
+        nodes[1].url,
+        "--failover-url",
+        nodes[2].url,
+        "--watchers",
+        str(watchers),
+        "--processes",
+        str(processes),
+        "--duration",
+        "9",
+        "--call-rate",
+        "3",
+        "--html",
+        str(tmp_path / "r.html"),
+    )
+    assert "failover p99" in await asyncio.to_thread((tmp_path / "r.html").read_text)
+    assert victim.proc.wait(10) == -9  # it really was killed, not stopped
+    async with httpx.AsyncClient() as http:
+        for node in nodes[1:]:  # both survivors took watchers and pushed frames to them
+            r = await http.get(f"{node.url}/readyz")
+            assert r.json()["frames_sent"] > 0
+    return report
+
+
+async def test_a_node_killed_under_its_watchers_loses_none_of_them(
+    start_server: Callable[..., ServerProcess], make_venue: Any, tmp_path: Path
+) -> None:
+    report = await failover_run(start_server, make_venue, tmp_path, 1000, 2)
+    assert_failover(report, 1000)
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(600)
+async def test_a_node_killed_under_five_thousand_watchers(
+    start_server: Callable[..., ServerProcess], make_venue: Any, tmp_path: Path
+) -> None:
+    report = await failover_run(start_server, make_venue, tmp_path, 5000, 2)
+    assert_failover(report, 5000)
+
+
+def assert_failover(report: dict[str, Any], watchers: int) -> None:
+    failover = report["failover"]
+    print("failover:", failover)
+    assert failover["watching"] >= watchers * 0.98  # a few may have been called already
+    assert failover["not_recovered"] == 0
+    assert failover["recovered"] >= failover["watching"] * 0.98  # the rest left meanwhile
+    assert failover["recovery_ms"]["p99"] < 15_000
+    assert report["final_position_mismatches"] == 0
+    assert report["verdict"]["passed"]
+    lost = [k for k in report["errors"] if k.startswith(("reconnect_gave_up", "no_first_frame"))]
+    assert lost == [], report["errors"]

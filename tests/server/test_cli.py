@@ -53,6 +53,7 @@ def test_bad_configuration_fails_fast(settings: Settings) -> None:
 def test_serve_with_nothing_configured_runs_embedded_services(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VQ_", "REDIS_", "DATABASE_"))}
     env["VQ_DATA_DIR"] = str(tmp_path / "data")
+    env["VQ_DEMO"] = "1"  # as `make run` sets it
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "server", "serve", "--port", str(port)],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -61,7 +62,7 @@ def test_redis_keeps_a_key_across_stop_and_start(tmp_path: Path) -> None:
     server = EmbeddedRedis(tmp_path)
     try:
         url = server.start()
-        assert url == f"redis://127.0.0.1:{server.port}/0"
+        assert re.fullmatch(rf"redis://:[0-9a-f]{{48}}@127\.0\.0\.1:{server.port}/0", url)
         assert server.running
         pid = _redis_pid(url)
         assert os.getpgid(pid) == pid  # its own process group: a terminal Ctrl-C skips it
@@ -138,10 +139,12 @@ def test_postgres_copies_a_template_and_keeps_data_across_restart(tmp_path: Path
     server = EmbeddedPostgres(tmp_path)
     try:
         dsn = server.start()
-        assert dsn == f"postgresql://postgres@127.0.0.1:{server.port}/vqueue"
+        assert re.fullmatch(
+            rf"postgresql://postgres:[0-9a-f]{{48}}@127\.0\.0\.1:{server.port}/vqueue", dsn
+        )
         asyncio.run(_execute(dsn, "CREATE TABLE t (x int); INSERT INTO t VALUES (42)"))
         copy = server.create_database("copy_1", template="vqueue")
-        assert copy == f"postgresql://postgres@127.0.0.1:{server.port}/copy_1"
+        assert copy == dsn.rsplit("/", 1)[0] + "/copy_1"
         assert asyncio.run(_fetchval(copy, "SELECT x FROM t")) == 42
         server.stop()
         assert not server.running
@@ -205,3 +208,40 @@ def test_servers_do_not_outlive_their_parent(tmp_path: Path, ending: str) -> Non
     if ending == "exit":  # atexit stopped them before the interpreter returned
         assert not any(_alive(pid) for pid in pids)
     _wait_for(lambda: not any(_alive(pid) for pid in pids))
+
+
+def test_embedded_redis_refuses_a_client_without_the_password(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path)
+    try:
+        url = server.start()
+        with redis.Redis(host="127.0.0.1", port=server.port) as stranger:
+            with pytest.raises(redis.AuthenticationError):
+                stranger.set("key", "value")
+            with pytest.raises(redis.AuthenticationError):
+                stranger.config_get("requirepass")
+        with redis.Redis.from_url(url) as client:
+            assert client.ping()
+        # The password is never on the command line that every user can read with `ps`.
+        password = url.split(":")[2].split("@")[0]
+        assert password not in Path(f"/proc/{_redis_pid(url)}/cmdline").read_text()
+        for private in (tmp_path / "redis.password", tmp_path / "redis.conf", tmp_path / "redis"):
+            assert private.stat().st_mode & 0o077 == 0, private
+    finally:
+        server.stop()
+
+
+def test_embedded_postgres_refuses_a_client_without_the_password(tmp_path: Path) -> None:
+    server = EmbeddedPostgres(tmp_path)
+    try:
+        dsn = server.start()
+        without = f"postgresql://postgres@127.0.0.1:{server.port}/vqueue"
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            asyncio.run(_fetchval(without, "SELECT 1"))
+        wrong = f"postgresql://postgres:guess@127.0.0.1:{server.port}/vqueue"
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            asyncio.run(_fetchval(wrong, "SELECT 1"))
+        assert asyncio.run(_fetchval(dsn, "SELECT 1")) == 1
+        assert (tmp_path / "postgres.password").stat().st_mode & 0o077 == 0
+        assert tmp_path.stat().st_mode & 0o066 == 0  # no one else may list or write it
+    finally:
+        server.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ class RecordingWatcher:
     token: str
     ws_url: str
     messages: list[dict[str, Any]] = field(default_factory=list)
+    arrived: list[float] = field(default_factory=list)  # time.perf_counter() of each message
     ws: ClientConnection | None = None
     task: asyncio.Task[None] | None = None
     reconnects: int = 0
@@ -31,6 +33,7 @@ class RecordingWatcher:
     async def _read(self, ws: ClientConnection) -> None:
         with contextlib.suppress(ConnectionClosed):
             async for raw in ws:
+                self.arrived.append(time.perf_counter())
                 self.messages.append(json.loads(raw))
 
     async def stop(self) -> None:
@@ -90,3 +93,11 @@ async def settle(
         await asyncio.sleep(0.1)
         wrong = await mismatches(watchers, http, queue, key)
     return wrong
+
+
+async def resync_counts(url: str) -> dict[str, int]:
+    """A node's resyncs so far, by reason, from its `/readyz`."""
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        r = await http.get("/readyz")
+    counts: dict[str, int] = r.json()["resyncs"]
+    return counts

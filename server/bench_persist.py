@@ -1,11 +1,12 @@
 """Persistence benchmark: how fast the persister writes events, and how far behind it runs.
 
-    python -m loadtest.bench_persist [--rate 2000] [--seconds 15] [--backlog 50000] [--out F]
+    python -m server.bench_persist [--rate 2000] [--seconds 15] [--backlog 50000] [--out F]
 
-Unlike the rest of `loadtest/` (which talks to a server over the network and never imports
-`server`), this file imports `server` on purpose: it benchmarks the persister itself, in
-process, against real Redis and PostgreSQL (embedded ones in a temporary folder unless
-REDIS_URL and DATABASE_URL are set). Two phases:
+It lives in `server/`, not `loadtest/` (which talks to a server over the network and imports
+only `protocol`), because it benchmarks the persister itself, in process, against real Redis
+and PostgreSQL (embedded ones in a temporary folder unless REDIS_URL and DATABASE_URL are set).
+`make bench` runs it as its own step; `loadtest.bench` puts its JSON into BENCHMARKS.md. Two
+phases:
 
 - drain: a backlog of joins made with no persister running, then the time one persister takes
   to write them all: events written per second.
@@ -14,7 +15,8 @@ REDIS_URL and DATABASE_URL are set). Two phases:
 
 Events are made by the real Lua scripts through `server.store.Store`; the steady load runs in a
 process of its own, so the lag is the persister's and not the producer's event loop. The
-result is printed and written as JSON (default `bench-results/persist.json`).
+result, with the command that made it, is printed and written as JSON (default
+`bench-results/persist.json`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import multiprocessing
 import os
 import platform
 import secrets
+import shlex
 import sys
 import tempfile
 import time
@@ -37,6 +40,7 @@ from typing import Any
 import orjson
 
 from server.auth import new_staff_key
+from server.config import Settings
 from server.db import Database
 from server.embedded import EmbeddedPostgres, EmbeddedRedis
 from server.persister import Persister
@@ -46,7 +50,7 @@ CONCURRENCY = 64
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m loadtest.bench_persist", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m server.bench_persist", description=__doc__)
     p.add_argument("--rate", type=float, default=2000.0, help="steady events/s offered")
     p.add_argument("--seconds", type=float, default=15.0, help="length of the steady phase")
     p.add_argument("--backlog", type=int, default=50_000, help="events in the drain phase")
@@ -188,7 +192,7 @@ async def _cleanup(store: Store, db: Database, queues: list[str]) -> None:
     keys = [k async for k in store.redis.scan_iter(match=f"{store.prefix}:*")]
     for i in range(0, len(keys), 1000):
         await store.redis.delete(*keys[i : i + 1000])
-    async with db.pool.acquire() as conn:
+    async with db.connection() as conn:
         await conn.execute("DELETE FROM queue_events WHERE queue = ANY($1::text[])", queues)
 
 
@@ -225,8 +229,11 @@ def _report(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
-    redis_url, dsn = os.environ.get("REDIS_URL"), os.environ.get("DATABASE_URL")
+    settings = Settings.from_environ()
+    redis_url = settings.redis_url.reveal() if settings.redis_url else None
+    dsn = settings.database_url.reveal() if settings.database_url else None
     with tempfile.TemporaryDirectory(prefix="vq-bench-") as folder:
         own_redis = EmbeddedRedis(Path(folder) / "redis") if not redis_url else None
         own_pg = EmbeddedPostgres(Path(folder) / "postgres") if not dsn else None
@@ -235,6 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             dsn = own_pg.start() if own_pg else dsn
             assert redis_url is not None and dsn is not None
             result = asyncio.run(run(args, redis_url, dsn))
+            result["command"] = " ".join(
+                ["python -m server.bench_persist", shlex.join(argv)]
+            ).strip()
         finally:
             for service in (own_redis, own_pg):
                 if service is not None:

@@ -1,0 +1,106 @@
+"""uvicorn's httptools protocol with the limits it lacks: a head size cap and a slow-request timer.
+
+- A request line plus headers over `MAX_HEAD_BYTES` (16 KiB) gets 431 and the connection closes.
+- A request whose head and body have not fully arrived `request_timeout_s` after its first byte
+  gets 408 (or, if an answer has started, just the close): a client that trickles bytes cannot
+  hold a connection and a handler for ever. uvicorn has no such timer.
+- A new connection that sends nothing is closed after the keep-alive timeout, like an idle
+  kept-alive one (uvicorn arms that timer only after a first response).
+WebSocket upgrades are handed over as usual, with the timer stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+MAX_HEAD_BYTES = 16 * 1024
+REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+
+
+class HeadTooLarge(Exception):
+    """Raised from a parser callback to stop parsing a head that is over the limit."""
+
+
+class LimitedHttpProtocol(HttpToolsProtocol):
+    request_timeout_s = 30.0  # set per server by `protocol_class`
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_bytes = 0
+        self._request_timer: asyncio.TimerHandle | None = None
+        self._refused = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.timeout_keep_alive, self.timeout_keep_alive_handler
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_timer()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_bytes = 0
+        self._stop_timer()
+        self._request_timer = self.loop.call_later(self.request_timeout_s, self._too_slow)
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def on_message_complete(self) -> None:
+        self._stop_timer()
+        super().on_message_complete()
+
+    def handle_websocket_upgrade(self) -> None:
+        self._stop_timer()
+        super().handle_websocket_upgrade()
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._refused:  # a refusal of ours already answered and closed
+            super().send_400_response(msg)
+
+    def _count(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > MAX_HEAD_BYTES:
+            self._refuse(431, b"request headers over 16 KiB")
+            raise HeadTooLarge
+
+    def _too_slow(self) -> None:
+        self._request_timer = None
+        if self.cycle is not None and self.cycle.response_started:
+            self.transport.close()
+        else:
+            self._refuse(408, b"the request did not arrive in time")
+
+    def _refuse(self, status: int, message: bytes) -> None:
+        if self._refused or self.transport.is_closing():
+            return
+        self._refused = True
+        body = b'{"error":{"code":"%s","message":"%s"}}' % (
+            b"headers_too_large" if status == 431 else b"request_timeout",
+            message,
+        )
+        head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n" % (status, REASONS[status])
+        head += b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+        self.transport.write(head + body)
+        self.transport.close()
+
+    def _stop_timer(self) -> None:
+        if self._request_timer is not None:
+            self._request_timer.cancel()
+            self._request_timer = None
+
+
+def protocol_class(request_timeout_s: float) -> type[LimitedHttpProtocol]:
+    """The protocol class for one server, with its timeout."""
+    return type("HttpProtocol", (LimitedHttpProtocol,), {"request_timeout_s": request_timeout_s})
