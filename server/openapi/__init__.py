@@ -2,7 +2,8 @@
 
 The document is assembled from small per-area modules of plain dicts: `queue_paths` (customer
 and staff routes), `other_paths` (history, service, pages, docs), `schemas` (named schemas) and
-`common` (parameters, answers, and error answers generated from error codes). To document a new
+`key_paths` (keys, the venue's queues), `common` (parameters, answers, and error answers
+generated from error codes). To document a new
 route, add its entry to the module of its area (or a new module listed in `PATH_MODULES`);
 `tests/server/test_openapi.py` fails until every route of the app is in the document and the
 document names no route the app lacks, and the schemathesis run checks the answers against it.
@@ -14,10 +15,10 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from server.openapi import other_paths, queue_paths
+from server.openapi import key_paths, other_paths, queue_paths
 from server.openapi.schemas import SCHEMAS
 
-PATH_MODULES = (queue_paths, other_paths)
+PATH_MODULES = (queue_paths, key_paths, other_paths)
 VERSION = "1.0.0"
 
 

@@ -14,11 +14,25 @@ from server.errors import STATUS_OF_CODE
 
 Schema = dict[str, Any]
 
-STORE_CODES = ("unavailable",)  # 503: Redis or PostgreSQL unreachable, retry
-BODY_CODES = ("bad_request", "invalid_json", "invalid_body", "payload_too_large")
-IDEMPOTENCY_CODES = ("invalid_idempotency_key",)
+# 503: a store unreachable, or too many requests in progress (both with Retry-After).
+STORE_CODES = ("unavailable", "overloaded")
+# A browser's body must be JSON (415); every body has the contract's limits.
+BODY_CODES = (
+    "bad_request",
+    "invalid_json",
+    "invalid_body",
+    "payload_too_large",
+    "unsupported_media_type",
+)
+# Every changing call: its Idempotency-Key, and a browser's Origin (server/guard.py).
+IDEMPOTENCY_CODES = ("invalid_idempotency_key", "idempotency_key_reused", "forbidden_origin")
 STAFF_CODES = ("unauthorized", "forbidden")
-STATUS_OF = {**STATUS_OF_CODE, "invalid_query": 400, "unavailable": 503}
+STATUS_OF = {
+    **STATUS_OF_CODE,
+    "unavailable": 503,
+    "key_not_found": 404,
+    "last_admin_key": 409,
+}
 
 REQUEST_ID_HEADER = {
     "X-Request-ID": {

@@ -101,13 +101,18 @@ PATHS: dict[str, dict[str, Any]] = {
                 **errors(
                     *BODY_CODES,
                     *IDEMPOTENCY_CODES,
+                    *STAFF_CODES,
                     "queue_not_found",
                     "queue_closed",
+                    "rate_limited",
                     *STORE_CODES,
                 ),
             },
             params=[QUEUE_PARAM, IDEMPOTENCY_PARAM],
             body=json_body(ref("JoinBody"), "An optional name shown to staff."),
+            description="Without a staff key: rate-limited per client address (429 with "
+            "`Retry-After`), and an `Idempotency-Key` needs at least 16 characters. With a "
+            "staff key (of the owning venue, else 401/403): no limits.",
         ),
         "get": operation(
             "The whole line, for staff",

@@ -156,6 +156,24 @@ SCHEMAS: dict[str, Schema] = {
             ),
         ]
     },
+    "KeyBody": obj({}, {"label": short_text(100), "role": {"enum": ["staff", "admin"]}}),
+    "Key": obj(
+        {
+            "key_id": {"type": "string"},
+            "label": {"type": "string"},
+            "role": {"enum": ["staff", "admin"]},
+            "created_at": ISO_TIME,
+            "last_used_at": {"anyOf": [ISO_TIME, {"type": "null"}]},
+        }
+    ),
+    "NewKey": obj(
+        {
+            "key_id": {"type": "string"},
+            "staff_key": {"type": "string", "description": "the secret: shown only here"},
+            "label": {"type": "string"},
+            "role": {"enum": ["staff", "admin"]},
+        }
+    ),
     "Readiness": obj(
         {"ready": {"type": "boolean"}},
         {
