@@ -23,6 +23,7 @@ from typing import Any
 
 from loadtest.analysis import Call, update_latencies
 from loadtest.customer import Customer, Fleet
+from loadtest.failover import Failover
 from loadtest.httpc import HttpClient, HttpError, error_kind
 from loadtest.pipes import listen
 from loadtest.sinks import BaselineSinks
@@ -74,8 +75,8 @@ class Worker:
         self.fleet = Fleet(spec.ws_url, Codec(spec.codec), spec.local_addr)
         self.fleet.rng = random.Random(spec.seed)
         self.fleet.resume_ws_urls = spec.resume_ws_urls
-        self._failover: dict[Customer, int] = {}
         self.customers: list[Customer] = []
+        self.failover = Failover(self.fleet, self.customers)
         self.http = HttpClient(spec.base_url, spec.join_concurrency, spec.local_addr)
         self.sinks = BaselineSinks(spec.local_addr)
         self.joins = 0
@@ -87,8 +88,8 @@ class Worker:
             "churn": self.churn,
             "stop_churn": self.stop_churn,
             "storm": self.storm,
-            "arm_failover": self.arm_failover,
-            "await_failover": self.await_failover,
+            "arm_failover": self.failover.arm,
+            "await_failover": self.failover.wait,
             "final": self.final,
             "samples": self.samples,
             "baseline_connect": self.sinks.connect,
@@ -242,30 +243,6 @@ class Worker:
         if stuck:
             self.fleet.errors["storm_not_resumed"] += stuck
         return {"dropped": len(dropped), "reconnect_s": self.fleet.reconnect_s[before:]}
-
-    async def arm_failover(self) -> int:
-        """Before a node is killed: note who watches, and that their drops are expected."""
-        self.fleet.expect_drops = self.fleet.node_killed = True
-        watching = [c for c in self.customers if c.ws and not c.finished and not c.slow]
-        self._failover = {c: c.drops for c in watching}
-        return len(watching)
-
-    async def await_failover(self, wait_s: float = 60.0) -> dict[str, Any]:
-        """Wait until each watcher noted has lost its socket and has a first frame again;
-        the time from loss to that frame (its exact state, read at registration) each."""
-        before = len(self.fleet.reconnect_s)
-        noted = self._failover
-
-        def back(c: Customer) -> bool:
-            return c.finished or (c.drops > noted[c] and c.dropped_at is None)
-
-        await self.fleet.until(lambda: all(back(c) for c in noted), wait_s)
-        self.fleet.expect_drops = False
-        return {
-            "watching": len(noted),
-            "not_recovered": sum(1 for c in noted if not back(c)),
-            "recovery_s": self.fleet.reconnect_s[before:],
-        }
 
     async def final(self) -> dict[str, Any]:
         """Each checkable watcher's last message, the called seqs, and the frame counts."""

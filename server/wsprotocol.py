@@ -68,7 +68,7 @@ class PushChannel:
     """Writes messages to one WebSocket synchronously, for fan-out; use it on the event loop.
 
     `send()` never waits: a client that stops reading makes `buffered_bytes()` grow, and the
-    caller decides when to `abort()` it (DESIGN invariant 5).
+    caller decides when to `abort()` it (architecture.md inv. 5).
     """
 
     __slots__ = ("_ws",)
