@@ -141,8 +141,11 @@ class Customer:
         elif isinstance(message, Error):
             fleet.frames["error"] += 1
             fleet.errors[f"server_error_{message.code}"] += 1
-        elif message is not None and self._accept(message.ticket_id, message.seq, now):
-            self._record(message, now)
+        elif isinstance(message, Position | Called | Status):
+            if self._accept(message.ticket_id, message.seq, now):
+                self._record(message, now)
+        elif message is not None:  # the queue's state, and messages no customer gets
+            fleet.frames[message.to_wire()["type"]] += 1
 
     def _accept(self, ticket_id: str, seq: int, now: float) -> bool:
         """Check a frame is this ticket's; seq never goes back; note first frames."""

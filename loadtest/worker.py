@@ -246,10 +246,14 @@ class Worker:
 
     async def final(self) -> dict[str, Any]:
         """Each checkable watcher's last message, the called seqs, and the frame counts."""
-        checked = [c for c in self.customers if c.ws is not None and not c.slow]
+        connected = [c for c in self.customers if c.ws is not None and not c.slow]
+        # A watcher back on a socket but not yet sent its state still holds what it saw before
+        # the drop: that is no position the server showed it now, so it is not compared.
+        checked = [c for c in connected if c.dropped_at is None]
         return {
             "last_seen": [(c.ticket_id, c.last[0], c.last[1]) for c in checked],
             "unchecked": len(self.customers) - len(checked),
+            "awaiting_state": len(connected) - len(checked),
             "slow": sum(1 for c in self.customers if c.slow),
             "called_seqs": {c.ticket_id: c.called_seq for c in self.customers if c.called_seq},
             "frames": dict(self.fleet.frames),

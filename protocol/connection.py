@@ -3,6 +3,10 @@
 The server feeds it what arrived (`receive`) and asks it what to send (`outgoing`); it decides
 which client messages are acceptable in which state and keeps `seq` from ever going backwards on
 one connection, so a stale frame that loses a race with a newer one is simply not sent.
+
+A connection watches one thing, chosen by its first message: a ticket (`watch`, `Role.TICKET`),
+a queue's whole line for staff (`watch_queue`, `Role.LINE`) or a queue's display board
+(`watch_board`, `Role.BOARD`). Only a ticket watcher may send `leave`.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from protocol.closecodes import POLICY_VIOLATION
 from protocol.codec import Codec
 from protocol.errors import MalformedMessage, ProtocolError
 from protocol.messages import (
@@ -19,6 +24,8 @@ from protocol.messages import (
     Position,
     ServerMessage,
     Watch,
+    WatchBoard,
+    WatchQueue,
 )
 
 WATCH_TIMEOUT_S = 10.0
@@ -28,6 +35,12 @@ class State(enum.Enum):
     AWAITING_WATCH = "awaiting_watch"
     WATCHING = "watching"
     CLOSED = "closed"
+
+
+class Role(enum.Enum):
+    TICKET = "ticket"  # `watch`: one customer's ticket
+    LINE = "line"  # `watch_queue`: the staff view of a queue
+    BOARD = "board"  # `watch_board`: the public display board of a queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +56,8 @@ class Connection:
         self.codec = codec
         self.state = State.AWAITING_WATCH
         self.ticket_id: str | None = None
+        self.role: Role | None = None
+        self.queue: str | None = None
         self.last_seq = -1
         # The last position sent, as plain fields: a tuple per frame would be garbage the
         # collector has to chase on the fan-out's hottest path.
@@ -59,10 +74,17 @@ class Connection:
             message = self.codec.decode_client(frame)
         except ProtocolError as exc:
             return self._reject(exc)
-        if self.state is State.AWAITING_WATCH and not isinstance(message, Watch):
-            return self._reject(MalformedMessage("the first message must be 'watch'"))
-        if self.state is State.WATCHING and isinstance(message, Watch):
-            return self._reject(MalformedMessage("this connection already watches a ticket"))
+        opening = isinstance(message, Watch | WatchQueue | WatchBoard)
+        if self.state is State.AWAITING_WATCH and not opening:
+            return self._reject(
+                MalformedMessage(
+                    "the first message must be 'watch', 'watch_queue' or 'watch_board'"
+                )
+            )
+        if self.state is State.WATCHING and opening:
+            return self._reject(MalformedMessage("this connection already watches something"))
+        if self.state is State.WATCHING and self.role is not Role.TICKET:
+            return self._reject(MalformedMessage("'leave' needs a ticket watch"))
         if self.state is State.CLOSED:
             return self._reject(MalformedMessage("connection is closing"))
         return message
@@ -71,12 +93,23 @@ class Connection:
         return self._reject(MalformedMessage("no 'watch' message within 10 s"))
 
     def bad_token(self) -> Reject:
+        return self.refuse("unauthorized", "ticket token is missing, malformed or unknown")
+
+    def refuse(self, code: str, message: str) -> Reject:
+        """A well-formed watch the server will not serve (wrong key, unknown queue): 1008."""
         self.state = State.CLOSED
-        return Reject(Error("unauthorized", "ticket token is missing, malformed or unknown"), 1008)
+        return Reject(Error(code, message), POLICY_VIOLATION)
 
     def watching(self, ticket_id: str) -> None:
         self.state = State.WATCHING
+        self.role = Role.TICKET
         self.ticket_id = ticket_id
+
+    def watching_queue(self, queue: str, role: Role) -> None:
+        """Staff (`Role.LINE`) or board (`Role.BOARD`) view of `queue`."""
+        self.state = State.WATCHING
+        self.role = role
+        self.queue = queue
 
     def closed(self) -> None:
         self.state = State.CLOSED
@@ -125,4 +158,14 @@ class Connection:
         return Reject(Error(exc.code, exc.message), exc.close_code)
 
 
-__all__ = ["WATCH_TIMEOUT_S", "Connection", "Leave", "Reject", "State", "Watch"]
+__all__ = [
+    "WATCH_TIMEOUT_S",
+    "Connection",
+    "Leave",
+    "Reject",
+    "Role",
+    "State",
+    "Watch",
+    "WatchBoard",
+    "WatchQueue",
+]

@@ -4,6 +4,11 @@ The estimator keeps an exponentially weighted mean of the time between calls. Un
 `min_calls` calls the honest answer is "don't know" (None). A long silence since the last call
 stretches the interval (people are not being called as fast as before) rather than pretending the
 old rate still holds. All times are seconds passed in by the caller.
+
+Time while the queue is paused or closed is not service time: nobody can be called then, so it
+says nothing about how fast staff work. The caller reports state changes (`set_state`) and the
+estimator measures gaps and silences on an "open clock" that stands still meanwhile, so the
+estimate right after a resume is what it was before the pause.
 """
 
 from __future__ import annotations
@@ -22,9 +27,27 @@ class EtaEstimator:
     min_calls: int = DEFAULT_MIN_CALLS
     interval_s: float | None = None
     calls: int = 0
-    last_call_s: float | None = field(default=None)
+    last_call_s: float | None = field(default=None)  # on the open clock
+    stopped_since_s: float | None = None  # when the queue stopped being open (wall clock)
+    stopped_total_s: float = 0.0  # paused or closed time before `stopped_since_s`
+
+    def set_state(self, state: str, at_s: float) -> None:
+        """The queue became `state` ("open", "paused" or "closed") at `at_s`."""
+        if state != "open" and self.stopped_since_s is None:
+            self.stopped_since_s = at_s
+        elif state == "open" and self.stopped_since_s is not None:
+            self.stopped_total_s += max(0.0, at_s - self.stopped_since_s)
+            self.stopped_since_s = None
+
+    def open_clock(self, at_s: float) -> float:
+        """`at_s` minus every paused or closed second before it."""
+        stopped = self.stopped_total_s
+        if self.stopped_since_s is not None:
+            stopped += max(0.0, at_s - self.stopped_since_s)
+        return at_s - stopped
 
     def record_call(self, at_s: float) -> None:
+        at_s = self.open_clock(at_s)
         if self.last_call_s is not None and at_s >= self.last_call_s:
             gap = at_s - self.last_call_s
             if gap <= MAX_CALL_INTERVAL_S:
@@ -37,7 +60,8 @@ class EtaEstimator:
         self.calls += 1
 
     def seed(self, interval_s: float, calls: int, last_call_s: float | None) -> None:
-        """Start from history (e.g. the event log) instead of from nothing."""
+        """Start from history (e.g. the event log) instead of from nothing (`last_call_s` on
+        the open clock)."""
         self.interval_s = interval_s
         self.calls = calls
         self.last_call_s = last_call_s
@@ -45,7 +69,7 @@ class EtaEstimator:
     def current_interval_s(self, now_s: float) -> float | None:
         if self.interval_s is None or self.calls < self.min_calls or self.last_call_s is None:
             return None
-        silence = now_s - self.last_call_s
+        silence = self.open_clock(now_s) - self.last_call_s
         if silence > MAX_CALL_INTERVAL_S:
             return None
         return max(self.interval_s, silence)

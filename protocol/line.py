@@ -1,9 +1,12 @@
 """One node's mirror of a queue's line, and which watched tickets an event moves.
 
-A node keeps, per queue with local watchers, the ticket numbers waiting in order (a snapshot
-from Redis, then each event applied to it) and the numbers its own watchers hold. A ticket's
-position is its rank in the mirror plus one, so no event needs a Redis call per watcher: a
-removal ahead of you moves you up one; a join at the tail moves nobody.
+The line is ordered by a score that encodes (priority, order): see `protocol/score.py`. A node
+keeps, per queue with local watchers, the waiting tickets' scores in order (a snapshot from
+Redis, then each event applied to it) and the numbers its own watchers hold. A ticket's position
+is its rank in the mirror plus one, so no event needs a Redis call per watcher: a removal ahead
+of you moves you up one, an insertion ahead of you (a priority join, a requeue, a transfer in)
+moves you down one, and a join at the tail of the lowest priority moves nobody. Work per event is
+O(watchers moved) plus one memmove of the score array.
 
 Each event carries the queue's `(epoch, seq)`. `apply()` refuses an event that does not follow
 the last one (a gap, or another epoch) and the caller resyncs from a fresh snapshot.
@@ -15,6 +18,7 @@ import enum
 from array import array
 from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -29,6 +33,12 @@ class EventKind(enum.Enum):
     RESUMED = "resumed"
     CLOSED = "closed"
     OPENED = "opened"
+    REMOVED = "removed"  # by staff or by the closing hour; one ticket (`n`) or many (`ns`)
+    RECALLED = "recalled"  # a called ticket called again
+    REQUEUED = "requeued"  # a called or no-show ticket put back in the line (a placement)
+    TRANSFERRED = "transferred"  # moved out to another queue (`tq`, `tn`)
+    TRANSFER_IN = "transfer_in"  # arrived from another queue (a placement)
+    SETTINGS = "settings"  # the queue's settings changed
 
 
 QUEUE_STATE_AFTER = {
@@ -37,6 +47,20 @@ QUEUE_STATE_AFTER = {
     EventKind.CLOSED: "closed",
     EventKind.OPENED: "open",
 }
+# Events that put a ticket into the line at the score they carry.
+PLACEMENTS = frozenset({EventKind.JOINED, EventKind.REQUEUED, EventKind.TRANSFER_IN})
+# Events that take a ticket out of the line (if it was waiting).
+REMOVALS = frozenset({EventKind.LEFT, EventKind.CALLED, EventKind.REMOVED, EventKind.TRANSFERRED})
+
+
+def _opt_int(data: dict[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    return None if value is None else int(value)
+
+
+def _opt_str(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    return None if value is None else str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,20 +74,36 @@ class Notice:
     waiting: int = 0  # line length after the change
     counter: str | None = None
     at_ms: int = 0
+    score: float | None = None  # where a placed ticket now stands in the line
+    priority: int | None = None
+    name: str | None = None
+    numbers: tuple[int, ...] = ()  # a bulk removal's tickets
+    recall: bool = False
+    target_queue: str | None = None  # a transfer out: where the ticket went
+    target_number: int | None = None
+    respaced: bool = False  # the script renumbered the line's scores: only a snapshot can follow
 
     @classmethod
     def from_wire(cls, raw: bytes) -> Notice:
         """Parse a published notice; ValueError / KeyError / TypeError when malformed."""
         data = orjson.loads(raw)
-        counter = data.get("c")
+        score = data.get("sc")
         return cls(
             epoch=str(data["e"]),
             seq=int(data["s"]),
             kind=EventKind(data["k"]),
-            number=int(data["n"]) if "n" in data else None,
+            number=_opt_int(data, "n"),
             waiting=int(data["w"]),
-            counter=None if counter is None else str(counter),
+            counter=_opt_str(data, "c"),
             at_ms=int(data.get("at", 0)),
+            score=None if score is None else float(int(score)),  # sent as text: exact digits
+            priority=_opt_int(data, "p"),
+            name=_opt_str(data, "nm"),
+            numbers=tuple(int(n) for n in data.get("ns") or ()),
+            recall=bool(data.get("r")),
+            target_queue=_opt_str(data, "tq"),
+            target_number=_opt_int(data, "tn"),
+            respaced=bool(data.get("rs")),
         )
 
 
@@ -73,6 +113,7 @@ class Snapshot:
     seq: int
     state: str
     numbers: tuple[int, ...]  # waiting tickets, in order
+    scores: tuple[float, ...] = ()  # their scores (ZRANGE WITHSCORES); empty: the numbers'
 
 
 class Outcome(enum.Enum):
@@ -86,29 +127,52 @@ class LineMirror:
         self.epoch = snapshot.epoch
         self.seq = snapshot.seq
         self.state = snapshot.state
-        self.numbers = array("q", sorted(snapshot.numbers))
-        self.watched: list[int] = []  # sorted numbers of locally watched tickets
+        self.scores = array("d")  # waiting tickets' scores, ascending (the line, in order)
+        self.numbers = array("q")  # the same tickets' numbers, in the same order
+        self.score_of: dict[int, float] = {}
+        self.watched: set[int] = set()  # locally watched numbers, waiting or not
+        self._watched_line: list[tuple[float, int]] = []  # watched and waiting, by score
+        self._load(snapshot)
+
+    def _load(self, snapshot: Snapshot) -> None:
+        scores = snapshot.scores or tuple(float(n) for n in snapshot.numbers)
+        pairs = sorted(zip(scores, snapshot.numbers, strict=True))
+        self.scores = array("d", (s for s, _ in pairs))
+        self.numbers = array("q", (n for _, n in pairs))
+        self.score_of = {n: s for s, n in pairs}
+        self._watched_line = sorted(
+            (self.score_of[n], n) for n in self.watched if n in self.score_of
+        )
 
     @property
     def waiting(self) -> int:
-        return len(self.numbers)
+        return len(self.scores)
 
     def position(self, number: int) -> int | None:
         """1-based place in line, or None when the ticket is not waiting (as far as we know)."""
-        i = bisect_left(self.numbers, number)
-        if i < len(self.numbers) and self.numbers[i] == number:
-            return i + 1
-        return None
+        score = self.score_of.get(number)
+        if score is None:
+            return None
+        return bisect_left(self.scores, score) + 1
+
+    def score(self, number: int) -> float | None:
+        return self.score_of.get(number)
 
     def watch(self, number: int) -> None:
-        i = bisect_left(self.watched, number)
-        if i == len(self.watched) or self.watched[i] != number:
-            self.watched.insert(i, number)
+        if number in self.watched:
+            return
+        self.watched.add(number)
+        score = self.score_of.get(number)
+        if score is not None:
+            insort(self._watched_line, (score, number))
 
     def unwatch(self, number: int) -> None:
-        i = bisect_left(self.watched, number)
-        if i < len(self.watched) and self.watched[i] == number:
-            del self.watched[i]
+        if number not in self.watched:
+            return
+        self.watched.discard(number)
+        score = self.score_of.get(number)
+        if score is not None:
+            self._watched_line.remove((score, number))
 
     def apply(self, notice: Notice) -> tuple[Outcome, list[int]]:
         """Apply one event; return the outcome and the watched numbers whose position changed."""
@@ -116,41 +180,57 @@ class LineMirror:
             return Outcome.GAP, []
         if notice.seq <= self.seq:
             return Outcome.STALE, []
-        if notice.seq != self.seq + 1:
+        if notice.seq != self.seq + 1 or notice.respaced:
             return Outcome.GAP, []
         self.seq = notice.seq
         moved: list[int] = []
         kind = notice.kind
-        if kind is EventKind.JOINED and notice.number is not None:
-            if not self.numbers or notice.number > self.numbers[-1]:
-                self.numbers.append(notice.number)
-            else:  # only after a rebuild can a join land mid-line
-                insort(self.numbers, notice.number)
-                moved = self._behind(notice.number)
-            if self._is_watched(notice.number):
-                moved.insert(0, notice.number)
-        elif kind in (EventKind.LEFT, EventKind.CALLED) and notice.number is not None:
-            i = bisect_left(self.numbers, notice.number)
-            if i < len(self.numbers) and self.numbers[i] == notice.number:
-                del self.numbers[i]
-                moved = self._behind(notice.number)
+        if kind in PLACEMENTS and notice.number is not None:
+            if notice.score is None or notice.number in self.score_of:
+                return Outcome.GAP, []
+            moved = self._insert(notice.number, notice.score)
+        elif kind in REMOVALS:
+            numbers = notice.numbers or (() if notice.number is None else (notice.number,))
+            moved = self._remove_many(numbers)
         elif kind in QUEUE_STATE_AFTER:
             self.state = QUEUE_STATE_AFTER[kind]
-        if len(self.numbers) != notice.waiting:
+        if len(self.scores) != notice.waiting:
             return Outcome.GAP, []  # our line disagrees with Redis's count: do not trust it
         return Outcome.APPLIED, moved
 
-    def _behind(self, number: int) -> list[int]:
-        return self.watched[bisect_right(self.watched, number) :]
+    def _insert(self, number: int, score: float) -> list[int]:
+        i = bisect_left(self.scores, score)
+        self.scores.insert(i, score)
+        self.numbers.insert(i, number)
+        self.score_of[number] = score
+        moved = self._behind(score)
+        if number in self.watched:
+            insort(self._watched_line, (score, number))
+            moved.insert(0, number)
+        return moved
 
-    def _is_watched(self, number: int) -> bool:
-        i = bisect_left(self.watched, number)
-        return i < len(self.watched) and self.watched[i] == number
+    def _remove_many(self, numbers: tuple[int, ...]) -> list[int]:
+        lowest: float | None = None
+        for number in numbers:
+            score = self.score_of.pop(number, None)
+            if score is None:
+                continue
+            i = bisect_left(self.scores, score)
+            del self.scores[i]
+            del self.numbers[i]
+            if number in self.watched:
+                self._watched_line.remove((score, number))
+            lowest = score if lowest is None else min(lowest, score)
+        return [] if lowest is None else self._behind(lowest)
+
+    def _behind(self, score: float) -> list[int]:
+        start = bisect_right(self._watched_line, (score, float("inf")))
+        return [number for _, number in self._watched_line[start:]]
 
     def reset(self, snapshot: Snapshot) -> list[int]:
         """Replace the line by a fresh snapshot; return every watched number (all to recheck)."""
         self.epoch = snapshot.epoch
         self.seq = snapshot.seq
         self.state = snapshot.state
-        self.numbers = array("q", sorted(snapshot.numbers))
-        return list(self.watched)
+        self._load(snapshot)
+        return sorted(self.watched)

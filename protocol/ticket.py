@@ -12,23 +12,34 @@ from typing import Any
 
 import orjson
 
+from protocol.score import BAND, GAP, MAX_PRIORITY, MID
+
 # How long a finished ticket stays readable (its token answers with the final status).
 FINISHED_KEEP_MS = 24 * 3600 * 1000
 # Gaps between calls longer than this are breaks (lunch, closing time), not service speed.
 MAX_CALL_INTERVAL_S = 30 * 60
-# Statuses a ticket never leaves; a watcher of one is told and closed.
-FINAL_STATUSES = frozenset({"served", "no_show", "left"})
+# Finished statuses. A watcher of one is told, and closed, except after `no_show` (staff may
+# requeue the ticket within a day, and the watcher should see it) and `transferred` (the
+# watcher is sent where the ticket went, then closed).
+FINAL_STATUSES = frozenset({"served", "no_show", "left", "removed", "transferred"})
+ENDS_WATCH = frozenset({"served", "left", "removed"})
 STATUSES = frozenset({"waiting", "called"}) | FINAL_STATUSES
 
 
 def lua_constants() -> str:
     """The shared constants as Lua locals, prepended to every script."""
-    return f"local FINISHED_KEEP_MS = {FINISHED_KEEP_MS}\n"
+    return (
+        f"local FINISHED_KEEP_MS = {FINISHED_KEEP_MS}\n"
+        f"local BAND, MID, GAP = {BAND:.0f}, {MID:.0f}, {GAP:.0f}\n"
+        f"local MAX_PRIORITY = {MAX_PRIORITY}\n"
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class TicketRecord:
-    """One value of the `tickets` hash: `{"s", "nc", "j", "nm"?, "ct"?, "c"?, "f"?}`."""
+    """One value of the `tickets` hash: `{"s", "nc", "j", "nm"?, "ct"?, "c"?, "f"?, "p"?,
+    "tq"?, "tn"?, "tnc"?, "x"?}` (`p` priority; `tq`/`tn`/`tnc` where a transferred ticket went,
+    `x` the id of the transfer that moved it, so that transfer_out.lua can answer a repeat)."""
 
     status: str
     nonce: str
@@ -37,6 +48,11 @@ class TicketRecord:
     counter: str | None = None
     called_ms: int | None = None
     finished_ms: int | None = None
+    priority: int = 0
+    to_queue: str | None = None
+    to_number: int | None = None
+    to_nonce: str | None = None
+    transfer_id: str | None = None
 
     @classmethod
     def decode(cls, raw: bytes | str) -> TicketRecord:
@@ -52,6 +68,11 @@ class TicketRecord:
                 counter=_opt_str(data.get("ct")),
                 called_ms=_opt_int(data.get("c")),
                 finished_ms=_opt_int(data.get("f")),
+                priority=int(data.get("p", 0)),
+                to_queue=_opt_str(data.get("tq")),
+                to_number=_opt_int(data.get("tn")),
+                to_nonce=_opt_str(data.get("tnc")),
+                transfer_id=_opt_str(data.get("x")),
             )
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             raise ValueError(f"not a ticket record: {exc}") from None
@@ -69,6 +90,12 @@ class TicketRecord:
             data["c"] = self.called_ms
         if self.finished_ms is not None:
             data["f"] = self.finished_ms
+        if self.priority:
+            data["p"] = self.priority
+        if self.to_queue is not None:
+            data.update(tq=self.to_queue, tn=self.to_number, tnc=self.to_nonce)
+        if self.transfer_id is not None:
+            data["x"] = self.transfer_id
         return data
 
     def encode(self) -> bytes:
@@ -91,6 +118,11 @@ class TicketView:
     seq: int
     epoch: str
     queue_state: str
+    priority: int = 0
+    finished_ms: int | None = None
+    to_queue: str | None = None  # a transferred ticket: where it went
+    to_number: int | None = None
+    to_nonce: str | None = None
 
     @classmethod
     def of(
@@ -118,6 +150,11 @@ class TicketView:
             seq=seq,
             epoch=epoch,
             queue_state=queue_state,
+            priority=record.priority,
+            finished_ms=record.finished_ms,
+            to_queue=record.to_queue,
+            to_number=record.to_number,
+            to_nonce=record.to_nonce,
         )
 
 

@@ -8,6 +8,9 @@ the sockets, Redis and the clock, feeds events in and carries the returned actio
     inputs                                   actions out
     register / unregister a watcher          Frames(watchers, frames)   write without waiting
     start(watcher, view): its first state    End(watcher)               close it normally
+    register_view / unregister_view          Follow(watchers, number)   a transferred ticket:
+    receive_book(book, now)                                             send `moved`, then End
+                                             ReadBook()                 read the views' book
     receive_notice(notice, now)              Resync(reason, delay_s)    read a snapshot, then
     resubscribed()                                                      call receive_snapshot
     receive_snapshot(snapshot, views, now)   FlushAt(at_s)              call flush(at_s) then
@@ -28,17 +31,30 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from protocol.codec import Codec, position_json
-from protocol.connection import Connection
+from protocol.connection import Connection, Role
 from protocol.eta import EtaEstimator, eta_for
 from protocol.flush import FlushPolicy
-from protocol.line import EventKind, LineMirror, Notice, Outcome, Snapshot
-from protocol.messages import Called, Position, ServerMessage, Status
+from protocol.line import (
+    PLACEMENTS,
+    QUEUE_STATE_AFTER,
+    EventKind,
+    LineMirror,
+    Notice,
+    Outcome,
+    Snapshot,
+)
+from protocol.messages import Called, Position, QueueState, ServerMessage, Status
 from protocol.names import ticket_id
-from protocol.ticket import FINAL_STATUSES, TicketView
+from protocol.ticket import ENDS_WATCH, FINAL_STATUSES, TicketView
+from protocol.viewwatch import BookSnapshot, QueueViews, ViewFrames, encoded
 
 W = TypeVar("W", bound=Hashable)
 
 MISSING_RETRY_S = 1.0  # the queue is not in Redis (lost, or being rebuilt): look again then
+BOOK_RETRY_S = 0.2  # a book read that could not be caught up: read again after this
+# Ticket events that send the ticket's own watchers nothing at once: a placement (join,
+# requeue, transfer in) reaches them as a position at the next flush.
+TICKET_SILENT = PLACEMENTS | {EventKind.SETTINGS}
 
 
 class ResyncReason(enum.Enum):
@@ -97,7 +113,24 @@ class Quote:
     eta_s: int
 
 
-Action = Frames[W] | End[W] | Resync | FlushAt | Quote
+@dataclass(frozen=True, slots=True)
+class Follow(Generic[W]):
+    """The ticket was transferred: read where it went, send these watchers `moved` with a token
+    for the new ticket, then close them normally (End)."""
+
+    watchers: list[W]
+    number: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadBook:
+    """Read the views' book (`BookSnapshot`) after `delay_s` and feed it to `receive_book`."""
+
+    delay_s: float = 0.0
+
+
+Action = Frames[W] | End[W] | Resync | FlushAt | Quote | Follow[W] | ReadBook
 
 
 class QueueWatch(Generic[W]):
@@ -117,16 +150,18 @@ class QueueWatch(Generic[W]):
         self._quoted: set[int] = set()
         self._drift_seq: int | None = None
         self._resync_requested = False
+        self.views: QueueViews[W] = QueueViews(queue)  # `watch_queue` / `watch_board` watchers
+        self._book_requested = False
 
     # -- watchers -------------------------------------------------------------------------------
 
     @property
     def watcher_count(self) -> int:
-        return sum(len(group) for group in self._groups.values())
+        return sum(len(group) for group in self._groups.values()) + self.views.count
 
     @property
     def idle(self) -> bool:
-        return not self._groups
+        return not self._groups and not self.views.count
 
     def watched(self) -> list[int]:
         """The ticket numbers with local watchers: what a snapshot must read with the line."""
@@ -160,7 +195,7 @@ class QueueWatch(Generic[W]):
         """
         conn = self._groups[view.number][watcher]
         tid = ticket_id(self.queue, view.number)
-        actions: list[Action[W]] = []
+        actions: list[Action[W]] = self._first_queue_state(watcher, conn, view)
         message: ServerMessage
         if view.status == "called":
             message = Called(tid, view.counter, view.seq)
@@ -169,16 +204,29 @@ class QueueWatch(Generic[W]):
         else:
             position = self._first_position(tid, view, now)
             if position is None:
-                return []
+                return actions
             message = position
             if position.eta_s is not None and view.number not in self._quoted:
                 self._quoted.add(view.number)
                 actions.append(Quote(view.number, position.position, position.eta_s))
         if conn.outgoing(message):
             actions.append(Frames([watcher], [conn.codec.encode(message)], False))
-        if view.status in FINAL_STATUSES:
+        if view.status == "transferred":
+            actions.append(Follow([watcher], view.number, view.seq))
+        elif view.status in ENDS_WATCH:
             actions.append(End(watcher))
         return actions
+
+    def _first_queue_state(self, watcher: W, conn: Connection, view: TicketView) -> list[Action[W]]:
+        """The queue's state, first of all (the mirror's when it is past the read)."""
+        mirror, state, seq = self.mirror, view.queue_state, view.seq
+        live = mirror is not None and self.phase is Phase.LIVE and mirror.epoch == view.epoch
+        if live and mirror is not None and mirror.seq > view.seq:
+            state, seq = mirror.state, mirror.seq
+        message = QueueState(self.queue, state, seq)
+        if not conn.outgoing(message):
+            return []
+        return [Frames([watcher], [conn.codec.encode(message)], False)]
 
     def _first_position(self, tid: str, view: TicketView, now: float) -> Position | None:
         mirror = self.mirror
@@ -199,6 +247,46 @@ class QueueWatch(Generic[W]):
         eta = self.eta.estimate_s(position, now) if state == "open" else None
         return Position(tid, position, waiting, eta, seq)
 
+    # -- staff and board views (protocol/viewwatch.py) -------------------------------------------
+
+    def register_view(self, watcher: W, role: Role, conn: Connection) -> list[Action[W]]:
+        """A `watch_queue` / `watch_board` watcher: its first frames once the book is read."""
+        if self.views.register(watcher, role, conn):
+            return self._read_book()
+        if self.mirror is None or self.phase is not Phase.LIVE:
+            return []  # the snapshot under way starts it
+        return self._view_frames(self.views.start(self.mirror))
+
+    def unregister_view(self, watcher: W) -> None:
+        self.views.unregister(watcher)
+
+    def receive_book(self, book: BookSnapshot | None, now: float) -> list[Action[W]]:
+        """The book read for a `ReadBook`; read again if it cannot be brought to the mirror."""
+        self._book_requested = False
+        mirror = self.mirror
+        if not self.views.needs_read:
+            return []
+        if book is None or mirror is None or self.phase is not Phase.LIVE:
+            # No queue (being rebuilt), or a resync under way, which asks again once live.
+            return self._read_book(BOOK_RETRY_S)
+        again, frames = self.views.load(book, mirror)
+        actions = self._view_frames(frames)
+        if again:
+            actions += self._read_book(BOOK_RETRY_S)
+        return actions + self._schedule_flush(now)
+
+    def _read_book(self, delay_s: float = 0.0) -> list[Action[W]]:
+        if self._book_requested or not self.views.needs_read:
+            return []
+        if self.mirror is None or self.phase is not Phase.LIVE:
+            return []  # the snapshot under way asks for it once the mirror is live
+        self._book_requested = True
+        return [ReadBook(delay_s)]
+
+    @staticmethod
+    def _view_frames(frames: list[ViewFrames[W]]) -> list[Action[W]]:
+        return [Frames(f.watchers, f.frames, f.replaceable) for f in frames]
+
     # -- notices --------------------------------------------------------------------------------
 
     def receive_notice(self, notice: Notice, now: float) -> list[Action[W]]:
@@ -214,29 +302,42 @@ class QueueWatch(Generic[W]):
         if outcome is Outcome.STALE:
             return []
         self._dirty.update(moved)
-        actions: list[Action[W]] = []
+        actions: list[Action[W]] = self._view_frames(self.views.apply(notice, mirror))
         if notice.kind is EventKind.CALLED:
             self.eta.record_call(notice.at_ms / 1000.0)
-        if notice.number is None:  # paused, resumed, closed, opened: every ETA changes
+        if notice.kind in QUEUE_STATE_AFTER:  # every ETA changes, and everyone is told
+            self.eta.set_state(mirror.state, notice.at_ms / 1000.0)  # stopped time is no service
             self._dirty.update(self._groups)
-        elif notice.kind is not EventKind.JOINED:
-            actions += self._ticket_event(notice, notice.number)
+            state = QueueState(self.queue, mirror.state, notice.seq)
+            for group in self._groups.values():
+                actions.append(self._frames(group, state))
+        for number in (notice.number,) if notice.number is not None else notice.numbers:
+            if notice.kind not in TICKET_SILENT:
+                actions += self._ticket_event(notice, number)
+            elif notice.kind in PLACEMENTS and number in self._groups:
+                self._dirty.add(number)  # back in line (a requeue after a no-show): its place
+        if self.views.needs_read:
+            actions += self._read_book()
         return actions + self._schedule_flush(now)
 
     def _ticket_event(self, notice: Notice, number: int) -> list[Action[W]]:
-        """Tell a called or finished ticket's watchers now: never coalesced away."""
+        """Tell a called, recalled or finished ticket's watchers now: never coalesced away."""
         group = self._groups.get(number)
         if not group:
             return []
         self._dirty.discard(number)
         tid = ticket_id(self.queue, number)
+        kind = notice.kind
         message: ServerMessage
-        if notice.kind is EventKind.CALLED:
-            message = Called(tid, notice.counter, notice.seq)
+        if kind is EventKind.CALLED or kind is EventKind.RECALLED:
+            recall = kind is EventKind.RECALLED
+            message = Called(tid, notice.counter, notice.seq, recall=recall)
         else:
-            message = Status(tid, notice.kind.value, notice.seq)
+            message = Status(tid, kind.value, notice.seq)
         actions: list[Action[W]] = [self._frames(group, message)]
-        if notice.kind is not EventKind.CALLED:
+        if kind is EventKind.TRANSFERRED:
+            actions.append(Follow(list(group), number, notice.seq))
+        elif kind.value in ENDS_WATCH:
             actions += [End(watcher) for watcher in group]
         return actions
 
@@ -278,12 +379,19 @@ class QueueWatch(Generic[W]):
             return self._request(ResyncReason.MISSING, MISSING_RETRY_S) if self._groups else []
         if self.mirror is None:
             self.mirror = LineMirror(snapshot)
+            self.eta.set_state(snapshot.state, now)
         else:
             self.mirror.reset(snapshot)
         for number in self._groups:
             self.mirror.watch(number)
         self.phase = Phase.LIVE
         actions = self._correct(views)
+        # The state as of the snapshot, to everyone: a change whose notice was lost, or was
+        # older than the snapshot and so skipped, is told here (a connection drops an older one).
+        state = QueueState(self.queue, snapshot.state, snapshot.seq)
+        actions += [self._frames(group, state) for group in self._groups.values()]
+        if self.views.invalidate():  # notices may have been lost: the book too
+            actions += self._read_book()
         pending, self._pending = self._pending, []
         for notice in pending:  # those older than the snapshot are stale and skipped
             actions += self.receive_notice(notice, now)
@@ -307,7 +415,10 @@ class QueueWatch(Generic[W]):
                 actions.append(self._frames(group, Called(tid, view.counter, view.seq)))
             elif view.status in FINAL_STATUSES:
                 actions.append(self._frames(group, Status(tid, view.status, view.seq)))
-                actions += [End(watcher) for watcher in group]
+                if view.status == "transferred":
+                    actions.append(Follow(list(group), number, view.seq))
+                elif view.status in ENDS_WATCH:
+                    actions += [End(watcher) for watcher in group]
         return actions
 
     def check(self, epoch: str | None, seq: int | None) -> list[Action[W]]:
@@ -332,7 +443,8 @@ class QueueWatch(Generic[W]):
     # -- flushing -------------------------------------------------------------------------------
 
     def _schedule_flush(self, now: float) -> list[Action[W]]:
-        if self._flush_at is not None or not self._dirty or self.phase is not Phase.LIVE:
+        dirty = self._dirty or self.views.dirty
+        if self._flush_at is not None or not dirty or self.phase is not Phase.LIVE:
             return []
         self._flush_at = now + self._policy.delay_s(now)
         return [FlushAt(self._flush_at)]
@@ -344,12 +456,12 @@ class QueueWatch(Generic[W]):
         if mirror is None or self.phase is not Phase.LIVE:
             return []  # the snapshot under way reschedules
         self._policy.flushed(now)
+        actions: list[Action[W]] = self._view_frames(self.views.flush(mirror))
         dirty, self._dirty = self._dirty, set()
         interval = self.eta.current_interval_s(now) if mirror.state == "open" else None
         waiting, seq, queue, quoted = mirror.waiting, mirror.seq, self.queue, self._quoted
         watchers: list[W] = []
         frames: list[bytes] = []
-        actions: list[Action[W]] = []
         for number in dirty:
             group = self._groups.get(number)
             position = mirror.position(number)
@@ -378,15 +490,5 @@ class QueueWatch(Generic[W]):
     # -- helpers --------------------------------------------------------------------------------
 
     def _frames(self, group: dict[W, Connection], message: ServerMessage) -> Frames[W]:
-        cache: dict[Codec, bytes] = {}
-        watchers: list[W] = []
-        frames: list[bytes] = []
-        for watcher, conn in group.items():
-            if not conn.outgoing(message):
-                continue
-            frame = cache.get(conn.codec)
-            if frame is None:
-                frame = cache[conn.codec] = conn.codec.encode(message)
-            watchers.append(watcher)
-            frames.append(frame)
+        watchers, frames = encoded(group.items(), message)
         return Frames(watchers, frames, False)

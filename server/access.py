@@ -16,6 +16,7 @@ from server.auth import (
 from server.db.keys import KeyTable
 from server.errors import ApiError, Unavailable
 from server.services import Services
+from server.store import KeyRing
 
 
 def ticket_claim(request: Request, svc: Services, ticket_id: str) -> TicketClaim:
@@ -52,7 +53,12 @@ async def admin_identity(request: Request, svc: Services) -> StaffIdentity:
 
 async def staff_identity(request: Request, svc: Services) -> StaffIdentity:
     """Who the staff key in the request speaks for; 401 when missing, wrong or revoked."""
-    key = bearer(request.headers.get("authorization"))
+    return await key_identity(svc, bearer(request.headers.get("authorization")))
+
+
+async def key_identity(svc: Services, key: str | None) -> StaffIdentity:
+    """Who a staff key speaks for (an HTTP header, or a `watch_queue` message); 401 when
+    missing, wrong or revoked."""
     key_id = None if key is None else parse_staff_key(key)
     if key is None or key_id is None:
         raise ApiError.from_code("unauthorized", "a valid staff key is required")
@@ -66,7 +72,7 @@ async def staff_identity(request: Request, svc: Services) -> StaffIdentity:
         # PostgreSQL down: a key verified recently still works, so the live queue keeps going,
         # unless Redis knows it was revoked (the eviction may have been missed).
         cached = svc.keys.get(digest, stale=True)
-        if await svc.store.key_revoked(key_id):
+        if await KeyRing(svc.store).revoked(key_id):
             raise ApiError.from_code("unauthorized", "this key was revoked") from None
         if cached is None:
             raise
@@ -80,14 +86,19 @@ async def staff_identity(request: Request, svc: Services) -> StaffIdentity:
 
 async def owned_queue(svc: Services, queue: str, venue_id: str) -> None:
     """404 for an unknown queue, 403 for another venue's queue."""
+    require_owner(await queue_owner(svc, queue), venue_id)
+
+
+async def queue_owner(svc: Services, queue: str) -> str | None:
+    """The venue id owning `queue` (Redis first, then PostgreSQL), or None when there is none."""
     if not is_slug(queue):
-        raise ApiError.from_code("queue_not_found")
+        return None
     meta = await svc.store.queue_meta(queue)
     owner = meta.get("venue") if meta is not None else None
     if owner is None:
         row = await svc.db.queue(queue)
         owner = None if row is None else row.venue_id
-    require_owner(owner, venue_id)
+    return owner
 
 
 def require_owner(owner: str | None, venue_id: str) -> None:
@@ -103,3 +114,17 @@ def parse_ticket(ticket_id: str) -> tuple[str, int]:
     if parsed is None:
         raise ApiError.from_code("ticket_not_found")
     return parsed
+
+
+async def owned_ticket(request: Request, svc: Services) -> tuple[str, str, int]:
+    """(venue, queue, number) of the path's ticket, whose queue the staff key's venue owns;
+    404 `ticket_not_found` for an unknown or malformed ticket id."""
+    venue = await staff_venue(request, svc)
+    queue, number = parse_ticket(request.path_params["ticket_id"])
+    try:
+        await owned_queue(svc, queue, venue)
+    except ApiError as exc:
+        if exc.code == "queue_not_found":
+            raise ApiError.from_code("ticket_not_found") from None
+        raise
+    return venue, queue, number

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Scope
 
-from server import customers, history, keyroutes, limits, metrics, pages, staff
+from server import customers, history, keyroutes, limits, metrics, pages, shaping, staff
 from server.auth import KeyCache, TicketSigner
 from server.config import Settings
 from server.counters import Tally
@@ -34,8 +34,9 @@ from server.persister import Persister
 from server.queues import KnownQueues
 from server.recovery import Recovery
 from server.requestctx import RequestContext
+from server.scheduler import Scheduler
 from server.services import Services
-from server.store import Store
+from server.store import KeyRing, Store
 from server.ws import WatchEndpoint
 from server.wsprotocol import WebSocketProtocol
 
@@ -128,13 +129,18 @@ async def build_services(settings: Settings) -> Services:
     fanout = Fanout(store, settings.flush_ms, settings.stuck_close_s, settings.resync_check_s)
     fanout.seed_eta = history.eta_seeder(EventLog(db))
     await fanout.start()
-    signer = TicketSigner(settings.secret_key.reveal(), await store.sha256_tokens_since_ms())
+    signer = TicketSigner(
+        settings.secret_key.reveal(), await KeyRing(store).sha256_tokens_since_ms()
+    )
+    fanout.sign = signer.sign
     recovery = Recovery(store, db)
     persister = Persister(store, db, recovery, batch=settings.persist_batch)
     fanout.on_quote = persister.quotes.record
     await persister.start()
     svc = Services(settings, store, db, fanout, signer, KeyCache(), recovery.rebuild, persister)
     svc.known_queues = KnownQueues(db)
+    svc.scheduler = Scheduler(store)
+    await svc.scheduler.start()
     return svc
 
 
@@ -154,6 +160,8 @@ class VqueueApp(Starlette):
 
 
 async def close_services(svc: Services) -> None:
+    if svc.scheduler is not None:
+        await svc.scheduler.stop()
     if svc.persister is not None:
         await svc.persister.stop()
     await svc.fanout.stop()
@@ -168,7 +176,7 @@ def create_app(settings: Settings) -> Starlette:
         Tally.enabled = settings.metrics
         svc.metrics = metrics.build_registry(svc) if settings.metrics else None
         app.state.services = svc
-        following = keyroutes.start_following(svc.store, svc.keys)
+        following = keyroutes.start_following(svc.store, svc.keys, svc.fanout.close_views_of_key)
         # Everything allocated so far lives as long as the process: keep it out of the cyclic
         # collector's full passes, which otherwise walk it while 10k sockets wait for frames.
         gc.freeze()
@@ -190,6 +198,7 @@ def create_app(settings: Settings) -> Starlette:
         *metrics.ROUTES,
         *customers.ROUTES,
         *staff.ROUTES,
+        *shaping.ROUTES,
         *keyroutes.ROUTES,
         *history.ROUTES,
         *pages.ROUTES,

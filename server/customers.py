@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from protocol.names import ticket_id
+from protocol.score import MAX_PRIORITY
 from server.access import live_ticket_claim, owned_queue, staff_venue
+from server.auth import bearer, parse_staff_key
 from server.counters import Tally
 from server.errors import ApiError
 from server.httpio import JSONResponse, idempotency_key, optional_text, read_body, read_object
@@ -38,9 +42,10 @@ async def join(request: Request) -> Response:
     idem = idempotency_key(request, 1 if staff else MIN_PUBLIC_IDEMPOTENCY_KEY_CHARS)
     data = await read_object(request)
     name = optional_text(data, "name", MAX_NAME_CHARS)
+    priority = await _staff_priority(request, queue, data)
     fp = fingerprint(request, await read_body(request)) if idem else ""
     result = await with_live_queue(
-        svc, queue, lambda: svc.store.join(queue, name, idem, fp, limits)
+        svc, queue, lambda: svc.store.join(queue, name, idem, fp, limits, priority)
     )
     tid = ticket_id(queue, int(result["number"]))
     Tally.joins += 1
@@ -58,6 +63,23 @@ async def join(request: Request) -> Response:
     )
 
 
+async def _staff_priority(request: Request, queue: str, data: dict[str, Any]) -> int:
+    """A staff join's `priority` (0..9, higher is called first); 0 for a customer's join."""
+    if "priority" not in data:
+        return 0
+    key = bearer(request.headers.get("authorization"))
+    if key is None or parse_staff_key(key) is None:
+        raise ApiError(400, "invalid_body", "'priority' needs a staff key")
+    svc = services(request)
+    await owned_queue(svc, queue, await staff_venue(request, svc))
+    value = data["priority"]
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PRIORITY:
+        raise ApiError(
+            400, "invalid_body", f"'priority' must be an integer from 0 to {MAX_PRIORITY}"
+        )
+    return value
+
+
 async def read_ticket(request: Request) -> Response:
     svc = services(request)
     tid = request.path_params["ticket_id"]
@@ -65,18 +87,23 @@ async def read_ticket(request: Request) -> Response:
     view = await svc.store.ticket(claim.queue, claim.number)
     if view is None or view.nonce != claim.nonce:
         raise ApiError.from_code("unauthorized", "this token's ticket no longer exists")
-    return JSONResponse(
-        {
-            "ticket_id": tid,
-            "queue": claim.queue,
-            "status": view.status,
-            "position": view.position,
-            "number": view.number,
-            "name": view.name,
-            "counter": view.counter,
-            "waiting": view.waiting,
-        }
-    )
+    body: dict[str, Any] = {
+        "ticket_id": tid,
+        "queue": claim.queue,
+        "status": view.status,
+        "position": view.position,
+        "number": view.number,
+        "name": view.name,
+        "counter": view.counter,
+        "waiting": view.waiting,
+        "priority": view.priority,
+    }
+    if view.to_queue and view.to_number is not None and view.to_nonce:
+        to_id = ticket_id(view.to_queue, view.to_number)
+        body.update(
+            to_ticket_id=to_id, to_queue=view.to_queue, token=svc.signer.sign(to_id, view.to_nonce)
+        )
+    return JSONResponse(body)
 
 
 async def leave(request: Request) -> Response:

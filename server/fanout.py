@@ -13,35 +13,39 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import assert_never
+from typing import Any, assert_never
 
-from protocol.connection import Connection
+from protocol.connection import Connection, Role
 from protocol.eta import EtaEstimator
 from protocol.line import Notice
-from protocol.messages import ServerMessage
+from protocol.messages import Moved, ServerMessage
+from protocol.names import ticket_id
 from protocol.ticket import FINAL_STATUSES, TicketView
 from protocol.watch import (
     Action,
     End,
     FlushAt,
+    Follow,
     Frames,
     QueueWatch,
     Quote,
+    ReadBook,
     Resync,
     ResyncReason,
 )
 from server.errors import Unavailable
 from server.outbox import Outbox
 from server.store import Resubscribed, Store
+from server.store.books import read_book
 from server.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 
 UNSUBSCRIBE_GRACE_S = 10.0
 
-__all__ = ["FINAL_STATUSES", "Fanout", "Watcher"]
+__all__ = ["FINAL_STATUSES", "Fanout", "ViewWatcher", "Watcher"]
 
 
 async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
@@ -73,6 +77,15 @@ class Watcher:
 
 
 @dataclass(eq=False)
+class ViewWatcher(Watcher):
+    """One WebSocket connection watching a queue's line (staff) or board; `number` is 0."""
+
+    role: Role = Role.BOARD
+    key_id: str | None = None  # the staff key of a `watch_queue`, to close it on revocation
+    revoked: Callable[[], None] = lambda: None  # close it with 1008: its key was revoked
+
+
+@dataclass(eq=False)
 class _Queue:
     """A queue's watch plus what the driver keeps for it: its timer and when it went idle."""
 
@@ -95,9 +108,12 @@ class Fanout:
         self._tasks: list[asyncio.Task[None]] = []
         self._resync_tasks: set[asyncio.Task[None]] = set()
         # Hooks set by the app: prime a new queue's wait estimate from its history
-        # (server.history), record the first estimate each ticket is quoted (server.persister).
+        # (server.history), record the first estimate each ticket is quoted (server.persister),
+        # sign a ticket token (server.auth: a transferred ticket's watchers get one for the new
+        # ticket).
         self.seed_eta: Callable[[str, EtaEstimator], Awaitable[None]] | None = None
         self.on_quote: Callable[[str, int, int, int], None] | None = None
+        self.sign: Callable[[str, str], str] | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -144,9 +160,32 @@ class Fanout:
         self.sweeper.discard(watcher.outbox)
         q = self.queues.get(watcher.queue)
         if q is not None:
-            q.watch.unregister(watcher, watcher.number)
+            if isinstance(watcher, ViewWatcher):
+                q.watch.unregister_view(watcher)
+            else:
+                q.watch.unregister(watcher, watcher.number)
             if q.watch.idle:
                 q.idle_since = time.monotonic()
+
+    async def add_view(self, watcher: ViewWatcher) -> None:
+        """Register a staff or board watcher; its first frames come once the book is read."""
+        q = self.queues.get(watcher.queue)
+        if q is None:
+            q = await self._open(watcher.queue)
+        q.idle_since = None
+        self._run(q, q.watch.register_view(watcher, watcher.role, watcher.conn))
+
+    def close_views_of_key(self, key_id: str) -> int:
+        """A staff key was revoked: end its `watch_queue` connections; how many there were."""
+        views = [
+            w
+            for q in self.queues.values()
+            for w in q.watch.views.watchers
+            if isinstance(w, ViewWatcher) and w.key_id == key_id
+        ]
+        for view in views:
+            view.revoked()
+        return len(views)
 
     async def _open(self, name: str) -> _Queue:
         watch: QueueWatch[Watcher] = QueueWatch(name, self.flush_s)
@@ -178,8 +217,51 @@ class Fanout:
             elif isinstance(action, Quote):
                 if self.on_quote is not None:
                     self.on_quote(q.name, action.number, action.position, action.eta_s)
+            elif isinstance(action, ReadBook):
+                self._spawn(self._read_book(q, action.delay_s))
+            elif isinstance(action, Follow):
+                self._spawn(self._follow(q, action))
             else:
                 assert_never(action)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._resync_tasks.add(task)
+        task.add_done_callback(self._resync_tasks.discard)
+
+    async def _read_book(self, q: _Queue, delay_s: float) -> None:
+        """The views' one read (names, priorities, calls), retried while Redis is away."""
+        if delay_s:
+            await asyncio.sleep(delay_s)
+        backoff = 0.05
+        while self.queues.get(q.name) is q:
+            try:
+                book = await read_book(self.store, q.name)
+            except Unavailable:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            self._run(q, q.watch.receive_book(book, time.time()))
+            return
+
+    async def _follow(self, q: _Queue, follow: Follow[Watcher]) -> None:
+        """Tell a transferred ticket's watchers where it went, with a token for the new ticket
+        signed here, then close them. If that cannot be read, close them all the same: their
+        next watch with the old token is answered the same way."""
+        try:
+            view = await self.store.ticket(q.name, follow.number)
+        except Unavailable:
+            view = None
+        old_id = ticket_id(q.name, follow.number)
+        if view is not None and view.to_queue and view.to_number and view.to_nonce and self.sign:
+            new_id = ticket_id(view.to_queue, view.to_number)
+            moved = Moved(
+                old_id, new_id, view.to_queue, self.sign(new_id, view.to_nonce), follow.seq
+            )
+            for watcher in follow.watchers:
+                watcher.send(moved)
+        for watcher in follow.watchers:
+            watcher.end()
 
     def _schedule_flush(self, q: _Queue, at_s: float) -> None:
         if q.flush_handle is not None:

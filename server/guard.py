@@ -60,4 +60,4 @@ class Guard:
         for name, value in scope["headers"]:
             if name in (b"origin", b"host"):
                 headers[name.decode()] = value.decode("latin-1")
-        return origin_allowed(headers, self.settings)
+        return origin_allowed(headers, self.settings, own_always=True)

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -31,15 +32,32 @@ log = logging.getLogger(__name__)
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 DEFAULT_WINDOW_MS = 24 * 3600 * 1000
-PUBLIC_FIELDS = ("waiting", "name", "counter", "waited_ms", "service_ms")
+PUBLIC_FIELDS = (
+    "waiting",
+    "name",
+    "counter",
+    "waited_ms",
+    "service_ms",
+    "priority",
+    "reason",
+    "was",
+    "to_queue",
+    "from_queue",
+    "boundary",
+)
 COUNTED = {
     "joined": "joins",
     "called": "called",
     "served": "served",
     "no_show": "no_shows",
     "left": "left",
+    "removed": "removed",
+    "transferred": "transferred",
+    "recalled": "recalled",
+    "requeued": "requeued",
 }
 SEED_CALLS = 50
+STATE_AFTER_EVENT = {"paused": "paused", "closed": "closed", "resumed": "open", "opened": "open"}
 MAX_INT = 2**63 - 1  # PostgreSQL's bigint
 # Years 1 to 9999, the range of Python's datetime, in Unix milliseconds.
 MIN_TIME_MS = to_ms(datetime(1, 1, 2, tzinfo=UTC))
@@ -124,6 +142,15 @@ def event_json(queue: str, event: LoggedEvent) -> dict[str, Any]:
     for key in PUBLIC_FIELDS:
         if key in event.data:
             out[key] = event.data[key]
+    data = event.data
+    if "numbers" in data:  # a bulk removal
+        out["ticket_ids"] = [ticket_id(queue, int(n)) for n in str(data["numbers"]).split(",")]
+    if "to_ticket" in data and "to_queue" in data:
+        out["to_ticket_id"] = ticket_id(str(data["to_queue"]), int(data["to_ticket"]))
+    if "from_ticket" in data and "from_queue" in data:
+        out["from_ticket_id"] = ticket_id(str(data["from_queue"]), int(data["from_ticket"]))
+    if "settings" in data:
+        out["settings"] = orjson.loads(str(data["settings"]))
     return out
 
 
@@ -188,13 +215,16 @@ def eta_seeder(log_: EventLog) -> Callable[[str, EtaEstimator], Awaitable[None]]
 
     async def seed(queue: str, eta: EtaEstimator) -> None:
         try:
-            times = await asyncio.wait_for(log_.call_times_ms(queue, SEED_CALLS), SEED_TIMEOUT_S)
+            history = await asyncio.wait_for(log_.eta_history(queue, SEED_CALLS), SEED_TIMEOUT_S)
         except (Unavailable, TimeoutError):
             return  # no history now: the estimate starts from live calls
         if eta.calls:
             return  # live calls came in meanwhile; they are newer than any history
-        for at_ms in times:
-            eta.record_call(at_ms / 1000.0)
+        for kind, at_ms in history:
+            if kind == "called":
+                eta.record_call(at_ms / 1000.0)
+            else:  # paused or closed time is not service time
+                eta.set_state(STATE_AFTER_EVENT[kind], at_ms / 1000.0)
 
     return seed
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -11,6 +12,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from server.errors import ApiError
+
+log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_IDEMPOTENCY_KEY_CHARS = 255
@@ -70,6 +73,7 @@ async def _read_limited(request: Request) -> bytes:
                 raise ApiError.from_code("payload_too_large")
             chunks.append(chunk)
     except ClientDisconnect:  # the connection dropped mid-body: nothing to act on, no crash
+        log.debug("client left during %s %s", request.method, request.url.path)
         raise ApiError(400, "bad_request", "the request body was cut short") from None
     return b"".join(chunks)
 

@@ -31,7 +31,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     from server.db.keys import KeyTable
     from server.errors import ApiError
     from server.keyroutes import key_json
-    from server.store import Store
+    from server.store import KeyRing, Store
 
     assert settings.database_url is not None and settings.redis_url is not None
     db = await Database.connect(settings.database_url.reveal(), max_size=2)
@@ -59,7 +59,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             except ApiError as exc:
                 print(f"vqueue: {exc.message}")
                 return 1
-            await store.revoke_key(row.key_id)
+            await KeyRing(store).revoke(row.key_id)
             print(f"key {row.key_id} revoked")
         return 0
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -22,7 +23,7 @@ from server.errors import ApiError
 from server.httpio import JSONResponse, optional_text, read_object
 from server.queues import summary
 from server.services import services
-from server.store import Store
+from server.store import KeyRing, Store
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ async def revoke_key(request: Request) -> Response:
     admin = await admin_identity(request, svc)
     key_id = request.path_params["key_id"]
     row = await KeyTable(svc.db).revoke(key_id, admin.venue_id)
-    await svc.store.revoke_key(row.key_id)
+    await KeyRing(svc.store).revoke(row.key_id)
     svc.keys.evict(row.key_id)
     log.info("key %s of venue %s revoked", row.key_id, row.venue_id)
     return JSONResponse({"key_id": row.key_id, "revoked": True})
@@ -84,17 +85,24 @@ async def list_queues(request: Request) -> Response:
     return JSONResponse(summaries)
 
 
-async def follow_revocations(store: Store, cache: KeyCache) -> None:
-    """Evict each revoked key from this node's cache; drop everything after a resubscribe."""
-    async for key_id in store.revocations():
+async def follow_revocations(
+    store: Store, cache: KeyCache, revoked: Callable[[str], object] | None = None
+) -> None:
+    """Evict each revoked key from this node's cache, and close its `watch_queue` connections
+    (`revoked`); drop every cached key after a resubscribe."""
+    async for key_id in KeyRing(store).revocations():
         if key_id is None:
             cache.clear()
         else:
             cache.evict(key_id)
+            if revoked is not None:
+                revoked(key_id)
 
 
-def start_following(store: Store, cache: KeyCache) -> asyncio.Task[None]:
-    return asyncio.create_task(follow_revocations(store, cache), name="revocations")
+def start_following(
+    store: Store, cache: KeyCache, revoked: Callable[[str], object] | None = None
+) -> asyncio.Task[None]:
+    return asyncio.create_task(follow_revocations(store, cache, revoked), name="revocations")
 
 
 ROUTES = [

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class QueueKeys:
-    meta: str  # hash: venue, name, state, epoch, seq, next (ticket counter)
-    line: str  # sorted set: waiting ticket numbers scored by number
+    meta: str  # hash: venue, name, state, epoch, seq, next (ticket counter), settings, hours_ms
+    line: str  # sorted set: waiting ticket numbers scored by (priority, order): protocol/score.py
     tickets: str  # hash: number -> JSON of the ticket
     counters: str  # hash: counter name -> number last called there
     called: str  # sorted set: called (not yet finished) numbers scored by call time
@@ -41,6 +41,21 @@ def queue_keys(prefix: str, queue: str) -> QueueKeys:
         events=f"{base}:events",
         channel=f"{base}:notify",
     )
+
+
+def transfer_key(keys: QueueKeys, transfer_id: str) -> str:
+    """The target queue's answer to one transfer (makes transfer_in idempotent)."""
+    return f"{keys.meta[:-5]}:xfer:{transfer_id}"
+
+
+def transfers_index(prefix: str) -> str:
+    """Hash of transfers begun and not yet finished: transfer id -> intent JSON."""
+    return f"{prefix}:transfers"
+
+
+def scheduled_index(prefix: str) -> str:
+    """Set of queue slugs that have opening hours (the schedulers walk it)."""
+    return f"{prefix}:scheduled"
 
 
 def revoked_keys(prefix: str) -> str:

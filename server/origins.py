@@ -1,8 +1,8 @@
 """Which browser origins may talk to this server: the page's own, and `VQ_ALLOWED_ORIGINS`.
 
 Browsers send `Origin` on cross-site requests and WebSocket handshakes; servers and curl do not,
-and keep v1's rules. The page's own origin is `VQ_PUBLIC_URL`'s when it is set (behind a reverse
-proxy the `Host` header may be rewritten), else the one the request's `Host` names.
+and keep v1's rules. The page's own origin is the one the request's `Host` names, or
+`VQ_PUBLIC_URL`'s (behind a reverse proxy the `Host` header may be rewritten).
 """
 
 from __future__ import annotations
@@ -25,16 +25,20 @@ def _own_origin(origin: str, host: str, public_url: str | None) -> bool:
     parts = urlsplit(origin)
     if parts.scheme not in DEFAULT_PORTS or not parts.netloc:
         return False
+    netloc = _with_port(parts.scheme, parts.netloc)
     if public_url is not None:
         own = urlsplit(public_url.lower())
-        return parts.scheme == own.scheme and _with_port(parts.scheme, parts.netloc) == _with_port(
-            own.scheme, own.netloc
-        )
-    return _with_port(parts.scheme, parts.netloc) == _with_port(parts.scheme, host)
+        if parts.scheme == own.scheme and netloc == _with_port(own.scheme, own.netloc):
+            return True
+    return netloc == _with_port(parts.scheme, host)
 
 
-def origin_allowed(headers: Mapping[str, str], settings: Settings) -> bool:
-    """No Origin (not a browser): allowed. Otherwise it must be listed, or be the page's own."""
+def origin_allowed(headers: Mapping[str, str], settings: Settings, *, own_always: bool) -> bool:
+    """No Origin (not a browser): allowed. Otherwise it must be listed, or be the page's own.
+
+    `own_always`: the page's own origin is allowed even when a list is configured (changing
+    HTTP requests, contract v2). WebSocket handshakes keep v1's rule: a list replaces it.
+    """
     origin = headers.get("origin")
     if origin is None:
         return True
@@ -42,4 +46,6 @@ def origin_allowed(headers: Mapping[str, str], settings: Settings) -> bool:
     allowed = settings.allowed_origins
     if "*" in allowed or origin in {o.lower() for o in allowed}:
         return True
+    if allowed and not own_always:
+        return False
     return _own_origin(origin, headers.get("host", "").lower(), settings.public_url)

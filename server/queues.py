@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from protocol.names import is_slug
 from server.db import Database
 from server.errors import ApiError
+from server.queuesettings import settings_view
 from server.services import Services
 
 log = logging.getLogger(__name__)
@@ -92,4 +93,5 @@ async def summary(svc: Services, queue: str) -> dict[str, Any]:
         "name": meta.get("name", queue),
         "state": meta.get("state", "open"),
         "waiting": int(meta["waiting"]),
+        **settings_view(meta),
     }

@@ -7,7 +7,7 @@ writes after the persister had copied them). The rebuild replays the queue's eve
 does not have yet, and writes the result in one script under a new epoch, so every node resyncs
 its watchers. Ticket nonces travel in the `joined` events, so customers' tokens keep working.
 
-The replay (`LiveQueue`) is pure: events in, the queue's live state out.
+The replay (`server/replay.py`) is pure: events in, the queue's live state out.
 """
 
 from __future__ import annotations
@@ -17,124 +17,21 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any
+from collections.abc import AsyncIterator
 
-from protocol.ticket import FINAL_STATUSES, FINISHED_KEEP_MS, TicketRecord
+from protocol.ticket import FINISHED_KEEP_MS
+from server import transfers
 from server.config import Settings
 from server.db import Database
 from server.db.events import EventLog, QueueHead
 from server.events import StreamEvent
+from server.replay import Event, LiveQueue, restore_payload
 from server.store import Store
 from server.store.events import EventStreams
 
 log = logging.getLogger(__name__)
 
-STATE_AFTER = {"paused": "paused", "resumed": "open", "closed": "closed", "opened": "open"}
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One logged event, from PostgreSQL or from the stream."""
-
-    seq: int
-    kind: str
-    ticket: int | None
-    at_ms: int
-    data: Mapping[str, Any]
-
-
-@dataclass
-class LiveQueue:
-    """A queue's live state, built by applying its events in seq order."""
-
-    now_ms: int
-    state: str = "open"
-    seq: int = 0
-    next_number: int = 0
-    tickets: dict[int, TicketRecord] = field(default_factory=dict)
-    line: set[int] = field(default_factory=set)
-    called: dict[int, int] = field(default_factory=dict)
-    finished: dict[int, int] = field(default_factory=dict)
-    counters: dict[str, int] = field(default_factory=dict)
-    missing_seqs: int = 0  # events the log never got (lost with Redis before being persisted)
-    new_nonces: int = 0  # tickets whose nonce was not logged: their tokens no longer work
-
-    def apply(self, event: Event) -> None:
-        if event.seq <= self.seq:
-            return  # already applied (the same event from PostgreSQL and from the stream)
-        self.missing_seqs += event.seq - self.seq - 1
-        self.seq = event.seq
-        number = event.ticket
-        if event.kind in STATE_AFTER:
-            self.state = STATE_AFTER[event.kind]
-        elif number is None:
-            log.warning("ignoring a %s event with no ticket (seq %d)", event.kind, event.seq)
-        elif event.kind == "joined":
-            self._join(number, event.at_ms, event.data)
-        elif event.kind == "called":
-            self._call(number, event.at_ms, event.data)
-        elif event.kind in FINAL_STATUSES:
-            self._finish(number, event.kind, event.at_ms)
-        else:
-            log.warning("ignoring an event of unknown type %r (seq %d)", event.kind, event.seq)
-
-    def _ticket(self, number: int, joined_ms: int, data: Mapping[str, Any]) -> TicketRecord:
-        self.next_number = max(self.next_number, number)
-        nonce = data.get("nonce")
-        if not nonce:
-            nonce = secrets.token_urlsafe(12)
-            self.new_nonces += 1
-        name = str(data["name"]) if data.get("name") else None
-        ticket = self.tickets[number] = TicketRecord("waiting", str(nonce), joined_ms, name)
-        return ticket
-
-    def _join(self, number: int, at_ms: int, data: Mapping[str, Any]) -> None:
-        self._ticket(number, at_ms, data)
-        self.line.add(number)
-
-    def _call(self, number: int, at_ms: int, data: Mapping[str, Any]) -> None:
-        ticket = self.tickets.get(number)
-        if ticket is None:  # its join was lost: keep the call, with a fresh nonce
-            ticket = self._ticket(number, at_ms - int(data.get("waited_ms", 0)), {})
-        self.line.discard(number)
-        counter = str(data["counter"]) if data.get("counter") else None
-        self.tickets[number] = replace(ticket, status="called", called_ms=at_ms, counter=counter)
-        if counter is not None:
-            self.counters[counter] = number
-        self.called[number] = at_ms
-
-    def _finish(self, number: int, status: str, at_ms: int) -> None:
-        self.line.discard(number)
-        self.called.pop(number, None)
-        ticket = self.tickets.get(number)
-        if ticket is None or at_ms < self.now_ms - FINISHED_KEEP_MS:
-            self.tickets.pop(number, None)  # long finished: Redis would have swept it by now
-            return
-        self.tickets[number] = replace(ticket, status=status, finished_ms=at_ms)
-        self.finished[number] = at_ms
-
-
-def restore_payload(
-    live: LiveQueue, head: QueueHead, epoch: str, expect: tuple[str | None, int | None]
-) -> dict[str, Any]:
-    """The argument of restore.lua for this state (see the script's header)."""
-    return {
-        "venue": head.venue_id,
-        "name": head.name,
-        "state": live.state,
-        "epoch": epoch,
-        "seq": live.seq,
-        "next": live.next_number,
-        "expect_epoch": expect[0] or "",
-        "expect_seq": expect[1] or 0,
-        "tickets": [[n, t.encode().decode()] for n, t in sorted(live.tickets.items())],
-        "line": sorted(live.line),
-        "called": sorted([n, at] for n, at in live.called.items()),
-        "finished": sorted([n, at] for n, at in live.finished.items()),
-        "counters": sorted([c, n] for c, n in live.counters.items()),
-    }
+__all__ = ["FINISHED_KEEP_MS", "Event", "LiveQueue", "Recovery", "needs_rebuild", "recover_all"]
 
 
 def needs_rebuild(epoch: str | None, seq: int | None, logged_seq: int | None) -> bool:
@@ -241,6 +138,7 @@ class Recovery:
                         done.append(head.slug)
             except ValueError:
                 log.exception("could not rebuild queue %s", head.slug)
+        await transfers.complete_pending(self.store)  # transfers a crash left half-done
         return done
 
 

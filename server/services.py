@@ -18,6 +18,7 @@ from server.store import Store
 if TYPE_CHECKING:
     from server.persister import Persister
     from server.queues import KnownQueues
+    from server.scheduler import Scheduler
 
 
 @dataclass(eq=False)
@@ -31,6 +32,7 @@ class Services:
     rebuild: Callable[[str], Awaitable[bool]] | None = None  # queues.restore(): replay the log
     persister: Persister | None = None
     metrics: CollectorRegistry | None = None  # None: VQ_METRICS=false
+    scheduler: Scheduler | None = None  # opening hours
     known_queues: KnownQueues | None = None  # None: every miss asks PostgreSQL (tests)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from starlette.requests import Request
@@ -9,12 +10,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from protocol.names import is_slug, ticket_id
-from server.access import owned_queue, parse_ticket, staff_venue
+from server.access import owned_queue, owned_ticket, staff_venue
 from server.counters import Tally
 from server.errors import ApiError
 from server.httpio import JSONResponse, idempotency_key, optional_text, read_body, read_object
 from server.idempotency import fingerprint, replayable
 from server.queues import summary, with_live_queue
+from server.queuesettings import parse_settings
 from server.services import Services, services
 
 MAX_QUEUE_NAME_CHARS = 120
@@ -37,22 +39,24 @@ async def put_queue(request: Request) -> Response:
         raise ApiError(400, "invalid_slug", "a queue slug is [a-z0-9][a-z0-9-]{0,63}")
     data = await read_object(request)
     name = optional_text(data, "name", MAX_QUEUE_NAME_CHARS)
+    change, fields = parse_settings(data)  # validated before anything is written
     existing = await svc.db.queue(queue)
     if existing is not None and existing.venue_id != venue:
         raise ApiError.from_code("forbidden", "this queue belongs to another venue")
     row = await svc.db.upsert_queue(queue, venue, name or (existing.name if existing else queue))
     if row.venue_id != venue:  # lost a race for the slug to another venue
         raise ApiError.from_code("forbidden", "this queue belongs to another venue")
-    result = await svc.store.upsert_queue(queue, venue, row.name)
+    await svc.store.upsert_queue(queue, venue, row.name)
     if svc.known_queues is not None:
         svc.known_queues.add(queue)
-    body = {
-        "queue": queue,
-        "name": row.name,
-        "state": result["state"],
-        "waiting": int(result["waiting"]),
-    }
-    return JSONResponse(body, 201 if existing is None else 200)
+    if fields:
+        now_ms = int(time.time() * 1000)
+        await with_live_queue(
+            svc, queue, lambda: svc.store.change_settings(queue, change, fields, now_ms)
+        )
+        if "hours" in fields:
+            await svc.store.schedule(queue, bool(fields["hours"]))
+    return JSONResponse(await summary(svc, queue), 201 if existing is None else 200)
 
 
 async def call_next(request: Request) -> Response:
@@ -80,17 +84,9 @@ async def call_next(request: Request) -> Response:
 
 async def _finish(request: Request, status: str) -> Response:
     svc = services(request)
-    venue = await staff_venue(request, svc)
-    tid = request.path_params["ticket_id"]
-    queue, number = parse_ticket(tid)
-    try:
-        await owned_queue(svc, queue, venue)
-    except ApiError as exc:
-        if exc.code == "queue_not_found":
-            raise ApiError.from_code("ticket_not_found") from None
-        raise
+    _, queue, number = await owned_ticket(request, svc)
     await svc.store.finish(queue, number, status)
-    return JSONResponse({"ticket_id": tid, "status": status})
+    return JSONResponse({"ticket_id": ticket_id(queue, number), "status": status})
 
 
 async def served(request: Request) -> Response:
@@ -121,14 +117,20 @@ def _state_action(action: str) -> Any:
 async def list_tickets(request: Request) -> Response:
     svc, queue = await _staff_queue(request)
     await summary(svc, queue)  # 404 / restore if Redis lost it
-    waiting = await svc.store.waiting_list(queue)
+    waiting = await svc.store.waiting_entries(queue)
     called = await svc.store.called_list(queue)
     return JSONResponse(
         {
             "queue": queue,
             "waiting": [
-                {"ticket_id": ticket_id(queue, n), "name": name, "position": i + 1, "number": n}
-                for i, (n, name) in enumerate(waiting)
+                {
+                    "ticket_id": ticket_id(queue, n),
+                    "name": name,
+                    "position": i + 1,
+                    "number": n,
+                    "priority": priority,
+                }
+                for i, (n, name, priority) in enumerate(waiting)
             ],
             "called": [
                 {

@@ -1,8 +1,9 @@
-"""`GET /v1/ws`: a customer's live place in line (docs/protocol.md, "WebSocket").
+"""`GET /v1/ws`: a customer's live place in line, and the staff and board views of a queue.
 
-The endpoint checks the handshake's Origin, negotiates the codec, waits for `watch`, hands the
-connection to the fan-out and then only listens for `leave`. Everything the connection sends
-after the first state goes through its outbox, never an await per frame on the fan-out's path.
+The endpoint checks the handshake's Origin, negotiates the codec, waits for the first message
+(`watch`, `watch_queue` or `watch_board`; see docs/protocol.md), hands the connection to the
+fan-out and then only listens for `leave`. Everything the connection sends after the first state
+goes through its outbox, never an await per frame on the fan-out's path.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from starlette.types import Receive, Scope, Send
 
 from protocol import closecodes
 from protocol.codec import negotiate
-from protocol.connection import WATCH_TIMEOUT_S, Connection, Reject
-from protocol.messages import Leave, Status, Watch
+from protocol.connection import WATCH_TIMEOUT_S, Connection, Reject, Role
+from protocol.messages import Leave, Status, Watch, WatchBoard, WatchQueue
 from protocol.ticket import FINAL_STATUSES
-from server.auth import TicketClaim
+from server.access import key_identity, queue_owner, require_owner
+from server.auth import TicketClaim, parse_staff_key
 from server.errors import ApiError, Unavailable
-from server.fanout import Watcher
+from server.fanout import ViewWatcher, Watcher
 from server.limits import SocketCounts
 from server.origins import origin_allowed
 from server.outbox import AsgiOutbox, ChannelOutbox, Outbox
@@ -43,7 +45,7 @@ class WatchEndpoint:
         connect = await receive()
         if connect["type"] != "websocket.connect":
             return
-        if not origin_allowed(headers, svc.settings):
+        if not origin_allowed(headers, svc.settings, own_always=False):
             log.info("refused a WebSocket from origin %r", headers.get("origin", "")[:100])
             await send({"type": "websocket.close", "code": closecodes.POLICY_VIOLATION})
             return
@@ -104,8 +106,14 @@ class _Session:
         if isinstance(first, Reject):
             await self._reject(first)
             return
-        assert isinstance(first, Watch)
-        if not await self._watch(first.token):
+        if isinstance(first, Watch):
+            started = await self._watch(first.token)
+        elif isinstance(first, WatchQueue):
+            started = await self._watch_view(first.queue, Role.LINE, first.key)
+        else:
+            assert isinstance(first, WatchBoard)  # Connection lets no other message open
+            started = await self._watch_view(first.queue, Role.BOARD, None)
+        if not started:
             return
         while True:
             frame = await self._next_frame()
@@ -149,6 +157,39 @@ class _Session:
             await self._reject(self.conn.bad_token())
             return False
         return True
+
+    async def _watch_view(self, queue: str, role: Role, key: str | None) -> bool:
+        """`watch_queue` (staff key of the owning venue) or `watch_board` (anyone)."""
+        try:
+            owner = await queue_owner(self.svc, queue)
+            if key is not None:
+                require_owner(owner, (await key_identity(self.svc, key)).venue_id)
+            elif owner is None:
+                raise ApiError.from_code("queue_not_found")
+        except ApiError as exc:
+            await self._reject(self.conn.refuse(exc.code, exc.message))
+            return False
+        except Unavailable:
+            await self._close(closecodes.TRY_AGAIN_LATER)
+            return False
+        self.conn.watching_queue(queue, role)
+        view = ViewWatcher(queue, 0, self.conn, self._outbox(), self._end, role)
+        view.key_id = None if key is None else parse_staff_key(key)
+        view.revoked = self._revoked
+        self.watcher = view
+        try:
+            await self.svc.fanout.add_view(view)
+        except Unavailable:
+            await self._close(closecodes.TRY_AGAIN_LATER)
+            return False
+        return True
+
+    def _revoked(self) -> None:
+        """The staff key of this `watch_queue` was revoked: refuse it from now on (1008)."""
+        if not self.closing:
+            self.closing = True
+            reject = self.conn.refuse("unauthorized", "this staff key has been revoked")
+            asyncio.get_running_loop().create_task(self._reject(reject))
 
     async def _legacy_allowed(self, claim: TicketClaim) -> bool:
         try:

@@ -8,6 +8,7 @@ import asyncio
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,7 @@ from server.auth import new_staff_key
 from server.config import Secret, Settings
 from server.db import Database
 from server.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from server.embedded import _exit_with_parent as exit_with_parent
 from server.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,6 +147,9 @@ class ServerProcess:
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                # A pytest session killed before its teardown must not leave nodes (and their
+                # embedded children) running on the shared machine: SIGTERM them with it.
+                preexec_fn=exit_with_parent(signal.SIGTERM),  # noqa: PLW1509
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -268,7 +273,8 @@ def start_server(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., S
         return server
 
     yield start
-    for server in started:
+    for server in started:  # all of them, before a failed check below can skip one
         server.stop()
+    for server in started:
         tail = server.log_text()
         assert "Traceback" not in tail, tail[-4000:]

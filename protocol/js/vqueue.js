@@ -8,7 +8,10 @@
 //   watch.addEventListener("position", (e) => show(e.detail.position, e.detail.eta_s));
 
 export const SUBPROTOCOL = "vq1.json";
-export const FINAL_STATUSES = Object.freeze(["served", "no_show", "left"]);
+// Statuses after which a ticket's watch ends. `no_show` is not one: a no-show ticket can be put
+// back in line by staff (requeue) within 24 h, so its page keeps watching. `transferred` ends a
+// watch only when no `moved` message follows it (a `moved` is followed to the new ticket).
+export const FINAL_STATUSES = Object.freeze(["served", "left", "removed", "transferred"]);
 
 // Close codes after which reconnecting cannot help: the server refused the token or a message
 // (1008), or the client sent something it cannot read (1003, 1007, 1009).
@@ -99,19 +102,31 @@ export class Client {
   watch(token, options = {}) {
     return new Watch(token, { baseUrl: this.baseUrl, ...options }).start();
   }
+
+  /** Staff: the whole line of `queue`, live ("line" events); `key` is a staff key. */
+  watchQueue(queue, key, options = {}) {
+    const request = { type: "watch_queue", queue, key };
+    return new ViewWatch(request, { baseUrl: this.baseUrl, ...options }).start();
+  }
+
+  /** A display board of `queue`, live ("board" events); no key needed. */
+  watchBoard(queue, options = {}) {
+    const request = { type: "watch_board", queue };
+    return new ViewWatch(request, { baseUrl: this.baseUrl, ...options }).start();
+  }
 }
 
-/** A live watch of one ticket over the WebSocket, reconnecting until the ticket is finished.
+/** One live WebSocket subscription that reconnects with jittered backoff until it ends.
+ * Subclasses say what to send first (`_request()`) and when the subscription is over.
  *
- * Events (CustomEvent, payload in `detail`): "position", "called", "status" (the server's
- * message), "state" ({state, attempt, delayMs}), "error" (the server's error message) and
- * "end" ({reason, status?, code?}). `state` is "idle", "connecting", "live", "reconnecting"
- * or "ended"; `latest` is the last message acted on, `seq` its seq. */
-export class Watch extends EventTarget {
-  constructor(token, options = {}) {
+ * Events (CustomEvent, payload in `detail`): each server message by its `type`, "state"
+ * ({state, attempt, delayMs}), "error" (the server's error message) and "end" ({reason,
+ * status?, code?}). `state` is "idle", "connecting", "live", "reconnecting" or "ended";
+ * `latest` is the last message acted on, `seq` its seq. */
+class LiveSocket extends EventTarget {
+  constructor(options = {}) {
     super();
     const base = options.baseUrl ?? globalThis.location?.origin;
-    this.token = token;
     this.url = `${String(base).replace(/\/+$/, "").replace(/^http/, "ws")}/v1/ws`;
     this.options = {
       baseMs: 250,
@@ -157,14 +172,7 @@ export class Watch extends EventTarget {
     this._connect();
   }
 
-  /** Ask the server to take the ticket out of the line; the answer is a "status" event. */
-  leave() {
-    if (this._ws?.readyState !== 1) return false;
-    this._ws.send(JSON.stringify({ type: "leave" }));
-    return true;
-  }
-
-  /** Stop watching for good (the ticket stays in line). */
+  /** Stop for good (a watched ticket stays in line). */
   close() {
     this._end({ reason: "closed" });
   }
@@ -186,7 +194,7 @@ export class Watch extends EventTarget {
     this._ws = ws;
     this._first = true;
     this._lastError = null;
-    const watch = JSON.stringify({ type: "watch", token: this.token });
+    const watch = JSON.stringify(this._request());
     // Events of a socket that was replaced (timed out, closed by us) are ignored.
     ws.onopen = () => ws === this._ws && ws.send(watch);
     ws.onmessage = (event) => ws === this._ws && this._receive(event.data);
@@ -217,18 +225,24 @@ export class Watch extends EventTarget {
     }
     if (typeof message.seq === "number") this.seq = message.seq;
     this.latest = message;
-    if (message.type === "status" && FINAL_STATUSES.includes(message.status)) {
-      this._finished = message.status;
-    }
+    this._note(message);
     this._emit(message.type, message);
+  }
+
+  /** A message acted on (subclasses track what ends the subscription). */
+  _note(_message) {}
+
+  /** Called when a socket closed; true when the subclass took over (ended or reconnected). */
+  _closedFinally() {
+    return false;
   }
 
   _closed(code) {
     this._ws = null;
     this._clear("connect");
     this._clear("stable");
-    if (this._finished !== null) {
-      this._end({ reason: "finished", status: this._finished });
+    if (this._closedFinally()) {
+      // ended, or following a moved ticket
     } else if (FINAL_CLOSE_CODES.has(code)) {
       this._end({ reason: this._lastError?.code ?? "refused", code });
     } else {
@@ -267,6 +281,74 @@ export class Watch extends EventTarget {
 
   _emit(type, detail) {
     this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}
+
+/** A live watch of one ticket over the WebSocket, reconnecting until the ticket is finished.
+ *
+ * Events: "position", "called" (with `recall: true` when staff call it again), "status",
+ * "queue" (the queue's state: open, paused, closed) and "moved" (the ticket was transferred:
+ * the watch follows it by itself, `token` and `ticketId` change), plus LiveSocket's. */
+export class Watch extends LiveSocket {
+  constructor(token, options = {}) {
+    super(options);
+    this.token = token;
+    this.ticketId = null;
+    this._moved = false;
+  }
+
+  /** Ask the server to take the ticket out of the line; the answer is a "status" event. */
+  leave() {
+    if (this._ws?.readyState !== 1) return false;
+    this._ws.send(JSON.stringify({ type: "leave" }));
+    return true;
+  }
+
+  _request() {
+    return { type: "watch", token: this.token };
+  }
+
+  _note(message) {
+    if (typeof message.ticket_id === "string") this.ticketId = message.ticket_id;
+    if (message.type === "status" && FINAL_STATUSES.includes(message.status)) {
+      this._finished = message.status;
+    } else if (message.type === "status") {
+      this._finished = null; // no_show: keep watching, a requeue may follow
+    } else if (message.type === "moved" && typeof message.token === "string") {
+      // The server closes next; the new ticket is watched with its own token at once.
+      this._finished = null;
+      this._moved = true;
+      this.token = message.token;
+      this.ticketId = message.to_ticket_id;
+    } else {
+      this._finished = null;
+    }
+  }
+
+  _closedFinally() {
+    if (this._moved) {
+      this._moved = false;
+      this.seq = null; // another ticket, maybe another queue: its seq starts afresh
+      this.attempt = 0;
+      this._connect();
+      return true;
+    }
+    if (this._finished === null) return false;
+    this._end({ reason: "finished", status: this._finished });
+    return true;
+  }
+}
+
+/** A live staff or board view of a queue: "line" or "board" events (and "queue"), until closed
+ * or refused ("end" with reason "unauthorized", "forbidden" or "queue_not_found"). */
+export class ViewWatch extends LiveSocket {
+  constructor(request, options = {}) {
+    super(options);
+    this.request = request;
+  }
+
+  _request() {
+    return this.request;
   }
 }
 

@@ -177,16 +177,20 @@ class EventLog:
             else QueueHead(row["slug"], row["venue_id"], row["name"], row["seq"])
         )
 
-    async def call_times_ms(self, queue: str, limit: int) -> list[int]:
-        """The times of the queue's last `limit` calls, oldest first (to seed the estimate)."""
+    async def eta_history(self, queue: str, calls: int) -> list[tuple[str, int]]:
+        """The queue's last `calls` calls with the state changes among them, oldest first, as
+        (type, ms): the wait estimate skips paused and closed time."""
         async with self._connection() as conn:
             rows = await conn.fetch(
-                "SELECT at FROM queue_events WHERE queue = $1 AND type = 'called'"
-                " ORDER BY seq DESC LIMIT $2",
+                "SELECT type, at FROM queue_events WHERE queue = $1 AND seq >= coalesce(("
+                " SELECT min(seq) FROM (SELECT seq FROM queue_events WHERE queue = $1"
+                " AND type = 'called' ORDER BY seq DESC LIMIT $2) c), 0)"
+                " AND type IN ('called', 'paused', 'resumed', 'closed', 'opened')"
+                " ORDER BY seq",
                 queue,
-                limit,
+                calls,
             )
-        return [to_ms(r["at"]) for r in reversed(rows)]
+        return [(r["type"], to_ms(r["at"])) for r in rows]
 
     async def save_quotes(self, quotes: Sequence[Quote]) -> None:
         """Record first wait estimates; a ticket already quoted keeps its first row."""

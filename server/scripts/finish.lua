@@ -4,12 +4,8 @@
 -- Atomic so the status check and the change cannot be split by a concurrent leave or finish.
 local meta, line, tickets, events, finished, called = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 if ARGV[3] ~= 'served' and ARGV[3] ~= 'no_show' then return err('bad_status') end
-if redis.call('EXISTS', meta) == 0 then return err('queue_not_found') end
-local raw = redis.call('HGET', tickets, ARGV[2])
-if not raw then return err('ticket_not_found') end
-local ticket = cjson.decode(raw)
-if ticket.s == 'waiting' then return err('ticket_not_called') end
-if ticket.s ~= 'called' then return err('ticket_finished') end
+local ticket, refusal = called_ticket(meta, tickets, ARGV[2])
+if not ticket then return refusal end
 
 local at = now_ms()
 ticket.s = ARGV[3]

@@ -1,9 +1,9 @@
 -- restore: replace a queue's live state by one rebuilt from its event log (server/recovery.py).
 -- KEYS: 1 meta, 2 line, 3 tickets, 4 called, 5 counters, 6 finished
 -- ARGV: 1 channel, 2 payload JSON: {venue, name, state, epoch, seq, next, expect_epoch,
---       expect_seq, tickets: [[number, ticket JSON]...], line: [number...],
---       called: [[number, called ms]...], finished: [[number, finished ms]...],
---       counters: [[counter, number]...]}
+--       expect_seq, tickets: [[number, ticket JSON]...], line: [[number, score text]...] in
+--       order, called: [[number, called ms]...], finished: [[number, finished ms]...],
+--       counters: [[counter, number]...], settings: [[meta field, value]...]}
 --       expect_epoch '' means "the queue must be missing"; otherwise meta must still hold
 --       exactly (expect_epoch, expect_seq), the state the rebuild was computed against.
 -- Atomic so no node or request ever sees a half-rebuilt queue (a join on a line with no meta
@@ -27,7 +27,8 @@ if not (is_text(p.venue) and type(p.name) == 'string' and STATE_EVENT[p.state]) 
 end
 if not (is_text(p.epoch) and is_count(p.seq) and is_count(p.next)) then return err('bad_payload') end
 if type(p.expect_epoch) ~= 'string' or not is_count(p.expect_seq) then return err('bad_payload') end
-for _, list in ipairs({p.tickets, p.line, p.called, p.finished, p.counters}) do
+if p.settings == nil then p.settings = {} end
+for _, list in ipairs({p.tickets, p.line, p.called, p.finished, p.counters, p.settings}) do
   if type(list) ~= 'table' then return err('bad_payload') end
 end
 local known = {}
@@ -37,8 +38,15 @@ for _, t in ipairs(p.tickets) do
   end
   known[t[1]] = true
 end
-for _, n in ipairs(p.line) do
-  if not known[n] then return err('bad_payload') end
+for _, item in ipairs(p.line) do
+  if type(item) ~= 'table' or not known[item[1]] or not tonumber(item[2]) then
+    return err('bad_payload')
+  end
+end
+local SETTINGS = {max_waiting = true, board_names = true, notify_ahead = true, channels = true,
+                  hours = true, hours_ms = true}
+for _, item in ipairs(p.settings) do
+  if not (SETTINGS[item[1]] and is_text(item[2])) then return err('bad_payload') end
 end
 for _, list in ipairs({p.called, p.finished}) do
   for _, item in ipairs(list) do
@@ -60,7 +68,8 @@ redis.call('DEL', meta, line, tickets, called, counters, finished)
 redis.call('HSET', meta, 'venue', p.venue, 'name', p.name, 'state', p.state,
            'epoch', p.epoch, 'seq', p.seq, 'next', p.next)
 for _, t in ipairs(p.tickets) do redis.call('HSET', tickets, t[1], t[2]) end
-for _, n in ipairs(p.line) do redis.call('ZADD', line, n, n) end
+for _, item in ipairs(p.line) do redis.call('ZADD', line, item[2], item[1]) end
+for _, item in ipairs(p.settings) do redis.call('HSET', meta, item[1], item[2]) end
 for _, item in ipairs(p.called) do redis.call('ZADD', called, item[2], item[1]) end
 for _, item in ipairs(p.finished) do redis.call('ZADD', finished, item[2], item[1]) end
 for _, c in ipairs(p.counters) do redis.call('HSET', counters, c[1], c[2]) end

@@ -1,17 +1,18 @@
 // The display board, /board/{queue}: who is called to which counter, and how many wait.
-// It polls the public board JSON every second and keeps the last picture when offline.
+// The server pushes it (`watch_board` on the WebSocket); the board keeps the last picture while
+// it reconnects. Names appear only when the queue's `board_names` setting allows them (the
+// server leaves them out otherwise).
 import { loadMessages, locale, t, translate } from "./i18n.js";
 import { byId, h, pageQueue, renderList, reveal } from "./ui.js";
 import { Client, VQueueError } from "./vqueue.js";
 
-const POLL_MS = 1000;
 const MAX_TILES = 7; // the latest call across the top, two rows of three below
 const queue = pageQueue();
 const client = new Client();
-const path = `/v1/queues/${encodeURIComponent(queue)}/board`;
 
 let latestCall = null;
 let clockFormat = null;
+let queueName = queue;
 
 async function main() {
   await loadMessages();
@@ -20,36 +21,36 @@ async function main() {
   byId("queue-name").textContent = queue;
   showJoin();
   tick();
-  await poll();
+  try {
+    queueName = (await client.queue(queue)).name || queue; // once: the board's title
+  } catch (error) {
+    if (error instanceof VQueueError && error.status === 404) return missing();
+  }
+  const live = client.watchBoard(queue);
+  live.on("board", (event) => render(event.detail));
+  live.on("state", (event) => {
+    byId("offline").hidden = event.detail.state !== "reconnecting";
+  });
+  live.on("end", (event) => event.detail.reason === "queue_not_found" && missing());
   reveal();
 }
 
-async function poll() {
-  try {
-    render(await client.request("GET", path));
-    byId("offline").hidden = true;
-  } catch (error) {
-    if (error instanceof VQueueError && error.status === 404) {
-      byId("banner").hidden = false;
-      byId("banner").textContent = t("board.missing");
-    } else {
-      byId("offline").hidden = false;
-    }
-  }
-  setTimeout(poll, POLL_MS);
+function missing() {
+  byId("banner").hidden = false;
+  byId("banner").textContent = t("board.missing");
+  reveal();
 }
 
 function render(board) {
-  const name = board.name || queue;
-  byId("queue-name").textContent = name;
-  document.title = t("board.title", { queue: name });
-  byId("waiting-count").textContent = String(board.waiting);
+  byId("queue-name").textContent = queueName;
+  document.title = t("board.title", { queue: queueName });
+  byId("waiting-count").textContent = String(board.waiting_count);
   const banner = byId("banner");
   banner.hidden = board.state === "open";
   banner.dataset.state = board.state;
   banner.textContent = board.state === "open" ? "" : t(`board.state.${board.state}`);
-  const entries = board.counters.slice(0, MAX_TILES);
-  const top = entries[0]?.ticket_id ?? null;
+  const entries = [...board.called].reverse().slice(0, MAX_TILES); // the latest call first
+  const top = entries[0] ? `${entries[0].number}@${entries[0].counter}` : null;
   const isNew = latestCall !== null && top !== null && top !== latestCall;
   latestCall = top ?? latestCall;
   renderList(byId("now-serving"), entries, (entry, index) => tile(entry, index, isNew));
@@ -58,14 +59,13 @@ function render(board) {
 
 function tile(entry, index, isNew) {
   const classes = ["tile"];
-  if (index === 0 && entry.status === "called") classes.push("latest");
+  if (index === 0) classes.push("latest");
   if (index === 0 && isNew) classes.push("fresh");
-  if (entry.status !== "called") classes.push("done");
   const where = entry.counter || t("board.anyCounter");
   const label = t("board.tileLabel", { number: entry.number, counter: where });
   return h(
     "div",
-    { class: classes.join(" "), "data-ticket": entry.ticket_id, role: "group", "aria-label": label },
+    { class: classes.join(" "), "data-number": entry.number, role: "group", "aria-label": label },
     h("span", { class: "number", text: String(entry.number) }),
     h(
       "div",

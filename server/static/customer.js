@@ -1,4 +1,6 @@
-// The customer page, /q/{queue}: join, watch your place live, get called, leave.
+// The customer page, /q/{queue}: join, watch your place live, get called, leave. It shows the
+// queue's state (paused, closed) as the server pushes it, follows a transfer to the new ticket,
+// and keeps watching after a no-show so that staff can put the ticket back in line.
 import * as alerts from "./alerts.js";
 import { formatWait, loadMessages, t, translate } from "./i18n.js";
 import { byId, pageQueue, read, reveal, showOnly, write } from "./ui.js";
@@ -11,16 +13,22 @@ import {
   rememberTicket,
 } from "./vqueue.js";
 
-const queue = pageQueue();
+let queue = pageQueue(); // changes when the ticket is transferred to another queue
 const client = new Client();
 const views = ["join", "waiting", "turn", "done", "missing", "offline"].map((v) => byId(`view-${v}`));
-const view = (name) => showOnly(views, byId(`view-${name}`));
+let shown = null;
+const view = (name) => {
+  shown = name;
+  showOnly(views, byId(`view-${name}`));
+  showQueueState();
+};
 
 let queueName = queue;
 let ticket = null; // {ticket_id, token, number} of the ticket this browser holds
 let watch = null;
 let joinKey = newIdempotencyKey(); // one per join attempt, so a retried submit is one ticket
 let lastPosition = null;
+let queueState = "open"; // from the queue summary, then from the server's `queue` messages
 
 async function main() {
   await loadMessages();
@@ -34,6 +42,7 @@ async function start() {
   try {
     const info = await client.queue(queue);
     queueName = info.name || queue;
+    queueState = info.state;
     byId("queue-name").textContent = queueName;
     setTitle();
     const saved = recallTicket(queue);
@@ -60,11 +69,40 @@ async function resume(saved) {
     }
     throw error;
   }
+  if (state.status === "transferred" && state.token && state.to_ticket_id) {
+    // Moved while this page slept: follow the ticket to its new queue.
+    return follow({ to_ticket_id: state.to_ticket_id, token: state.token, to_queue: null });
+  }
   ticket = { ...saved, number: state.number };
   if (state.status === "waiting") showWaiting(state);
   else if (state.status === "called") showTurn(state.counter);
-  else return showDone(state.status);
+  else if (state.status === "no_show") showDone(state.status); // and keep watching: a requeue
+  else return showDone(state.status); // brings a no-show ticket back; the others are final
   startWatch();
+}
+
+/** The ticket now lives in another queue under a new id and token: remember and show it. */
+async function follow({ to_ticket_id: ticketId, token, to_queue: toQueue }) {
+  const newQueue = toQueue ?? ticketId.slice(0, ticketId.lastIndexOf("."));
+  const number = Number(ticketId.slice(ticketId.lastIndexOf(".") + 1));
+  ticket = { ticket_id: ticketId, token, number };
+  rememberTicket(newQueue, ticket);
+  if (newQueue !== queue) {
+    rememberTicket(queue, ticket); // a reload of the old page follows too
+    queue = newQueue;
+    history.replaceState(null, "", `/q/${encodeURIComponent(newQueue)}`);
+    const info = await client.queue(newQueue).catch(() => null);
+    queueName = info?.name || newQueue;
+    if (info) queueState = info.state;
+    byId("queue-name").textContent = queueName;
+  }
+  const note = byId("moved-note");
+  note.textContent = t("customer.moved", { queue: queueName, number });
+  note.hidden = false;
+  lastPosition = null;
+  if (watch?.state === "ended" || watch === null) {
+    await resume(ticket);
+  }
 }
 
 function startWatch() {
@@ -72,8 +110,14 @@ function startWatch() {
   watch = client.watch(ticket.token);
   watch.on("state", (event) => showConnection(event.detail.state));
   watch.on("position", (event) => showWaiting(event.detail));
-  watch.on("called", (event) => showTurn(event.detail.counter));
+  watch.on("called", (event) => showTurn(event.detail.counter, event.detail));
   watch.on("status", (event) => showDone(event.detail.status));
+  watch.on("queue", (event) => {
+    queueState = event.detail.state;
+    showQueueState();
+  });
+  // The watch itself reconnects with the new token; the page remembers it and says so.
+  watch.on("moved", (event) => follow(event.detail));
   watch.on("end", (event) => {
     if (event.detail.reason === "unauthorized") {
       forgetTicket(queue);
@@ -125,15 +169,25 @@ function showWaiting({ position, eta_s: eta }) {
   setTitle(t("customer.title.position", { position, queue: queueName }));
 }
 
-function showTurn(counter) {
+/** Paused or closed, in plain words, while the customer waits or is about to join. */
+function showQueueState() {
+  const node = byId("queue-state");
+  const relevant = shown === "waiting" || (shown === "join" && queueState === "paused");
+  node.hidden = queueState === "open" || !relevant;
+  node.dataset.state = queueState;
+  node.textContent = node.hidden ? "" : t(`customer.state.${queueState}`);
+}
+
+function showTurn(counter, called = {}) {
   view("turn");
+  byId("turn-recall").hidden = called.recall !== true;
   const where = counter ? counter : t("customer.turn.desk");
   byId("turn-title").textContent = t("customer.turn.title");
   byId("turn-go").textContent = t("customer.turn.go");
   byId("turn-counter").textContent = where;
   byId("turn-number").textContent = t("customer.turn.number", { number: ticket?.number ?? "" });
   setTitle(t("customer.title.turn", { queue: queueName }));
-  alertOnce(where);
+  alertOnce(where, called.recall ? `recall:${called.seq}` : "call");
 }
 
 function showDone(status) {
@@ -158,8 +212,8 @@ function setTitle(text) {
 
 /** Sound, vibration and a notification, once per ticket (a reload or a reconnect re-sends
  * "called": the page shows it again, but does not ring again). */
-function alertOnce(where) {
-  const key = `vqueue:alerted:${ticket?.ticket_id}`;
+function alertOnce(where, which) {
+  const key = `vqueue:alerted:${ticket?.ticket_id}:${which}`;
   if (read(sessionStorage, key)) return;
   write(sessionStorage, key, "1"); // without storage a reload may ring twice: better than never
   alerts.chime();
@@ -218,6 +272,8 @@ async function leave() {
 
 function joinAgain() {
   watch?.close();
+  watch = null;
+  byId("moved-note").hidden = true;
   forgetTicket(queue);
   ticket = null;
   lastPosition = null;

@@ -2,6 +2,7 @@
 
 from protocol.ticket import TicketView
 from server.store.core import JoinLimits, Store
+from server.store.keyring import KeyRing
 from server.store.notices import NoticeStream, Resubscribed
 
-__all__ = ["JoinLimits", "NoticeStream", "Resubscribed", "Store", "TicketView"]
+__all__ = ["JoinLimits", "KeyRing", "NoticeStream", "Resubscribed", "Store", "TicketView"]

@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any, cast
@@ -24,14 +23,8 @@ from redis.exceptions import RedisError
 from protocol.line import Snapshot
 from protocol.ticket import TicketRecord, TicketView, lua_constants
 from server.errors import ApiError, RateLimited, Unavailable
-from server.keys import (
-    QueueKeys,
-    join_rate_keys,
-    queue_keys,
-    queues_index,
-    revoked_keys,
-    sha256_since_key,
-)
+from server.keys import QueueKeys, join_rate_keys, queue_keys, queues_index
+from server.store.lineops import LineOps
 
 if TYPE_CHECKING:
     from server.store.notices import NoticeStream
@@ -39,7 +32,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IDEMPOTENCY_TTL_S = 24 * 3600
-SCRIPT_NAMES = ("join", "call_next", "finish", "leave", "set_state", "upsert_queue")
+SCRIPT_NAMES = (
+    "join",
+    "call_next",
+    "finish",
+    "leave",
+    "set_state",
+    "upsert_queue",
+    "remove",
+    "remove_many",
+    "recall",
+    "requeue",
+    "transfer_in",
+    "transfer_out",
+    "settings",
+    "boundary",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +79,7 @@ def _parse(raw: bytes | str) -> dict[str, Any]:
     return result
 
 
-class Store:
+class Store(LineOps):
     def __init__(self, url: str, prefix: str = "vq", max_connections: int = 64) -> None:
         # A blocking pool waits for a free connection instead of failing a burst
         # (docs/architecture.md).
@@ -99,7 +107,7 @@ class Store:
             raise Unavailable("the live queue store is unreachable") from exc
         return _parse(cast(bytes, raw))
 
-    async def _guard(self, awaitable: Awaitable[Any]) -> Any:
+    async def guard(self, awaitable: Awaitable[Any]) -> Any:
         try:
             return await awaitable
         except RedisError as exc:
@@ -111,7 +119,7 @@ class Store:
     async def upsert_queue(self, queue: str, venue_id: str, name: str) -> dict[str, Any]:
         k = self.keys(queue)
         result = await self._run("upsert_queue", [k.meta, k.line], [venue_id, name, _new_epoch()])
-        await self._guard(self.redis.sadd(queues_index(self.prefix), queue))
+        await self.guard(self.redis.sadd(queues_index(self.prefix), queue))
         return result
 
     async def join(
@@ -121,6 +129,7 @@ class Store:
         idem_key: str | None,
         fingerprint: str = "",
         limits: JoinLimits | None = None,
+        priority: int = 0,
     ) -> dict[str, Any]:
         k = self.keys(queue)
         idem = k.idempotency("join", idem_key or "-")
@@ -134,6 +143,7 @@ class Store:
             fingerprint,
             *_limit_args(limits.per_client if limits else None),
             *_limit_args(limits.per_queue if limits else None),
+            priority,
         ]
         keys = [k.meta, k.line, k.tickets, k.events, idem, per_client, per_queue]
         return await self._run("join", keys, args)
@@ -167,51 +177,14 @@ class Store:
         k = self.keys(queue)
         return await self._run("set_state", [k.meta, k.line, k.events], [k.channel, action])
 
-    async def revoke_key(self, key_id: str) -> None:
-        """Record a revoked key for good (checked while PostgreSQL is down) and tell every node."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.sadd(revoked_keys(self.prefix), key_id)
-        pipe.publish(revoked_keys(self.prefix), key_id)
-        await self._guard(pipe.execute())
-
-    async def key_revoked(self, key_id: str) -> bool:
-        return bool(await self._guard(self.redis.sismember(revoked_keys(self.prefix), key_id)))
-
-    async def revocations(self) -> AsyncIterator[str | None]:
-        """Revoked key ids as announced; None each time the subscription is (re)made, since
-        announcements made while it was down are lost. Ends only when cancelled."""
-        channel = revoked_keys(self.prefix)
-        while True:
-            pubsub = self.redis.pubsub()
-            try:
-                await pubsub.subscribe(channel)
-                async for message in pubsub.listen():
-                    if message["type"] == "subscribe":
-                        yield None
-                    elif message["type"] == "message":
-                        yield bytes(message["data"]).decode()
-            except (RedisError, OSError) as exc:
-                log.warning("revocation channel lost, resubscribing: %s", exc)
-                await asyncio.sleep(1.0)  # a retry delay while Redis is away
-            finally:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
-
-    async def sha256_tokens_since_ms(self) -> int:
-        """When this deployment began signing tokens with SHA-256: the first node to ask sets it."""
-        key = sha256_since_key(self.prefix)
-        now_ms = int(time.time() * 1000)
-        await self._guard(self.redis.set(key, now_ms, nx=True))
-        found = await self._guard(self.redis.get(key))
-        return now_ms if found is None else int(found)
-
     async def remembered(self, name: str) -> bytes | None:
         """A stored first answer for an idempotency key (see server.idempotency)."""
-        found: bytes | None = await self._guard(self.redis.get(f"{self.prefix}:idem:{name}"))
+        found: bytes | None = await self.guard(self.redis.get(f"{self.prefix}:idem:{name}"))
         return found
 
     async def remember(self, name: str, answer: bytes, ttl_s: int) -> None:
         """Store a first answer; a concurrent first answer already stored wins."""
-        await self._guard(self.redis.set(f"{self.prefix}:idem:{name}", answer, ex=ttl_s, nx=True))
+        await self.guard(self.redis.set(f"{self.prefix}:idem:{name}", answer, ex=ttl_s, nx=True))
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -221,7 +194,7 @@ class Store:
         pipe = self.redis.pipeline(transaction=True)
         pipe.hgetall(k.meta)
         pipe.zcard(k.line)
-        meta, waiting = await self._guard(pipe.execute())
+        meta, waiting = await self.guard(pipe.execute())
         if not meta:
             return None
         fields = {key.decode(): value.decode() for key, value in meta.items()}
@@ -235,7 +208,7 @@ class Store:
         pipe.zrank(k.line, str(number))
         pipe.zcard(k.line)
         pipe.hmget(k.meta, ["seq", "epoch", "state"])
-        raw, rank, waiting, (seq, epoch, state) = await self._guard(pipe.execute())
+        raw, rank, waiting, (seq, epoch, state) = await self.guard(pipe.execute())
         if raw is None or seq is None:
             return None
         record = TicketRecord.decode(raw)
@@ -248,29 +221,19 @@ class Store:
         self, queue: str, limit: int | None = None
     ) -> list[tuple[int, str | None]]:
         """The waiting tickets in order (all of them, or the first `limit`), as (number, name)."""
-        k = self.keys(queue)
-        end = -1 if limit is None else limit - 1
-        numbers = await self._guard(self.redis.zrange(k.line, 0, end))
-        if not numbers:
-            return []
-        raws = await self._guard(self.redis.hmget(k.tickets, numbers))
-        out: list[tuple[int, str | None]] = []
-        for number, raw in zip(numbers, raws, strict=True):
-            name = TicketRecord.decode(raw).name if raw else None
-            out.append((int(number), name))
-        return out
+        return [(n, name) for n, name, _ in await self.waiting_entries(queue, limit)]
 
     async def called_list(self, queue: str, limit: int = 1000) -> list[tuple[int, TicketRecord]]:
         """Called tickets not yet finished, oldest call first, as (number, ticket fields)."""
         k = self.keys(queue)
-        numbers = await self._guard(self.redis.zrange(k.called, 0, limit - 1))
+        numbers = await self.guard(self.redis.zrange(k.called, 0, limit - 1))
         if not numbers:
             return []
-        raws = await self._guard(self.redis.hmget(k.tickets, numbers))
+        raws = await self.guard(self.redis.hmget(k.tickets, numbers))
         return [(int(n), TicketRecord.decode(r)) for n, r in zip(numbers, raws, strict=True) if r]
 
     async def counters(self, queue: str) -> dict[str, int]:
-        raw = await self._guard(self.redis.hgetall(self.keys(queue).counters))
+        raw = await self.guard(self.redis.hgetall(self.keys(queue).counters))
         return {key.decode(): int(value) for key, value in raw.items()}
 
     async def snapshot(
@@ -280,14 +243,20 @@ class Store:
         k = self.keys(queue)
         pipe = self.redis.pipeline(transaction=True)
         pipe.hmget(k.meta, ["epoch", "seq", "state"])
-        pipe.zrange(k.line, 0, -1)
+        pipe.zrange(k.line, 0, -1, withscores=True)
         if numbers:
             pipe.hmget(k.tickets, [str(n) for n in numbers])
-        rows = await self._guard(pipe.execute())
+        rows = await self.guard(pipe.execute())
         (epoch, seq, state), line = rows[0], rows[1]
         if epoch is None:
             return None, {}
-        snap = Snapshot(epoch.decode(), int(seq), state.decode(), tuple(int(n) for n in line))
+        snap = Snapshot(
+            epoch.decode(),
+            int(seq),
+            state.decode(),
+            tuple(int(n) for n, _ in line),
+            tuple(float(score) for _, score in line),
+        )
         views: dict[int, TicketView] = {}
         if numbers:
             rank = {n: i for i, n in enumerate(snap.numbers)}
@@ -310,7 +279,7 @@ class Store:
         pipe = self.redis.pipeline(transaction=False)
         for queue in queues:
             pipe.hmget(self.keys(queue).meta, ["epoch", "seq"])
-        rows = await self._guard(pipe.execute())
+        rows = await self.guard(pipe.execute())
         return [(None if e is None else e.decode(), None if s is None else int(s)) for e, s in rows]
 
     async def ping(self) -> bool:

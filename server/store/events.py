@@ -23,14 +23,15 @@ from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError, ResponseError
 
+from protocol.ticket import lua_constants
 from server.errors import Unavailable
 from server.events import StreamEvent
-from server.keys import PERSISTER_GROUP, queues_index
+from server.keys import PERSISTER_GROUP, queues_index, scheduled_index
 from server.store.core import Store
 
 log = logging.getLogger(__name__)
 
-INT_FIELDS = frozenset({"waiting", "waited_ms", "service_ms"})
+INT_FIELDS = frozenset({"waiting", "waited_ms", "service_ms", "priority"})
 CORE_FIELDS = frozenset({"seq", "type", "at", "epoch", "ticket"})
 STREAMS_PER_READ = 500  # keys per XREADGROUP: bounds one command's size on a node with many queues
 
@@ -79,7 +80,8 @@ def _after(entry_id: str) -> str:
 
 def _load_restore() -> str:
     folder = resources.files("server") / "scripts"
-    return (folder / "common.lua").read_text() + "\n" + (folder / "restore.lua").read_text()
+    common = lua_constants() + (folder / "common.lua").read_text()
+    return common + "\n" + (folder / "restore.lua").read_text()
 
 
 class EventStreams:
@@ -309,4 +311,6 @@ class EventStreams:
             raise ValueError(f"restore of {queue} refused: {result['error']}")
         if result["restored"]:
             await self._call(self.redis.sadd(queues_index(self.store.prefix), queue))
+            if any(name == "hours" for name, _ in payload.get("settings", ())):
+                await self._call(self.redis.sadd(scheduled_index(self.store.prefix), queue))
         return result

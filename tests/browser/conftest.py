@@ -123,6 +123,11 @@ class LiveQueue:
         response = self.api("POST", f"/v1/tickets/{ticket_id}/{status}")
         assert response.status_code == 200, response.text
 
+    def queue_list_missing(self) -> bool:
+        """True while `GET /v1/queues` (the venue's queues) is not built (generic 404)."""
+        response = self.api("GET", "/v1/queues")
+        return response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+
     def stats_missing(self) -> bool:
         """True while the stats endpoint is not built (its route answers the generic 404)."""
         response = self.api("GET", f"/v1/queues/{self.slug}/stats")
@@ -145,6 +150,10 @@ def problems(live_queue: LiveQueue) -> Problems:
         # The console asks for today's numbers once; until the stats endpoint exists that one
         # request answers 404, which the console shows as "—". Nothing else may fail.
         found.allow.append(lambda entry: "/stats?since=" in entry)
+    if live_queue.queue_list_missing():
+        # The console offers the venue's other queues as transfer targets when the server
+        # lists them; until then that one request answers 404 and the field takes a slug.
+        found.allow.append(lambda entry: entry.rstrip().endswith("/v1/queues"))
     return found
 
 

@@ -132,7 +132,12 @@ async def test_counts_agree_with_the_servers_own(
     assert report["verdict"] == {
         "passed": True,
         "failed": [],
-        "checks": {"final_position_mismatches": 0, "calls_lost": 0, "calls_twice": 0},
+        "checks": {
+            "final_position_mismatches": 0,
+            "calls_lost": 0,
+            "calls_twice": 0,
+            "awaiting_state": 0,
+        },
         "calls_lost_examples": [],
         "calls_twice_examples": [],
     }  # and the harness exited 0 (run_harness checks)

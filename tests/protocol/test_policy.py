@@ -71,3 +71,43 @@ def test_ticket_ids() -> None:
     assert parse_ticket_id("front-desk.42") == ("front-desk", 42)
     for bad in ("front-desk", "x.0", "x.-1", "X.1", "x.1.2", "x.01", ""):
         assert parse_ticket_id(bad) is None
+
+
+def _steady(eta: EtaEstimator, calls: int, every_s: float, start_s: float = 1000.0) -> float:
+    """`calls` calls `every_s` apart; the time of the last one."""
+    at = start_s
+    for i in range(calls):
+        at = start_s + i * every_s
+        eta.record_call(at)
+    return at
+
+
+@pytest.mark.parametrize("stop", ["paused", "closed"])
+def test_eta_after_a_ten_minute_pause_stays_within_20_percent(stop: str) -> None:
+    eta = EtaEstimator()
+    last = _steady(eta, 10, 60.0)
+    before = eta.estimate_s(5, last + 30)  # mid-way between calls, just before the pause
+    assert before is not None
+    eta.set_state(stop, last + 30)
+    eta.set_state("open", last + 30 + 600)
+    after = eta.estimate_s(5, last + 30 + 600 + 1)  # right after the resume
+    assert after is not None
+    assert abs(after - before) <= 0.2 * before, (before, after)
+
+
+def test_calls_after_a_pause_measure_open_time_only() -> None:
+    eta = EtaEstimator(alpha=1.0)
+    last = _steady(eta, 5, 60.0)
+    eta.set_state("paused", last + 20)
+    eta.set_state("open", last + 20 + 900)
+    eta.record_call(last + 60 + 900)  # 60 s of open time after the previous call
+    assert eta.current_interval_s(last + 60 + 900) == pytest.approx(60.0)
+
+
+def test_state_reports_are_idempotent() -> None:
+    eta = EtaEstimator()
+    eta.set_state("paused", 100.0)
+    eta.set_state("closed", 150.0)  # still stopped since 100
+    eta.set_state("open", 200.0)
+    eta.set_state("open", 300.0)
+    assert eta.open_clock(400.0) == 300.0

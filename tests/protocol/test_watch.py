@@ -21,10 +21,12 @@ from protocol.watch import (
     Action,
     End,
     FlushAt,
+    Follow,
     Frames,
     Phase,
     QueueWatch,
     Quote,
+    ReadBook,
     Resync,
     ResyncReason,
 )
@@ -76,6 +78,9 @@ class Node:
     watch: QueueWatch[int] = field(default_factory=lambda: QueueWatch("q", FLUSH_S))
     numbers: dict[int, int] = field(default_factory=dict)  # watcher -> ticket number
     sent: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    states: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # `queue` messages
+    follows: list[Follow[int]] = field(default_factory=list)
+    book_reads: list[ReadBook] = field(default_factory=list)
     ended: list[int] = field(default_factory=list)
     resyncs: list[Resync] = field(default_factory=list)
     flushes: list[float] = field(default_factory=list)
@@ -86,13 +91,19 @@ class Node:
         for action in actions:
             if isinstance(action, Frames):
                 for w, frame in zip(action.watchers, action.frames, strict=True):
-                    self.sent[w].append(orjson.loads(frame))
+                    message = orjson.loads(frame)
+                    kept = self.states if message["type"] == "queue" else self.sent
+                    kept.setdefault(w, []).append(message)
             elif isinstance(action, End):
                 self.ended.append(action.watcher)
             elif isinstance(action, Resync):
                 self.resyncs.append(action)
             elif isinstance(action, FlushAt):
                 self.flushes.append(action.at_s)
+            elif isinstance(action, Follow):
+                self.follows.append(action)
+            elif isinstance(action, ReadBook):
+                self.book_reads.append(action)
             else:
                 self.quotes.append(action)
         return actions
@@ -203,8 +214,10 @@ START_TABLE = [
     ("waiting", None, ["position"], False),
     ("called", "desk 2", ["called"], False),
     ("served", None, ["status"], True),
-    ("no_show", None, ["status"], True),
+    ("no_show", None, ["status"], False),  # kept watching: a requeue may follow
     ("left", None, ["status"], True),
+    ("removed", None, ["status"], True),
+    ("transferred", None, ["status"], False),  # followed (Follow), then ended by the driver
 ]
 
 
@@ -448,3 +461,28 @@ def test_each_ticket_is_quoted_once() -> None:
     node.notice(notice(11, E.LEFT, 2, 4))
     node.flush()
     assert [(q.number, q.position) for q in node.quotes] == [(5, 5)]
+
+
+def test_a_ten_minute_pause_does_not_stretch_the_wait_estimate() -> None:
+    """Calls every 60 s, then a 10-minute pause: after the resume, position 5 still reads about
+    5 minutes, not 15 (the paused time is not service time)."""
+    node = Node()
+    node.live(tuple(range(1, 31)))
+    node.watch_ticket(7, 20, 10, tuple(range(1, 31)))
+    seq, t = 10, node.now
+    for number in range(1, 6):  # five calls, a minute apart
+        seq, t = seq + 1, t + 60.0
+        node.now = t
+        node.notice(Notice("e1", seq, E.CALLED, number, 30 - number, None, int(t * 1000)))
+    node.flush()
+    before = node.sent[7][-1]["eta_s"]
+    seq, t = seq + 1, t + 1.0
+    node.now = t
+    node.notice(Notice("e1", seq, E.PAUSED, None, 25, None, int(t * 1000)))
+    seq, t = seq + 1, t + 600.0
+    node.now = t
+    node.notice(Notice("e1", seq, E.RESUMED, None, 25, None, int(t * 1000)))
+    node.run(node.watch.flush(t))
+    after = node.sent[7][-1]["eta_s"]
+    assert before is not None and after is not None
+    assert abs(after - before) <= 0.2 * before, (before, after)

@@ -59,7 +59,10 @@ def node(tmp_path: Path, outside_tmp: Path) -> Iterator[EmbeddedNode]:
     embedded.start()
     wait_for(lambda: ready(server.url), 60, "the node never became ready")
     yield embedded
+    children = [embedded.redis_pid(), embedded.postgres_pid()]  # restarted ones, by now
     server.stop()
+    # Stopped with the node, restarted children included: none is left running.
+    wait_for(lambda: all(process_state(pid) in (None, "Z") for pid in children), 30, "orphans")
     for name in ("redis", "postgres"):  # their logs, kept with the test's files for diagnosis
         with contextlib.suppress(OSError):
             shutil.copy(outside_tmp / "data" / name / f"{name}.log", tmp_path)

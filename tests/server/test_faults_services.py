@@ -170,6 +170,7 @@ async def test_redis_killed_under_load_restarts_from_its_aof(
     for h in http:
         resyncs = (await h.get("/readyz")).json()["resyncs"]
         assert resyncs["drift"] == 0, resyncs
+        assert resyncs["resubscribe"] >= rounds, resyncs  # each node heard Redis come back
     print(
         f"\nFIGURES redis+AOF x{rounds}: (joins acked >1 s before the kill, all kept; acked "
         f"joins the AOF lost; watchers exact after restart, s) {figures}; refused {load.refused}"

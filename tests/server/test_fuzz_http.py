@@ -145,7 +145,7 @@ def test_no_input_gets_a_5xx_and_every_error_has_the_contract_shape(
     keys = (shared_server.key, shared_server.other_key)
     with httpx.Client(base_url=shared_server.url, timeout=20) as client:
 
-        @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
         @given(requests(route, queue, ticket_id, keys))
         def fuzz(request: dict[str, Any]) -> None:
             check(client.request(**request))

@@ -255,7 +255,9 @@ async def test_nonce_is_logged_and_malformed_entries_do_not_block(
     import orjson
 
     data = [orjson.loads(r["data"]) for r in rows]
-    assert data[0] == {"waiting": 1, "name": "Zoë", "nonce": joined["nonce"]}
+    score = data[0].pop("score")  # where the ticket stands in the line (protocol/score.py)
+    assert int(score) > 0
+    assert data[0] == {"waiting": 1, "name": "Zoë", "nonce": joined["nonce"], "priority": 0}
     assert data[1]["counter"] == "desk 7" and data[1]["waiting"] == 0
     assert isinstance(data[1]["waited_ms"], int)
 

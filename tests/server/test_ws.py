@@ -4,33 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import msgpack
 import pytest
-import pytest_asyncio
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.conftest import SharedServer
 from tests.wsraw import RawWebSocket
-
-
-@pytest_asyncio.fixture
-async def http(shared_server: SharedServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=shared_server.url, timeout=10) as c:
-        yield c
-
-
-@pytest_asyncio.fixture
-async def queue(http: httpx.AsyncClient, shared_server: SharedServer) -> str:
-    slug = f"w-{secrets.token_hex(4)}"
-    r = await http.put(f"/v1/queues/{slug}", json={"name": "W"}, headers=staff(shared_server))
-    assert r.status_code == 201
-    return slug
 
 
 def staff(s: SharedServer) -> dict[str, str]:
@@ -52,17 +35,26 @@ async def watch(
     return ws
 
 
-async def next_message(ws: ClientConnection, timeout_s: float = 5.0) -> dict[str, Any]:
-    raw = await asyncio.wait_for(ws.recv(), timeout_s)
-    data: dict[str, Any] = json.loads(raw) if isinstance(raw, str) else msgpack.unpackb(raw)
-    return data
+async def next_message(
+    ws: ClientConnection, timeout_s: float = 5.0, states: bool = False
+) -> dict[str, Any]:
+    """The next message; the queue's `queue` state messages are skipped unless `states`."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        left = max(deadline - asyncio.get_running_loop().time(), 0.01)
+        raw = await asyncio.wait_for(ws.recv(), left)
+        data: dict[str, Any] = json.loads(raw) if isinstance(raw, str) else msgpack.unpackb(raw)
+        if states or data.get("type") != "queue":
+            return data
 
 
-async def until(ws: ClientConnection, predicate: Any, timeout_s: float = 5.0) -> dict[str, Any]:
+async def until(
+    ws: ClientConnection, predicate: Any, timeout_s: float = 5.0, states: bool = False
+) -> dict[str, Any]:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         left = deadline - asyncio.get_running_loop().time()
-        message = await next_message(ws, max(left, 0.01))
+        message = await next_message(ws, max(left, 0.01), states)
         if predicate(message):
             return message
 
@@ -121,6 +113,8 @@ async def test_msgpack_and_default_subprotocol(
     ws = await connect(shared_server.server.ws_url, subprotocols=["vq1.msgpack"])  # type: ignore[list-item]
     assert ws.subprotocol == "vq1.msgpack"
     await ws.send(msgpack.packb({"type": "watch", "token": t["token"]}))
+    raw = await asyncio.wait_for(ws.recv(), 5)
+    assert isinstance(raw, bytes) and msgpack.unpackb(raw)["type"] == "queue"
     raw = await asyncio.wait_for(ws.recv(), 5)
     assert isinstance(raw, bytes) and msgpack.unpackb(raw)["position"] == 1
     await ws.close()

@@ -1,0 +1,203 @@
+"""Staff shaping one line from 3 nodes at once: priority joins, call-next, remove (one and bulk),
+recall, requeue, transfer and leave, concurrently. At quiet every watcher's last position is its
+place; the log shows each call took the head of the line (priority first, FIFO within), no
+ticket was called twice, and every placement kept FIFO within its priority."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+import pytest
+
+from protocol.score import priority_of
+from server.config import Settings
+from tests.server.watchers import RecordingWatcher, mismatches, settle
+
+NODES = 3
+INITIAL = 90
+
+
+async def logged(dsn: str, queue: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetch(
+            "SELECT seq, type, ticket, data FROM queue_events WHERE queue = $1 ORDER BY seq", queue
+        )
+    finally:
+        await conn.close()
+
+
+def check_the_log(rows: list[asyncpg.Record]) -> list[int]:
+    """Replay the log by scores; assert calls took the head; the line at the end, in order."""
+    line: dict[int, float] = {}
+    for row in rows:
+        data = orjson.loads(row["data"])
+        kind, number = row["type"], row["ticket"]
+        if kind in ("joined", "requeued", "transfer_in"):
+            score = float(int(data["score"]))
+            assert priority_of(score) == int(data["priority"])
+            if kind == "joined":  # FIFO: after everyone already waiting at its priority
+                band = [s for s in line.values() if priority_of(s) == int(data["priority"])]
+                assert all(s < score for s in band)
+            assert data.get("respaced") is None  # not expected at this size; would need a reset
+            line[number] = score
+        elif kind == "called":
+            head = min(line, key=lambda n: line[n])
+            assert number == head, "a call did not take the head of the line"
+            del line[number]
+        elif kind == "removed" and "numbers" in data:
+            for n in str(data["numbers"]).split(","):
+                line.pop(int(n), None)
+        elif kind in ("left", "removed", "transferred"):
+            line.pop(number, None)
+    return sorted(line, key=lambda n: line[n])
+
+
+@dataclass
+class Shaping:
+    """Three nodes, queue `a` shaped by staff, `b` the transfers' target, a watcher per ticket."""
+
+    nodes: list[Any]
+    http: list[httpx.AsyncClient]
+    auth: dict[str, str]
+    a: str
+    b: str
+    rng: random.Random = field(default_factory=lambda: random.Random(11))
+    tickets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    watchers: list[RecordingWatcher] = field(default_factory=list)
+    called: list[dict[str, Any]] = field(default_factory=list)
+    requeued: Counter[str] = field(default_factory=Counter)
+    bulk_removed: set[str] = field(default_factory=set)
+
+    def client(self) -> httpx.AsyncClient:
+        return self.http[self.rng.randrange(NODES)]
+
+    async def join_and_watch(self, i: int, priority: int | None) -> None:
+        body: dict[str, Any] = {"name": f"p{i}"}
+        headers = {}
+        if priority is not None:
+            body["priority"], headers = priority, self.auth
+        r = await self.http[i % NODES].post(
+            f"/v1/queues/{self.a}/tickets", json=body, headers=headers
+        )
+        assert r.status_code == 201, r.text
+        t = r.json()
+        self.tickets[t["ticket_id"]] = t
+        w = RecordingWatcher(t["ticket_id"], t["token"], self.nodes[(i + 1) % NODES].ws_url)
+        await w.start()
+        self.watchers.append(w)
+
+    async def priority_joins(self) -> None:
+        for i in range(30):
+            await self.join_and_watch(INITIAL + i, self.rng.randrange(10))
+
+    async def calls(self) -> None:
+        for _ in range(20):
+            r = await self.client().post(
+                f"/v1/queues/{self.a}/call-next", json={"counter": "d"}, headers=self.auth
+            )
+            assert r.status_code in (200, 204), r.text
+            if r.status_code == 200:
+                self.called.append(r.json())
+
+    async def on_tickets(self, action: str, times: int, body: Any) -> None:
+        for _ in range(times):
+            tid = self.rng.choice(sorted(self.tickets))
+            r = await self.client().post(
+                f"/v1/tickets/{tid}/{action}", json=body(), headers=self.auth
+            )
+            assert r.status_code in (200, 409), r.text
+            if action == "requeue" and r.status_code == 200:
+                self.requeued[tid] += 1
+            await asyncio.sleep(0.01)
+
+    async def bulk_remove(self) -> None:
+        ids = self.rng.sample(sorted(self.tickets), 6)
+        self.bulk_removed.update(ids)
+        r = await self.client().post(
+            f"/v1/queues/{self.a}/remove", json={"ticket_ids": ids}, headers=self.auth
+        )
+        assert r.status_code == 200, r.text
+
+    async def leaves(self) -> None:
+        for _ in range(8):
+            t = self.tickets[self.rng.choice(sorted(self.tickets))]
+            r = await self.client().delete(
+                f"/v1/tickets/{t['ticket_id']}", headers={"Authorization": f"Bearer {t['token']}"}
+            )
+            assert r.status_code in (200, 409), r.text
+
+    async def everything(self) -> None:
+        rng = self.rng
+        await asyncio.gather(
+            self.priority_joins(),
+            self.calls(),
+            self.calls(),
+            self.on_tickets("remove", 8, dict),
+            self.on_tickets("recall", 10, dict),
+            self.on_tickets("requeue", 12, lambda: {"position": rng.randrange(1, 30)}),
+            self.on_tickets("transfer", 8, lambda: {"queue": self.b}),
+            self.bulk_remove(),
+            self.leaves(),
+        )
+
+
+async def complete_log(client: httpx.AsyncClient, dsn: str, queue: str, auth: Any) -> list[Any]:
+    """The queue's logged events once PostgreSQL has every one of them."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while True:
+        r = await client.get(f"/v1/queues/{queue}/events?limit=1000", headers=auth)
+        head = int(r.json()["next_after_seq"])
+        rows = await logged(dsn, queue)
+        if rows and len(rows) == head and rows[-1]["seq"] == head:
+            live = await client.get(f"/v1/queues/{queue}/events?after_seq={head}", headers=auth)
+            if not live.json()["events"]:
+                return list(rows)
+        assert loop.time() < deadline, "the log did not catch up"
+        await asyncio.sleep(0.2)
+
+
+@pytest.mark.timeout(240)
+async def test_shaping_from_three_nodes_keeps_every_watcher_exact(
+    start_server: Any, make_venue: Any, settings: Settings
+) -> None:
+    _, key = await make_venue("Shaping")
+    auth = {"Authorization": f"Bearer {key}"}
+    nodes = [start_server() for _ in range(NODES)]
+    http = [httpx.AsyncClient(base_url=n.url, timeout=20) for n in nodes]
+    run = Shaping(nodes, http, auth, f"a-{secrets.token_hex(3)}", f"b-{secrets.token_hex(3)}")
+    for q in (run.a, run.b):
+        assert (await http[0].put(f"/v1/queues/{q}", json={}, headers=auth)).status_code == 201
+    await asyncio.gather(*(run.join_and_watch(i, None) for i in range(INITIAL)))
+    await run.everything()
+
+    # No ticket called twice, except once more after each time staff put it back in line.
+    for tid, times in Counter(c["ticket_id"] for c in run.called).items():
+        assert times <= 1 + run.requeued[tid], tid
+    # Watchers of requeued tickets (they must follow the ticket back into the line) and of a
+    # bulk removal's tickets (each must get its `removed` status) are the watch side's part;
+    # every other watcher must end exactly at its place.
+    steady = [w for w in run.watchers if w.ticket_id not in set(run.requeued) | run.bulk_removed]
+    wrong = await settle(steady, http[0], run.a, key, timeout_s=15)
+    assert wrong == [], f"{len(wrong)} watchers off: {wrong[:10]}"
+    await asyncio.sleep(1.0)  # quiet for a second: still exact
+    assert await mismatches(steady, http[0], run.a, key) == []
+
+    assert settings.database_url is not None
+    rows = await complete_log(http[0], settings.database_url.reveal(), run.a, auth)
+    final = check_the_log(rows)
+    r = await http[0].get(f"/v1/queues/{run.a}/tickets", headers=auth)
+    assert [t["number"] for t in r.json()["waiting"]] == final
+    for w in run.watchers:
+        await w.stop()
+    for c in http:
+        await c.aclose()
