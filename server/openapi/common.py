@@ -110,7 +110,7 @@ def errors(*codes: str) -> dict[str, Any]:
     """Error answers for these codes, one per status, each listing exactly its codes."""
     by_status: dict[int, list[str]] = {}
     for code in codes:
-        by_status.setdefault(STATUS_OF[code], []).append(code)
+        by_status.setdefault(STATUS_OF.get(code, 400), []).append(code)  # as ApiError.from_code
     out: dict[str, Any] = {}
     for status, group in sorted(by_status.items()):
         schema = obj(

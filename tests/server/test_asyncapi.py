@@ -65,7 +65,7 @@ def test_the_document_hangs_together() -> None:
         for m in op["messages"]
         if op["action"] == "send"
     }
-    assert sent == {"position", "called", "status", "error"}
+    assert sent == {"position", "called", "status", "queue", "moved", "error"}
 
 
 class Recorder:
@@ -114,7 +114,7 @@ async def test_real_frames_match_the_message_schemas(shared_server: SharedServer
             watch = {"type": "watch", "token": t["token"]}
             packed = ws.subprotocol == "vq1.msgpack"
             await ws.send(msgpack.packb(watch) if packed else json.dumps(watch))
-            assert (await rec.read(ws))["type"] == "position"
+            assert (await rec.read(ws, until="position"))["type"] == "position"
         r = await http.post(
             f"/v1/queues/{queue}/call-next", json={"counter": "desk 2"}, headers=staff
         )
@@ -142,7 +142,7 @@ async def test_real_frames_match_the_message_schemas(shared_server: SharedServer
     for frame in rec.frames:
         errors = [e.message for e in check[frame["type"]].iter_errors(frame)]
         assert errors == [], (frame, errors)
-    assert {f["type"] for f in rec.frames} == {"position", "called", "status", "error"}
+    assert {f["type"] for f in rec.frames} == {"position", "called", "status", "queue", "error"}
     assert {f["code"] for f in rec.frames if f["type"] == "error"} == {
         "bad_message",
         "unauthorized",
