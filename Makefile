@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format types unit soak bench browser-deps clean
+.PHONY: run test lint format types unit soak bench browser-deps balancer-deps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,7 +39,7 @@ unit: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m pytest -m soak $(PYTEST_ARGS)
 
-## bench: the fixed harness, persistence and metrics on/off runs that write BENCHMARKS.md (about 12 minutes)
+## bench: the fixed harness, persistence, scale and metrics on/off runs that write BENCHMARKS.md (about 26 minutes)
 bench: $(STAMP)
 	$(BIN)/python -m server.bench_persist --out bench-results/persist.json
 	$(BIN)/python -m loadtest.bench --out BENCHMARKS.md --persist bench-results/persist.json
@@ -47,6 +47,10 @@ bench: $(STAMP)
 ## browser-deps: Debian's Chromium for the browser tests (Playwright cannot download one here)
 browser-deps:
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+## balancer-deps: Debian's HAProxy 2.6 for the load-balancer tests and bench (skipped without it)
+balancer-deps:
+	@command -v haproxy >/dev/null || (apt-get update -qq && apt-get install -y -qq haproxy >/dev/null)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache

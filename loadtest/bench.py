@@ -217,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     overhead = bench_metrics.measure(work, args.metrics_rounds, args.quick)
     text = render(results, started, load_before, os.getloadavg(), args.quick, persist)
     text += "\n" + _limits(work / "limits.md", args.quick)
+    from loadtest.bench_scale import render as render_scale  # it builds on this module
+
+    text += "\n" + render_scale(_scale(work / "scale.json", args.quick))
     text += "\n" + bench_metrics.section(bench_metrics.summary(overhead))
     args.out.write_text(text)
     print(f"bench: wrote {args.out} in {time.time() - started:.0f} s (reports in {out_dir})")
@@ -231,6 +234,14 @@ def _persistence(path: Path | None) -> dict[str, Any] | None:
     if not path.exists():
         raise SystemExit(f"bench: no persistence result at {path}: run server.bench_persist first")
     result: dict[str, Any] = orjson.loads(path.read_bytes())
+    return result
+
+
+def _scale(out: Path, quick: bool) -> dict[str, Any]:
+    """Run the scale bench (its own nodes, Redis and PostgreSQL) and return its result."""
+    argv = [sys.executable, "-m", "loadtest.bench_scale", *(["--quick"] if quick else [])]
+    subprocess.run([*argv, "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
+    result: dict[str, Any] = orjson.loads(out.read_bytes())
     return result
 
 

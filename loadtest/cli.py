@@ -52,7 +52,9 @@ TARGET, RUN, SCALE, OUTPUT = "target (required)", "the run", "scale and placemen
 # (group, flag, argparse keywords): every option, in the order --help shows them.
 OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     (TARGET, "--url", {"required": True,
-                       "help": "the server's base URL, e.g. http://127.0.0.1:8000"}),
+                       "help": "the server's base URL, e.g. http://127.0.0.1:8000, or several "
+                               "nodes' (or a balancer's) separated by commas: process i "
+                               "connects to node i mod n"}),
     (TARGET, "--queue", {"required": True, "help": "queue slug to load (it must exist)"}),
     (TARGET, "--staff-key", {"required": True, "help": "a staff key of the queue's venue"}),
     (RUN, "--scenario", {"choices": [s.value for s in Scenario], "default": "steady",

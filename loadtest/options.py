@@ -48,8 +48,13 @@ class Options:
     kill_pid: int | None = None  # failover: the local process of the node at `url`
 
     @property
+    def urls(self) -> tuple[str, ...]:
+        """Every node `--url` names (a comma-separated list): process i uses node i mod n."""
+        return tuple(u.strip().rstrip("/") for u in self.url.split(",") if u.strip())
+
+    @property
     def ws_url(self) -> str:
-        return ws_url_of(self.url)
+        return self.node_ws_url(0)
 
     @property
     def resume_ws_urls(self) -> tuple[str, ...]:
@@ -59,11 +64,18 @@ class Options:
     @property
     def http_url(self) -> str:
         """Where joins and staff calls go: a surviving node when one is to be killed."""
-        return (self.failover_urls[0] if self.failover_urls else self.url).rstrip("/")
+        return (self.failover_urls[0] if self.failover_urls else self.base_url).rstrip("/")
 
     @property
     def base_url(self) -> str:
-        return self.url.rstrip("/")
+        """The first node: the staff calls and the final checks go there."""
+        return self.urls[0]
+
+    def node_base_url(self, process: int) -> str:
+        return self.urls[process % len(self.urls)]
+
+    def node_ws_url(self, process: int) -> str:
+        return ws_url_of(self.node_base_url(process))
 
     @property
     def churn_join_rate(self) -> float:
@@ -75,7 +87,7 @@ class Options:
         One source address reaches one server port only ~28k times (docs/architecture.md); spreading
         also keeps each process's sockets apart in the kernel's tables.
         """
-        host = urlsplit(self.url).hostname or ""
+        host = urlsplit(self.base_url).hostname or ""
         try:
             loopback = ipaddress.ip_address(host).version == 4 and host.startswith("127.")
         except ValueError:
@@ -91,8 +103,8 @@ class Options:
 
     def check(self) -> str | None:
         """A problem with these options, in words, or None."""
-        if urlsplit(self.url).scheme != "http":
-            return "--url must be an http:// URL"
+        if not self.urls or any(urlsplit(u).scheme != "http" for u in self.urls):
+            return "--url must be http:// URLs (one, or several separated by commas)"
         if self.watchers < 1 or self.processes < 1:
             return "--watchers and --processes must be at least 1"
         per_process = math.ceil(self.watchers / self.processes) * (2 if self.baseline else 1)

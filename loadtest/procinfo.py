@@ -22,8 +22,18 @@ def rss_kib(pid: int | None) -> int | None:
     return None
 
 
-async def server_frames_sent(base_url: str) -> int | None:
-    """The server's own count of WebSocket frames sent, if its /readyz reports `frames_sent`."""
+async def server_frames_sent(base_urls: tuple[str, ...]) -> int | None:
+    """The nodes' own count of WebSocket frames sent, summed, if each /readyz reports one."""
+    total = 0
+    for base_url in base_urls:
+        sent = await _frames_sent(base_url)
+        if sent is None:
+            return None
+        total += sent
+    return total
+
+
+async def _frames_sent(base_url: str) -> int | None:
     http = HttpClient(base_url, 1, timeout_s=5.0)
     try:
         reply = await http.request("GET", "/readyz")

@@ -84,8 +84,9 @@ def worker_specs(options: Options) -> list[WorkerSpec]:
     return [
         WorkerSpec(
             index=i,
-            base_url=options.http_url,
-            ws_url=options.ws_url,
+            # a failover run sends HTTP to a surviving node; else process i uses node i mod n
+            base_url=options.http_url if options.failover_urls else options.node_base_url(i),
+            ws_url=options.node_ws_url(i),
             queue=options.queue,
             codec=options.codec,
             local_addr=addr,

@@ -65,7 +65,7 @@ async def execute(options: Options, display: Display, command: str) -> dict[str,
 
 async def _measure(run: Run) -> None:
     options = run.options
-    run.server_counts["frames_sent_before"] = await server_frames_sent(options.base_url)
+    run.server_counts["frames_sent_before"] = await server_frames_sent(options.urls)
     rss_before = rss_kib(options.server_pid)
     initial = options.watchers
     if options.scenario is Scenario.JOIN_SPIKE:
@@ -89,7 +89,7 @@ async def _measure(run: Run) -> None:
     run.calls_window = (run.calls_window[0], max(last_frame, run.calls_window[0] + 0.001))
     run.phase("check")
     await check_final(run)
-    run.server_counts["frames_sent_after"] = await server_frames_sent(options.base_url)
+    run.server_counts["frames_sent_after"] = await server_frames_sent(options.urls)
     await measure_latency(run)
     if options.baseline:
         await run.pool.all("disconnect")

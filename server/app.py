@@ -124,7 +124,9 @@ async def build_services(settings: Settings) -> Services:
     """Connect to Redis and PostgreSQL and start the fan-out (urls must be set by now)."""
     assert settings.redis_url is not None and settings.database_url is not None
     assert settings.secret_key is not None
-    store = Store(settings.redis_url.reveal(), settings.redis_prefix)
+    store = Store(
+        settings.redis_url.reveal(), settings.redis_prefix, cluster=settings.redis_cluster
+    )
     db = await Database.connect(settings.database_url.reveal())
     fanout = Fanout(store, settings.flush_ms, settings.stuck_close_s, settings.resync_check_s)
     fanout.seed_eta = history.eta_seeder(EventLog(db))

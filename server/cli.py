@@ -79,7 +79,9 @@ async def _demo(settings: Settings) -> str:
     key_file = settings.data_dir / "demo_staff_key"
     assert settings.database_url is not None and settings.redis_url is not None
     db = await Database.connect(settings.database_url.reveal(), max_size=2)
-    store = Store(settings.redis_url.reveal(), settings.redis_prefix)
+    store = Store(
+        settings.redis_url.reveal(), settings.redis_prefix, cluster=settings.redis_cluster
+    )
     try:
         venue_id = await db.venue_by_name(DEMO_VENUE)
         if venue_id is None or not key_file.exists():

@@ -131,6 +131,7 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()  # empty: the origin of the request's own Host
     data_dir: Path = field(default_factory=lambda: Path(".vqueue"))
     redis_prefix: str = "vq"
+    redis_cluster: bool = False  # REDIS_URL names one node of a Redis Cluster
     flush_ms: float = 50.0
     stuck_close_s: float = 10.0
     resync_check_s: float = 2.0  # 0: no periodic drift check
@@ -175,6 +176,9 @@ class Settings:
         secret = env.get("VQ_SECRET_KEY") or None
         if secret is not None and len(secret) < 32:
             raise ConfigError("VQ_SECRET_KEY must be at least 32 characters")
+        cluster = _bool(env, "VQ_REDIS_CLUSTER", False)
+        if cluster and not env.get("REDIS_URL"):
+            raise ConfigError("VQ_REDIS_CLUSTER=true needs REDIS_URL naming a node of the cluster")
         return cls(
             redis_url=Secret(env["REDIS_URL"]) if env.get("REDIS_URL") else None,
             database_url=Secret(env["DATABASE_URL"]) if env.get("DATABASE_URL") else None,
@@ -182,6 +186,7 @@ class Settings:
             allowed_origins=tuple(o for o in origins if o),
             data_dir=Path(env.get("VQ_DATA_DIR") or ".vqueue"),
             redis_prefix=prefix,
+            redis_cluster=cluster,
             flush_ms=_float(env, "VQ_FLUSH_MS", 50.0, 0.0, 5000.0),
             stuck_close_s=_float(env, "VQ_STUCK_CLOSE_S", 10.0, 0.5, 600.0),
             resync_check_s=_resync_check_s(env),

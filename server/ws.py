@@ -22,6 +22,7 @@ from protocol.messages import Leave, Status, Watch, WatchBoard, WatchQueue
 from protocol.ticket import FINAL_STATUSES
 from server.access import key_identity, queue_owner, require_owner
 from server.auth import TicketClaim, parse_staff_key
+from server.clientaddr import client_address
 from server.errors import ApiError, Unavailable
 from server.fanout import ViewWatcher, Watcher
 from server.limits import SocketCounts
@@ -46,7 +47,9 @@ class WatchEndpoint:
         if connect["type"] != "websocket.connect":
             return
         if not origin_allowed(headers, svc.settings, own_always=False):
-            log.info("refused a WebSocket from origin %r", headers.get("origin", "")[:100])
+            origin = headers.get("origin", "")[:100]
+            client = client_address(scope, svc.settings.trusted_proxies)
+            log.info("refused a WebSocket from origin %r (client %s)", origin, client)
             await send({"type": "websocket.close", "code": closecodes.POLICY_VIOLATION})
             return
         if self._sockets is None:

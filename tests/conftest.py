@@ -98,7 +98,7 @@ def settings(
 @pytest_asyncio.fixture
 async def store(settings: Settings) -> AsyncIterator[Store]:
     assert settings.redis_url is not None
-    s = Store(settings.redis_url.reveal(), settings.redis_prefix)
+    s = Store(settings.redis_url.reveal(), settings.redis_prefix, cluster=settings.redis_cluster)
     yield s
     await s.close()
 

@@ -14,6 +14,8 @@ end
 
 -- Record one change: bump seq, append it to the queue's event stream (the outbox that the
 -- persister copies to PostgreSQL) and publish a compact notice for the nodes' watchers.
+-- SPUBLISH (sharded pub/sub, Redis 7+): on a Redis Cluster the notice stays in the queue's shard
+-- instead of being copied to every node; the channel shares the queue's hash tag.
 -- `extra` goes into the stream entry (its `counter` also into the notice); `note` holds the
 -- notice-only fields a node needs to move its mirror without a Redis call (see protocol/line.py).
 local function emit(meta, events, channel, kind, number, waiting, at, extra, note)
@@ -35,7 +37,7 @@ local function emit(meta, events, channel, kind, number, waiting, at, extra, not
     for k, v in pairs(note) do notice[k] = v end
   end
   redis.call('XADD', events, '*', unpack(fields))
-  redis.call('PUBLISH', channel, cjson.encode(notice))
+  redis.call('SPUBLISH', channel, cjson.encode(notice))
   return seq
 end
 

@@ -75,6 +75,6 @@ for _, item in ipairs(p.finished) do redis.call('ZADD', finished, item[2], item[
 for _, c in ipairs(p.counters) do redis.call('HSET', counters, c[1], c[2]) end
 
 local waiting = #p.line
-redis.call('PUBLISH', ARGV[1], cjson.encode({e = p.epoch, s = p.seq, k = STATE_EVENT[p.state],
-                                             w = waiting, at = now_ms()}))
+redis.call('SPUBLISH', ARGV[1], cjson.encode({e = p.epoch, s = p.seq, k = STATE_EVENT[p.state],
+                                              w = waiting, at = now_ms()}))
 return cjson.encode({restored = true, epoch = p.epoch, seq = p.seq, waiting = waiting})

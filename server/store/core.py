@@ -32,6 +32,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IDEMPOTENCY_TTL_S = 24 * 3600
+# What a call can raise when the server is gone: redis-py's errors, and on a cluster failover the
+# event loop's "transport is closed" RuntimeError from a connection the dead primary reset.
+STORE_DOWN = (RedisError, OSError, RuntimeError)
+# redis-py 8.1's cluster client can also fail with an AttributeError on a connection a failover
+# closed under it (its writer is None): on a cluster that too means "store down", not a bug here.
+CLUSTER_DOWN = (*STORE_DOWN, AttributeError)
 SCRIPT_NAMES = (
     "join",
     "call_next",
@@ -48,6 +54,8 @@ SCRIPT_NAMES = (
     "settings",
     "boundary",
 )
+# Reads that must agree run as scripts too: a MULTI is not usable on redis-py's asyncio cluster.
+READ_SCRIPT_NAMES = ("read_meta", "read_ticket", "read_snapshot")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +74,9 @@ def _limit_args(limit: tuple[int, int] | None) -> list[str | int]:
 def _load_scripts() -> dict[str, str]:
     folder = resources.files("server") / "scripts"
     prelude = lua_constants() + (folder / "common.lua").read_text()
-    return {name: prelude + "\n" + (folder / f"{name}.lua").read_text() for name in SCRIPT_NAMES}
+    changes = {name: prelude + "\n" + (folder / f"{name}.lua").read_text() for name in SCRIPT_NAMES}
+    reads = {name: (folder / f"{name}.lua").read_text() for name in READ_SCRIPT_NAMES}
+    return changes | reads
 
 
 def _parse(raw: bytes | str) -> dict[str, Any]:
@@ -79,14 +89,38 @@ def _parse(raw: bytes | str) -> dict[str, Any]:
     return result
 
 
+CLUSTER_CONNECTIONS_PER_NODE = 512  # RedisCluster raises past its cap instead of waiting
+
+
 class Store(LineOps):
-    def __init__(self, url: str, prefix: str = "vq", max_connections: int = 64) -> None:
-        # A blocking pool waits for a free connection instead of failing a burst
-        # (docs/architecture.md).
-        self.pool = redis.BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=10, health_check_interval=15
-        )
-        self.redis = redis.Redis(connection_pool=self.pool)
+    """The live state. `cluster=True`: `url` names any node of a Redis Cluster.
+
+    Every script, reads included, touches one queue's keys only (one hash slot), so the same code
+    runs on one Redis and on a cluster, where redis-py routes each call to the slot's primary and
+    follows MOVED replies and failovers.
+    """
+
+    def __init__(
+        self, url: str, prefix: str = "vq", max_connections: int = 64, *, cluster: bool = False
+    ) -> None:
+        self.url = url
+        self.cluster = cluster
+        self._down: tuple[type[Exception], ...] = CLUSTER_DOWN if cluster else STORE_DOWN
+        if cluster:
+            # Same commands as redis.Redis; typed as one so that callers need no second path.
+            self.redis = cast(
+                redis.Redis,
+                redis.RedisCluster.from_url(
+                    url, max_connections=CLUSTER_CONNECTIONS_PER_NODE, health_check_interval=15
+                ),
+            )
+        else:
+            # A blocking pool waits for a free connection instead of failing a burst
+            # (docs/architecture.md).
+            pool = redis.BlockingConnectionPool.from_url(
+                url, max_connections=max_connections, timeout=10, health_check_interval=15
+            )
+            self.redis = redis.Redis(connection_pool=pool)
         self.prefix = prefix
         self._scripts: dict[str, AsyncScript] = {
             name: self.redis.register_script(text) for name, text in _load_scripts().items()
@@ -94,7 +128,8 @@ class Store(LineOps):
 
     async def close(self) -> None:
         await self.redis.aclose()
-        await self.pool.aclose()
+        if not self.cluster:
+            await self.redis.connection_pool.aclose()
 
     def keys(self, queue: str) -> QueueKeys:
         return queue_keys(self.prefix, queue)
@@ -102,15 +137,18 @@ class Store(LineOps):
     async def _run(self, name: str, keys: list[str], args: list[str | int]) -> dict[str, Any]:
         try:
             raw = await self._scripts[name](keys=keys, args=args)
-        except RedisError as exc:
+        except self._down as exc:
             log.warning("redis script %s failed: %s", name, exc)
             raise Unavailable("the live queue store is unreachable") from exc
         return _parse(cast(bytes, raw))
 
+    async def _read(self, name: str, keys: list[str], args: list[str | int]) -> Any:
+        return await self.guard(self._scripts[name](keys=keys, args=args))
+
     async def guard(self, awaitable: Awaitable[Any]) -> Any:
         try:
             return await awaitable
-        except RedisError as exc:
+        except self._down as exc:
             log.warning("redis call failed: %s", exc)
             raise Unavailable("the live queue store is unreachable") from exc
 
@@ -191,24 +229,17 @@ class Store(LineOps):
     async def queue_meta(self, queue: str) -> dict[str, str] | None:
         """The queue's live summary fields plus `waiting`, or None when Redis has no such queue."""
         k = self.keys(queue)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hgetall(k.meta)
-        pipe.zcard(k.line)
-        meta, waiting = await self.guard(pipe.execute())
-        if not meta:
+        flat, waiting = await self._read("read_meta", [k.meta, k.line], [])
+        if not flat:
             return None
-        fields = {key.decode(): value.decode() for key, value in meta.items()}
+        fields = {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
         fields["waiting"] = str(waiting)
         return fields
 
     async def ticket(self, queue: str, number: int) -> TicketView | None:
         k = self.keys(queue)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hget(k.tickets, str(number))
-        pipe.zrank(k.line, str(number))
-        pipe.zcard(k.line)
-        pipe.hmget(k.meta, ["seq", "epoch", "state"])
-        raw, rank, waiting, (seq, epoch, state) = await self.guard(pipe.execute())
+        reply = await self._read("read_ticket", [k.meta, k.line, k.tickets], [number])
+        raw, rank, waiting, (seq, epoch, state) = reply
         if raw is None or seq is None:
             return None
         record = TicketRecord.decode(raw)
@@ -239,15 +270,12 @@ class Store(LineOps):
     async def snapshot(
         self, queue: str, numbers: list[int]
     ) -> tuple[Snapshot | None, dict[int, TicketView]]:
-        """The queue's line and the given tickets, read in one MULTI so they agree."""
+        """The queue's line and the given tickets, read by one script so they agree."""
         k = self.keys(queue)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hmget(k.meta, ["epoch", "seq", "state"])
-        pipe.zrange(k.line, 0, -1, withscores=True)
-        if numbers:
-            pipe.hmget(k.tickets, [str(n) for n in numbers])
-        rows = await self.guard(pipe.execute())
-        (epoch, seq, state), line = rows[0], rows[1]
+        args: list[str | int] = [str(n) for n in numbers]
+        meta, flat_line, raws = await self._read("read_snapshot", [k.meta, k.line, k.tickets], args)
+        epoch, seq, state = meta
+        line = list(zip(flat_line[0::2], flat_line[1::2], strict=True))  # (number, score)
         if epoch is None:
             return None, {}
         snap = Snapshot(
@@ -260,7 +288,7 @@ class Store(LineOps):
         views: dict[int, TicketView] = {}
         if numbers:
             rank = {n: i for i, n in enumerate(snap.numbers)}
-            for number, raw in zip(numbers, rows[2], strict=True):
+            for number, raw in zip(numbers, raws, strict=True):
                 if raw is not None:
                     record = TicketRecord.decode(raw)
                     views[number] = TicketView.of(

@@ -6,12 +6,15 @@ node has committed it to PostgreSQL and acknowledged it, and is claimed by anoth
 first one dies holding it. A stream is trimmed only below its oldest entry that is not yet
 acknowledged, so an entry leaves Redis only once PostgreSQL has it.
 
-Streams live in different hash slots, so nothing here puts two queues in one script; the
-multi-stream reads are plain commands (on a Redis Cluster they would be split per node).
+Streams live in different hash slots, so nothing here puts two queues in one script. On one
+Redis a read names many streams; on a Redis Cluster no command may name keys of two slots, so
+each stream is read by its own XREADGROUP, pipelined by redis-py to the primary owning it: the
+group and its pending entries live in the stream's shard, and follow it through a failover.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -140,6 +143,8 @@ class EventStreams:
         With more streams than one command takes, each chunk is read without blocking and the
         caller idles when nothing came back.
         """
+        if self.store.cluster:
+            return await self._read_each(consumer, queues, count, block_ms)
         out: list[StreamEvent] = []
         chunks = [queues[i : i + STREAMS_PER_READ] for i in range(0, len(queues), STREAMS_PER_READ)]
         block = block_ms if len(chunks) == 1 else None
@@ -157,6 +162,29 @@ class EventStreams:
             except RedisError as exc:
                 raise Unavailable(f"redis: {exc}") from exc
             out.extend(self._parse_reply(reply or []))
+        return out
+
+    async def _read_each(
+        self, consumer: str, queues: Sequence[str], count: int, block_ms: int
+    ) -> list[StreamEvent]:
+        """One non-blocking XREADGROUP per stream; waits `block_ms` when every one was empty."""
+        pipe = self.redis.pipeline(transaction=False)
+        for queue in queues:
+            pipe.xreadgroup(PERSISTER_GROUP, consumer, {self.stream(queue): ">"}, count)
+        out: list[StreamEvent] = []
+        missing: list[str] = []
+        for queue, reply in zip(queues, await self._execute(pipe), strict=True):
+            if isinstance(reply, ResponseError) and "NOGROUP" in str(reply):
+                missing.append(queue)
+            elif isinstance(reply, Exception):
+                raise Unavailable(f"redis: {reply}")
+            else:
+                out.extend(self._parse_reply(reply or []))
+        if missing:
+            log.info("%d persister groups are missing (a shard lost its data?)", len(missing))
+            await self.ensure_groups(missing)
+        if not out:
+            await asyncio.sleep(block_ms / 1000)
         return out
 
     def _parse_reply(self, reply: list[Any]) -> list[StreamEvent]:

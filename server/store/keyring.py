@@ -24,10 +24,10 @@ class KeyRing:
     async def revoke(self, key_id: str) -> None:
         """Record a revoked key for good (checked while PostgreSQL is down) and tell every node."""
         name = revoked_keys(self.store.prefix)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.sadd(name, key_id)
-        pipe.publish(name, key_id)
-        await self.store.guard(pipe.execute())
+        # Two calls, not a MULTI (redis-py's asyncio cluster cannot run one): recorded first, so
+        # a node that misses the announcement still finds the key in the set.
+        await self.store.guard(self.redis.sadd(name, key_id))
+        await self.store.guard(self.redis.publish(name, key_id))
 
     async def revoked(self, key_id: str) -> bool:
         name = revoked_keys(self.store.prefix)

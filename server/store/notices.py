@@ -1,8 +1,16 @@
-"""Change notices: one pub/sub connection per node for every queue it watches.
+"""Change notices over sharded pub/sub: one SSUBSCRIBE connection per shard with watched queues.
+
+Scripts publish each queue's notices with SPUBLISH on a channel in the queue's hash slot, so on a
+Redis Cluster a notice reaches only the primary (and replicas) owning that slot, not every node.
+A node keeps one connection per primary that owns one of its watched queues; on a single Redis
+there is one "shard", the server itself.
 
 Pub/sub is at-most-once. Every (re)confirmed subscription is reported as `Resubscribed`, so the
-fan-out reloads that queue: whatever was published while the connection was down is lost, and
-only a snapshot can say what changed (architecture.md inv. 3).
+fan-out reloads that queue: whatever was published while a connection was down is lost, and only
+a snapshot can say what changed (docs/architecture.md, invariant 3). When a shard's connection fails
+for good (its primary died) or the server moves a channel away (`sunsubscribe` we did not ask
+for: a failover or a slot migration), the topology is re-read and each of that shard's channels
+is subscribed again at the primary that owns its slot now, which confirms it as `Resubscribed`.
 """
 
 from __future__ import annotations
@@ -11,10 +19,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import redis.asyncio as redis
 from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
+from redis.asyncio.connection import parse_url
+from redis.exceptions import RedisClusterException, RedisError
 
 from server.errors import Unavailable
 
@@ -22,6 +32,11 @@ if TYPE_CHECKING:
     from server.store.core import Store
 
 log = logging.getLogger(__name__)
+
+SINGLE = "single"  # the one shard of a plain Redis
+GET_TIMEOUT_S = 1.0
+RETRY_FIRST_S = 0.1
+RETRY_MAX_S = 2.0
 
 
 class Resubscribed:
@@ -33,77 +48,224 @@ class Resubscribed:
         self.queue = queue
 
 
+class _Lost:
+    """A shard reader's report: these channels need a new home (their primary may be gone)."""
+
+    __slots__ = ("channels", "shard")
+
+    def __init__(self, shard: _Shard, channels: set[bytes]) -> None:
+        self.shard = shard
+        self.channels = channels
+
+
+class _Shard:
+    """One SSUBSCRIBE connection to one server, and the channels it carries."""
+
+    def __init__(self, address: str, client: redis.Redis) -> None:
+        self.address = address
+        self.client = client
+        self.pubsub: PubSub = client.pubsub()
+        self.channels: set[bytes] = set()
+        self.leaving: set[bytes] = set()  # unsubscribed by us: their sunsubscribe is expected
+        self.reader: asyncio.Task[None] | None = None
+
+    async def close(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.reader
+        with contextlib.suppress(RedisError, OSError, RuntimeError):
+            await self.pubsub.aclose()  # type: ignore[no-untyped-call]
+        if self.address != SINGLE:  # the single shard borrows the store's own client
+            with contextlib.suppress(RedisError, OSError, RuntimeError):
+                await self.client.aclose()
+
+
 class NoticeStream:
-    """One pub/sub connection carrying the notices of every queue this node watches."""
+    """The notices of every queue this node watches, from whichever shards own them."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._pubsub: PubSub = store.redis.pubsub()
-        self._channels: dict[bytes, str] = {}
-        self._broken = False  # a (re)subscribe failed: the connection must be made again
+        self._queues: dict[bytes, str] = {}  # channel -> queue, for every watched queue
+        self._shards: dict[str, _Shard] = {}  # address -> shard
+        self._home: dict[bytes, _Shard] = {}  # channel -> the shard it is subscribed on
+        self._inbox: asyncio.Queue[tuple[str, bytes] | Resubscribed | _Lost] = asyncio.Queue()
+        self._lock = asyncio.Lock()  # placements change one at a time
+        self._rehoming: set[asyncio.Task[None]] = set()
 
-    def _channel(self, queue: str) -> str:
-        return self._store.keys(queue).channel
+    def _channel(self, queue: str) -> bytes:
+        return self._store.keys(queue).channel.encode()
+
+    @property
+    def shard_count(self) -> int:
+        """Connections held now: one per shard with watched queues."""
+        return len(self._shards)
 
     async def subscribe(self, queue: str) -> None:
+        """Watch a queue; its `Resubscribed` comes once its shard confirms.
+
+        Raises Unavailable when its shard cannot be reached now: the caller gives the queue up
+        (and its watcher retries). Other queues of a shard that failed are placed again later.
+        """
         channel = self._channel(queue)
-        self._channels[channel.encode()] = queue
-        try:
-            await self._pubsub.subscribe(channel)
-        except (RedisError, OSError) as exc:
-            # The caller gives this queue up; the connection is made again for the others.
-            self._channels.pop(channel.encode(), None)
-            self._broken = True
-            raise Unavailable("the live queue is not available right now") from exc
+        self._queues[channel] = queue
+        async with self._lock:
+            failed = await self._place([channel])
+        if channel in failed:
+            self._queues.pop(channel, None)
+            failed.discard(channel)
+        self._rehome_later(failed)
+        if channel not in self._queues:
+            raise Unavailable("the live queue is not available right now")
 
     async def unsubscribe(self, queue: str) -> None:
         channel = self._channel(queue)
-        self._channels.pop(channel.encode(), None)
-        await self._pubsub.unsubscribe(channel)
+        self._queues.pop(channel, None)
+        async with self._lock:
+            shard = self._home.pop(channel, None)
+            if shard is None:
+                return
+            shard.channels.discard(channel)
+            if not shard.channels:
+                self._shards.pop(shard.address, None)
+                await shard.close()
+                return
+            shard.leaving.add(channel)
+            with contextlib.suppress(RedisError, OSError):
+                await shard.pubsub.sunsubscribe(channel)
 
     async def messages(self) -> AsyncIterator[tuple[str, bytes] | Resubscribed]:
-        """Yield (queue, notice) and Resubscribed markers; survive Redis going away."""
-        backoff = 0.1
+        """Yield (queue, notice) and Resubscribed markers; survive shards going away."""
         while True:
-            if self._pubsub.connection is None:  # the first subscribe has not connected yet
-                if self._broken:  # or it failed, or a reconnect did (Redis was still down)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
-                    await self._reconnect()
-                    continue
-                await asyncio.sleep(0.02)
-                continue
-            try:
-                message = await self._pubsub.get_message(timeout=1.0)
-                backoff = 0.1
-            except (RedisError, OSError, RuntimeError) as exc:
-                log.warning("pub/sub connection lost (%s); reconnecting", exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                await self._reconnect()
-                continue
-            if message is None:
-                continue
-            queue = self._channels.get(message["channel"])
-            if queue is None:
-                continue
-            if message["type"] == "subscribe":
-                yield Resubscribed(queue)
-            elif message["type"] == "message":
-                yield queue, message["data"]
-
-    async def _reconnect(self) -> None:
-        with contextlib.suppress(RedisError, OSError):
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-        self._pubsub = self._store.redis.pubsub()
-        channels = [ch.decode() for ch in self._channels]
-        self._broken = False
-        try:
-            if channels:
-                await self._pubsub.subscribe(*channels)
-        except (RedisError, OSError) as exc:
-            self._broken = True
-            log.warning("pub/sub resubscribe failed: %s", exc)
+            item = await self._inbox.get()
+            if isinstance(item, _Lost):
+                async with self._lock:
+                    self._drop(item.shard)
+                await item.shard.close()
+                self._rehome_later(item.channels)
+            else:
+                yield item
 
     async def close(self) -> None:
-        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        for task in list(self._rehoming):
+            task.cancel()
+        for shard in list(self._shards.values()):
+            await shard.close()
+        self._shards.clear()
+        self._home.clear()
+
+    # -- placement --------------------------------------------------------------------------------
+
+    async def _place(self, channels: list[bytes]) -> set[bytes]:
+        """Subscribe each channel at its slot's primary; returns the channels left homeless.
+
+        Called with the lock held. A channel is homed before its SSUBSCRIBE goes out, so that
+        the reader, which may see the confirmation before the call returns, accepts it.
+        """
+        wanted = [c for c in channels if c in self._queues and c not in self._home]
+        by_address: dict[str, list[bytes]] = {}
+        failed: set[bytes] = set()
+        for channel in wanted:
+            try:
+                by_address.setdefault(self._owner(channel), []).append(channel)
+            except (RedisError, RedisClusterException, OSError):
+                failed.add(channel)  # the slot has no primary right now (failover under way)
+        for address, group in by_address.items():
+            shard = self._shards.get(address) or self._open(address)
+            try:
+                for channel in group:  # one per command: a cluster refuses cross-slot SSUBSCRIBE
+                    shard.leaving.discard(channel)
+                    shard.channels.add(channel)
+                    self._home[channel] = shard
+                    await shard.pubsub.ssubscribe(channel)
+            except (RedisError, OSError) as exc:
+                log.warning("cannot subscribe to notices at %s: %s", address, exc)
+                failed |= shard.channels
+                self._drop(shard)
+                await shard.close()
+                continue
+            if shard.reader is None:
+                shard.reader = asyncio.get_running_loop().create_task(
+                    self._read(shard), name=f"notices-{address}"
+                )
+        return failed
+
+    def _owner(self, channel: bytes) -> str:
+        if not self._store.cluster:
+            return SINGLE
+        node = self._store.redis.get_node_from_key(channel)  # type: ignore[attr-defined]
+        return f"{node.host}:{node.port}"
+
+    def _open(self, address: str) -> _Shard:
+        if address == SINGLE:
+            client = self._store.redis
+        else:
+            host, _, port = address.rpartition(":")
+            options: dict[str, Any] = {
+                **parse_url(self._store.url),
+                "host": host,
+                "port": int(port),
+            }
+            client = redis.Redis(**options)
+        shard = self._shards[address] = _Shard(address, client)
+        return shard
+
+    def _drop(self, shard: _Shard) -> None:
+        """Forget a failed shard (lock held): its channels are subscribed nowhere now."""
+        if self._shards.get(shard.address) is shard:
+            del self._shards[shard.address]
+        for channel in shard.channels:
+            if self._home.get(channel) is shard:
+                del self._home[channel]
+
+    def _rehome_later(self, channels: set[bytes]) -> None:
+        if channels:
+            task = asyncio.get_running_loop().create_task(self._rehome(channels))
+            self._rehoming.add(task)
+            task.add_done_callback(self._rehoming.discard)
+
+    async def _rehome(self, channels: set[bytes]) -> None:
+        """Re-read the topology and subscribe again until every channel has a shard."""
+        delay_s = RETRY_FIRST_S
+        while channels:
+            await asyncio.sleep(delay_s)  # a failover takes a moment to promote a replica
+            delay_s = min(delay_s * 2, RETRY_MAX_S)
+            if self._store.cluster:
+                try:
+                    await self._store.redis.nodes_manager.initialize()  # type: ignore[attr-defined]
+                except (RedisError, OSError) as exc:
+                    log.warning("cannot read the cluster's topology yet: %s", exc)
+                    continue
+            async with self._lock:
+                channels = await self._place(sorted(channels & set(self._queues)))
+        log.info("notice subscriptions placed again")
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    async def _read(self, shard: _Shard) -> None:
+        """Move one shard's messages to the inbox; report the shard lost when it fails."""
+        while True:
+            try:
+                message = await shard.pubsub.get_message(timeout=GET_TIMEOUT_S)
+            except (RedisError, OSError, RuntimeError) as exc:
+                log.warning("notices from %s lost (%s); placing them again", shard.address, exc)
+                self._inbox.put_nowait(_Lost(shard, set(shard.channels)))
+                return
+            if message is not None:
+                self._route(shard, message)
+
+    def _route(self, shard: _Shard, message: dict[str, Any]) -> None:
+        channel = message["channel"]
+        queue = self._queues.get(channel)
+        kind = message["type"]
+        if queue is None or self._home.get(channel) is not shard:
+            return
+        if kind == "smessage":
+            self._inbox.put_nowait((queue, message["data"]))
+        elif kind == "ssubscribe":
+            self._inbox.put_nowait(Resubscribed(queue))
+        elif kind == "sunsubscribe" and channel not in shard.leaving:
+            # The server dropped it: its slot moved to another primary (failover, migration).
+            shard.channels.discard(channel)
+            del self._home[channel]
+            self._rehome_later({channel})

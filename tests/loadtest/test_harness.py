@@ -194,6 +194,28 @@ async def test_steady_run_against_a_real_server(
     assert "<svg" in await asyncio.to_thread(html.read_text)
 
 
+async def test_processes_spread_over_several_nodes(
+    start_server: Callable[..., ServerProcess], make_venue: Any, tmp_path: Path
+) -> None:
+    """`--url a,b`: process i watches through node i mod 2; the positions end exact and the
+    frames the harness received are the sum of what both nodes sent."""
+    _venue, key = await make_venue("Nodes")
+    nodes = [start_server(), start_server()]
+    await _queue(nodes[0], key, "ln")
+    urls = ",".join(n.url for n in nodes)
+    args = ["--watchers", "200", "--processes", "2", "--duration", "2", "--call-rate", "5"]
+    report = await run_harness(urls, "ln", key, tmp_path / "r.json", *args)
+    assert report["errors"] == {}
+    assert report["final_position_mismatches"] == 0
+    assert report["final_checked"] >= 190
+    counts = report["server"]
+    assert counts["frames_sent"] is not None
+    assert 0 < counts["frames_received"] <= counts["frames_sent"]
+    for node in nodes:  # each node sent some of them: both held watchers
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(f"{node.url}/readyz")).json()["frames_sent"] > 0
+
+
 async def test_reconnect_storm_resumes_every_watcher(
     start_server: Callable[..., ServerProcess], make_venue: Any, tmp_path: Path
 ) -> None:

@@ -63,7 +63,7 @@ async def test_hours_open_and_close_once_across_nodes(
     # Subscribe as a node would: the notices every node's watchers are moved by.
     assert settings.redis_url is not None
     sub = aioredis.from_url(settings.redis_url.reveal()).pubsub()
-    await sub.subscribe(queue_keys(settings.redis_prefix, queue).channel)
+    await sub.ssubscribe(queue_keys(settings.redis_prefix, queue).channel)  # SPUBLISH
 
     tz, day, opening = zone_and_day(datetime.now(UTC), 4)
     closing = opening + timedelta(seconds=3)
@@ -97,7 +97,7 @@ async def test_hours_open_and_close_once_across_nodes(
     # reads as removed; the called one stays called.
     notices = []
     while (message := await sub.get_message(timeout=0.2)) is not None or len(notices) < 3:
-        if message and message["type"] == "message":
+        if message and message["type"] == "smessage":
             notices.append(orjson.loads(message["data"]))
     removed = [n for n in notices if n["k"] == "removed"]
     assert sorted(removed[0]["ns"]) == sorted(t["number"] for t in waiting)

@@ -111,7 +111,7 @@ class ScriptsMachine(RuleBasedStateMachine):
         for q in QUEUES:
             result = self.run(self.store.upsert_queue(q, VENUE, q))
             assert result["created"] is True
-            self.run(self.pubsub.subscribe(self.store.keys(q).channel))
+            self.run(self.pubsub.ssubscribe(self.store.keys(q).channel))  # notices use SPUBLISH
             snapshot, _ = self.run(self.store.snapshot(q, []))
             self.mirrors[q] = LineMirror(snapshot)
 
@@ -383,7 +383,7 @@ class ScriptsMachine(RuleBasedStateMachine):
         while any(self.mirrors[q].seq < m.seq for q, m in self.models.items()):
             assert time.monotonic() < deadline, "notices did not arrive"
             message = self.run(self.pubsub.get_message(timeout=0.2))
-            if message is None or message["type"] != "message":
+            if message is None or message["type"] != "smessage":
                 continue
             q = channels[message["channel"]]
             outcome, _ = self.mirrors[q].apply(Notice.from_wire(message["data"]))

@@ -1,0 +1,67 @@
+"""Notices over sharded pub/sub on one server: the embedded Valkey, and plain Redis 7 (the
+machine's `redis-server`, when it is 7.0 or later) as the supported alternative."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from server.embedded import EmbeddedRedis
+from server.store import Resubscribed, Store
+
+
+def _redis7() -> Path | None:
+    found = shutil.which("redis-server")
+    if found is None:
+        return None
+    version = subprocess.run([found, "--version"], capture_output=True, text=True, check=False)
+    major = version.stdout.split("v=", 1)[-1].split(".", 1)[0]
+    return Path(found) if major.isdigit() and int(major) >= 7 else None
+
+
+async def _next(items: AsyncIterator[tuple[str, bytes] | Resubscribed]) -> object:
+    return await asyncio.wait_for(anext(items), timeout=10)
+
+
+async def _join_is_noticed(url: str) -> None:
+    store = Store(url, "n")
+    notices = store.notices()
+    try:
+        await store.upsert_queue("q", "v", "Q")
+        await notices.subscribe("q")
+        items = notices.messages()
+        first = await _next(items)
+        assert isinstance(first, Resubscribed) and first.queue == "q"
+        joined = await store.join("q", None, None)
+        queue, raw = await _next(items)  # type: ignore[misc]
+        assert queue == "q"
+        assert orjson.loads(raw)["n"] == joined["number"]
+        assert notices.shard_count == 1
+    finally:
+        await notices.close()
+        await store.close()
+
+
+async def test_a_join_is_noticed_on_the_embedded_valkey(redis_server: EmbeddedRedis) -> None:
+    store = Store(redis_server.url)
+    try:
+        assert int((await store.redis.info("server"))["valkey_version"].split(".")[0]) >= 8
+    finally:
+        await store.close()
+    await _join_is_noticed(redis_server.url)
+
+
+@pytest.mark.skipif(_redis7() is None, reason="no redis-server 7.0+ on PATH")
+async def test_a_join_is_noticed_on_plain_redis_7(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path, executable=_redis7())
+    server.start()
+    try:
+        await _join_is_noticed(server.url)
+    finally:
+        server.stop()
