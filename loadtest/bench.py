@@ -190,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="the JSON that `python -m server.bench_persist` wrote, for its section",
     )
+    parser.add_argument(
+        "--metrics-rounds", type=int, default=5, help="interleaved metrics on/off rounds"
+    )
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="vqueue-bench-"))
     out_dir = args.keep or work / "reports"
@@ -209,11 +212,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
     persist = _persistence(args.persist)
+    from loadtest import bench_metrics  # it builds on this module's Server and run_one
+
+    overhead = bench_metrics.measure(work, args.metrics_rounds, args.quick)
     text = render(results, started, load_before, os.getloadavg(), args.quick, persist)
     text += "\n" + _limits(work / "limits.md", args.quick)
     from loadtest.bench_scale import render as render_scale  # it builds on this module
 
     text += "\n" + render_scale(_scale(work / "scale.json", args.quick))
+    text += "\n" + bench_metrics.section(bench_metrics.summary(overhead))
     args.out.write_text(text)
     print(f"bench: wrote {args.out} in {time.time() - started:.0f} s (reports in {out_dir})")
     return 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import hmac
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,22 +16,24 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import Scope
+from starlette.types import ASGIApp, Scope
 
-from server import customers, history, keyroutes, limits, pages, shaping, staff
-from server.auth import KeyCache, TicketSigner, bearer
-from server.clientaddr import client_address
+from server import customers, history, keyroutes, limits, metrics, pages, shaping, staff
+from server.auth import KeyCache, TicketSigner
 from server.config import Settings
+from server.counters import Tally
 from server.db import Database
 from server.db.events import EventLog
 from server.errors import ApiError, Unavailable
 from server.fanout import Fanout
 from server.guard import Guard
 from server.httpio import JSONResponse, error_response
+from server.openapi import docs as openapi_docs
 from server.outbox import Outbox
 from server.persister import Persister
 from server.queues import KnownQueues
 from server.recovery import Recovery
+from server.requestctx import RequestContext
 from server.scheduler import Scheduler
 from server.services import Services
 from server.store import KeyRing, Store
@@ -53,22 +54,13 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def operator_client(request: Request, settings: Settings) -> bool:
-    """Loopback clients (as resolved behind trusted proxies) or `Bearer $VQ_METRICS_TOKEN`."""
-    token = settings.metrics_token
-    given = bearer(request.headers.get("authorization"))
-    if token is not None and given is not None and hmac.compare_digest(given, token.reveal()):
-        return True
-    return client_address(request.scope, settings.trusted_proxies).is_loopback
-
-
 async def readyz(request: Request) -> Response:
     """`{"ready"}` for anyone; the details (business volume) only for operators."""
     svc: Services = request.app.state.services
     redis_ok = await svc.store.ping()
     db_ok = await svc.db.ping()
     status = 200 if redis_ok and db_ok else 503
-    if not operator_client(request, svc.settings):
+    if not metrics.operator_allowed(request, svc.settings):
         return JSONResponse({"ready": redis_ok and db_ok}, status)
     body: dict[str, object] = {
         "ready": redis_ok and db_ok,
@@ -154,6 +146,21 @@ async def build_services(settings: Settings) -> Services:
     return svc
 
 
+class VqueueApp(Starlette):
+    """Starlette with the request context outermost, around its own error middleware."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        self.settings = settings
+        super().__init__(**kwargs)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return RequestContext(
+            super().build_middleware_stack(),
+            access_log=self.settings.access_log,
+            count=self.settings.metrics,
+        )
+
+
 async def close_services(svc: Services) -> None:
     if svc.scheduler is not None:
         await svc.scheduler.stop()
@@ -168,6 +175,8 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         svc = await build_services(settings)
+        Tally.enabled = settings.metrics
+        svc.metrics = metrics.build_registry(svc) if settings.metrics else None
         app.state.services = svc
         following = keyroutes.start_following(svc.store, svc.keys, svc.fanout.close_views_of_key)
         # Everything allocated so far lives as long as the process: keep it out of the cyclic
@@ -188,12 +197,14 @@ def create_app(settings: Settings) -> Starlette:
     routes: list[Any] = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        *metrics.ROUTES,
         *customers.ROUTES,
         *staff.ROUTES,
         *shaping.ROUTES,
         *keyroutes.ROUTES,
         *history.ROUTES,
         *pages.ROUTES,
+        *openapi_docs.ROUTES,
         WebSocketRoute("/v1/ws", WatchEndpoint(services_of)),
     ]
     middleware = [Middleware(Guard, settings=settings)]
@@ -208,7 +219,8 @@ def create_app(settings: Settings) -> Starlette:
                 max_age=600,
             )
         )
-    return Starlette(
+    return VqueueApp(
+        settings,
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,

@@ -14,17 +14,13 @@ from pathlib import Path
 
 import orjson
 
-from server import keycli
+from server import keycli, logs
 from server.config import ConfigError, Secret, Settings
 
 log = logging.getLogger("vqueue")
 
 DEMO_VENUE = "Demo venue"
 DEMO_QUEUE = "demo"
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def _secret_file(path: Path) -> str:
@@ -136,6 +132,7 @@ def serve(settings: Settings, host: str, port: int) -> int:
             ws_ping_timeout=settings.ws_ping_s,
             lifespan="on",
             log_level=settings.log_level.lower(),
+            log_config=None,  # uvicorn's loggers propagate to ours (server.logs)
             access_log=False,
             timeout_graceful_shutdown=5,
             # The client address is resolved by server.clientaddr with VQ_TRUSTED_PROXIES;
@@ -182,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"vqueue: {exc}", file=sys.stderr)
         return 2
-    _configure_logging(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     if args.command == "serve":
         return serve(settings, args.host, args.port)
     if settings.embedded:

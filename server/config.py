@@ -139,6 +139,9 @@ class Settings:
     persist_batch: int = 500
     demo: bool = False  # the demo venue: `make run` turns it on, images never do
     log_level: str = "INFO"
+    log_format: str = "text"  # "json": one JSON object per line
+    access_log: bool = True  # one line per HTTP request (route template, status, duration)
+    metrics: bool = True  # False: no /metrics and no counting on the request path (benchmarks)
     join_rate_ip: Rate | None = Rate(30, 60)
     join_rate_queue: Rate | None = None
     rate_exempt: tuple[Network, ...] = ()
@@ -164,6 +167,12 @@ class Settings:
         level = env.get("VQ_LOG_LEVEL", "INFO").upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"VQ_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+        log_format = env.get("VQ_LOG_FORMAT", "text").strip().lower() or "text"
+        if log_format not in ("text", "json"):
+            raise ConfigError(f"VQ_LOG_FORMAT must be text or json, got {log_format!r}")
+        metrics_token = env.get("VQ_METRICS_TOKEN") or None
+        if metrics_token is not None and len(metrics_token) < 16:
+            raise ConfigError("VQ_METRICS_TOKEN must be at least 16 characters")
         secret = env.get("VQ_SECRET_KEY") or None
         if secret is not None and len(secret) < 32:
             raise ConfigError("VQ_SECRET_KEY must be at least 32 characters")
@@ -185,6 +194,9 @@ class Settings:
             persist_batch=int(_float(env, "VQ_PERSIST_BATCH", 500, 1, 10000)),
             demo=_bool(env, "VQ_DEMO", False),
             log_level=level,
+            log_format=log_format,
+            access_log=_bool(env, "VQ_ACCESS_LOG", True),
+            metrics=_bool(env, "VQ_METRICS", True),
             join_rate_ip=_rate(env, "VQ_JOIN_RATE_IP", "30/minute"),
             join_rate_queue=_rate(env, "VQ_JOIN_RATE_QUEUE", "off"),
             rate_exempt=_networks(env, "VQ_RATE_EXEMPT"),
@@ -194,5 +206,5 @@ class Settings:
             http_keepalive_s=_float(env, "VQ_HTTP_KEEPALIVE_S", 5.0, 0.5, 600.0),
             http_request_timeout_s=_float(env, "VQ_HTTP_REQUEST_TIMEOUT_S", 30.0, 0.5, 600.0),
             public_url=_public_url(env),
-            metrics_token=Secret(env["VQ_METRICS_TOKEN"]) if env.get("VQ_METRICS_TOKEN") else None,
+            metrics_token=Secret(metrics_token) if metrics_token else None,
         )

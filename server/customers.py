@@ -12,6 +12,7 @@ from protocol.names import ticket_id
 from protocol.score import MAX_PRIORITY
 from server.access import live_ticket_claim, owned_queue, staff_venue
 from server.auth import bearer, parse_staff_key
+from server.counters import Tally
 from server.errors import ApiError
 from server.httpio import JSONResponse, idempotency_key, optional_text, read_body, read_object
 from server.idempotency import fingerprint, replayable
@@ -47,6 +48,7 @@ async def join(request: Request) -> Response:
         svc, queue, lambda: svc.store.join(queue, name, idem, fp, limits, priority)
     )
     tid = ticket_id(queue, int(result["number"]))
+    Tally.joins += 1
     return JSONResponse(
         {
             "ticket_id": tid,

@@ -63,6 +63,10 @@ MAX_INT = 2**63 - 1  # PostgreSQL's bigint
 MIN_TIME_MS = to_ms(datetime(1, 1, 2, tzinfo=UTC))
 MAX_TIME_MS = to_ms(datetime(9999, 12, 30, tzinfo=UTC))
 SEED_TIMEOUT_S = 1.0
+MAX_INT64 = 2**63 - 1  # seq is a PostgreSQL bigint
+# Times a response can still write as ISO 8601 (an out-of-range one is refused with 400).
+EARLIEST_MS = to_ms(datetime(1, 1, 1, tzinfo=UTC))
+LATEST_MS = to_ms(datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC))
 
 
 def iso(ms: int) -> str:

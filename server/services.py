@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from prometheus_client import CollectorRegistry
 from starlette.requests import HTTPConnection
 
 from server.auth import KeyCache, TicketSigner
@@ -30,6 +31,7 @@ class Services:
     keys: KeyCache
     rebuild: Callable[[str], Awaitable[bool]] | None = None  # queues.restore(): replay the log
     persister: Persister | None = None
+    metrics: CollectorRegistry | None = None  # None: VQ_METRICS=false
     scheduler: Scheduler | None = None  # opening hours
     known_queues: KnownQueues | None = None  # None: every miss asks PostgreSQL (tests)
 

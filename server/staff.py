@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from protocol.names import is_slug, ticket_id
 from server.access import owned_queue, owned_ticket, staff_venue
+from server.counters import Tally
 from server.errors import ApiError
 from server.httpio import JSONResponse, idempotency_key, optional_text, read_body, read_object
 from server.idempotency import fingerprint, replayable
@@ -69,6 +70,7 @@ async def call_next(request: Request) -> Response:
     if result.get("empty"):
         return Response(status_code=204)
     number = int(result["number"])
+    Tally.calls += 1
     return JSONResponse(
         {
             "ticket_id": ticket_id(queue, number),

@@ -32,6 +32,7 @@ from uvicorn.server import ServerState
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request, Response
 
+from server.logs import REQUEST_ID_SCOPE_KEY
 from server.wsframes import (
     MessageAssembler,
     SansIOServer,
@@ -143,6 +144,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._channel = PushChannel(self)
         self._client: tuple[str, int] | None = None
         self._path = ""
+        self._scope: dict[str, Any] | None = None  # the app may note things in it (request id)
         self._response: Response | None = None  # the 101 answer, until the app decides
         # The status, headers and body chunks of a denial response the app is sending.
         self._denial: tuple[int, list[tuple[bytes, bytes]], list[bytes]] | None = None
@@ -187,7 +189,15 @@ class WebSocketProtocol(asyncio.Protocol):
         self._connections.discard(self)
         if self._accepted and self._disconnect is not None:
             code = self._disconnect["code"]
-            logger.debug("WebSocket %s %s closed %d", self._client, self._path, code)
+            # Runs outside the request's task: name its request id (server.requestctx) here.
+            request_id = None if self._scope is None else self._scope.get(REQUEST_ID_SCOPE_KEY)
+            logger.debug(
+                "WebSocket %s %s closed %d",
+                self._client,
+                self._path,
+                code,
+                extra={"request_id": request_id or "-"},
+            )
 
     def pause_writing(self) -> None:
         self._drained = self._loop.create_future()
@@ -294,6 +304,7 @@ class WebSocketProtocol(asyncio.Protocol):
             },
         )
         self._path = scope["path"]
+        self._scope = cast(dict[str, Any], scope)
         self._inbox.append({"type": "websocket.connect"})
         # A client must wait for our answer before sending frames (RFC 6455 4.1): read nothing
         # until the app accepts, so nothing, not even a pong, can precede the 101.

@@ -1,8 +1,9 @@
-"""Fixtures of the WebSocket tests on the module's shared server: an HTTP client and a fresh
-queue per test."""
+"""Fixtures of the server tests: for the WebSocket tests on the module's shared server an HTTP
+client and a fresh queue per test; for the tests that lose notices on purpose, a silent store."""
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,6 +11,9 @@ from typing import Any
 import httpx
 import pytest_asyncio
 
+from server.config import Settings
+from server.keys import QueueKeys
+from server.store import Store
 from tests.conftest import SharedServer
 
 
@@ -37,3 +41,18 @@ async def join_named(http: httpx.AsyncClient, queue: str, name: str) -> dict[str
     assert r.status_code == 201, r.text
     data: dict[str, Any] = r.json()
     return data
+
+
+class SilentStore(Store):
+    """Makes real changes whose notices go to a channel nobody hears: lost messages."""
+
+    def keys(self, queue: str) -> QueueKeys:
+        return dataclasses.replace(super().keys(queue), channel="nobody-listens")
+
+
+@pytest_asyncio.fixture
+async def silent(settings: Settings) -> AsyncIterator[Store]:
+    assert settings.redis_url is not None
+    s = SilentStore(settings.redis_url.reveal(), settings.redis_prefix)
+    yield s
+    await s.close()

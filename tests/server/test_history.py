@@ -259,3 +259,27 @@ async def test_estimates_come_from_history_and_are_measured(
 
         await wait_for(measured, 10, "the estimate's error in the stats")
         await w.stop()
+
+
+OUT_OF_RANGE = [
+    ("events", {"after_seq": 2**63}),
+    ("events", {"after_seq": 10**30}),
+    ("stats", {"since": -99999999999999}),
+    ("stats", {"until": 10**15}),
+    ("stats", {"since": "0000-12-31T00:00:00Z"}),
+    ("stats", {"since": "10000-01-01T00:00:00Z"}),
+]
+
+
+def test_out_of_range_queries_answer_400_and_the_edges_work(shared_server: Any) -> None:
+    auth = {"Authorization": f"Bearer {shared_server.key}"}
+    queue = f"h-{secrets.token_hex(3)}"
+    with httpx.Client(base_url=shared_server.url, timeout=10, headers=auth) as http:
+        assert http.put(f"/v1/queues/{queue}", json={}).status_code == 201
+        for route, params in OUT_OF_RANGE:
+            r = http.get(f"/v1/queues/{queue}/{route}", params=params)
+            assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_query"), params
+        edges = {"since": "0001-01-03T00:00:00Z", "until": "9999-12-29T00:00:00Z"}
+        assert http.get(f"/v1/queues/{queue}/stats", params=edges).status_code == 200
+        top = http.get(f"/v1/queues/{queue}/events", params={"after_seq": 2**63 - 1})
+        assert top.status_code == 200 and top.json()["events"] == []

@@ -1,0 +1,135 @@
+"""What the metrics cost the fan-out: the same run against a server with `VQ_METRICS=true` and
+one with `VQ_METRICS=false`, interleaved, for `make bench`.
+
+Two `vqueue serve` processes, each with its own embedded stores, both pinned to the server CPU
+(only one is under load at a time). Each round runs the fan-out once against each, in an order
+that alternates (on/off, then off/on, ...) so that a machine growing busier or quieter during
+the run does not favour one side. The figures are the median over the rounds, with the spread
+(lowest and highest), and the ratio on/off of the medians; the target is frames/s with metrics
+on at least 95% of frames/s with metrics off.
+
+Run alone: python -m loadtest.bench_metrics [--rounds 5] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+TARGET_RATIO = 0.95
+SIDES = ("on", "off")
+
+
+def _spec(quick: bool) -> Any:
+    from loadtest.bench import Spec
+
+    watchers = "2000" if quick else "10000"
+    args = (
+        *("--scenario", "steady", "--watchers", watchers, "--processes", "4"),
+        *("--duration", "8", "--call-rate", "20", "--leave-rate", "0", "--join-rate", "0"),
+    )
+    return Spec("metrics", args, False)
+
+
+def measure(work: Path, rounds: int, quick: bool) -> dict[str, list[dict[str, Any]]]:
+    """{"on": [report per round], "off": [...]}, each report the harness's JSON."""
+    from loadtest.bench import Server, _free_port, run_one
+
+    servers = {}
+    for side in SIDES:
+        server = Server(work / f"metrics-{side}", _free_port())
+        server.data_dir.mkdir(parents=True, exist_ok=True)
+        server.env["VQ_METRICS"] = "true" if side == "on" else "false"
+        created = server.vqueue("venue", "create", "Bench", "--json").strip().splitlines()[-1]
+        servers[side] = (server, _staff_key(created))
+    out_dir = work / "metrics-reports"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
+    spec = _spec(quick)
+    try:
+        for server, _ in servers.values():
+            server.start()
+        for round_ in range(rounds):
+            order = SIDES if round_ % 2 == 0 else SIDES[::-1]
+            for side in order:
+                server, key = servers[side]
+                named = type(spec)(f"{spec.name}-{side}", spec.args, spec.target)
+                results[side].append(run_one(server, key, named, round_ + 1, out_dir))
+    finally:
+        for server, _ in servers.values():
+            server.stop()
+    return results
+
+
+def _staff_key(created_json: str) -> str:
+    import orjson
+
+    key: str = orjson.loads(created_json)["staff_key"]
+    return key
+
+
+def _spread(values: list[float]) -> tuple[float, float, float]:
+    return statistics.median(values), min(values), max(values)
+
+
+def summary(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    fps = {side: _spread([float(r["frames_per_s"]) for r in results[side]]) for side in SIDES}
+    p99 = {
+        side: _spread([float(r["update_latency_ms"]["p99"]) for r in results[side]])
+        for side in SIDES
+    }
+    fps_ratio = fps["on"][0] / fps["off"][0] if fps["off"][0] else None
+    p99_ratio = p99["on"][0] / p99["off"][0] if p99["off"][0] else None
+    return {
+        "rounds": len(results["on"]),
+        "frames_per_s": fps,
+        "update_p99_ms": p99,
+        "frames_ratio": fps_ratio,
+        "p99_ratio": p99_ratio,
+        "met": None if fps_ratio is None else fps_ratio >= TARGET_RATIO,
+        "commands": [r["bench_command"] for side in SIDES for r in results[side][:1]],
+    }
+
+
+def section(s: dict[str, Any]) -> str:
+    def row(name: str, figures: dict[str, tuple[float, float, float]], ratio: float | None) -> str:
+        cells = [f"{m:,.1f} ({lo:,.1f}-{hi:,.1f})" for m, lo, hi in (figures[x] for x in SIDES)]
+        return f"| {name} | {cells[0]} | {cells[1]} | {'-' if ratio is None else f'{ratio:.3f}x'} |"
+
+    met = {None: "-", True: "**yes**", False: "**NO**"}[s["met"]]
+    lines = [
+        "## Metrics on vs off (fan-out)",
+        "",
+        f"The same fan-out run, {s['rounds']} interleaved rounds against a server with "
+        "`VQ_METRICS=true` and one with `VQ_METRICS=false`: median (lowest-highest).",
+        "",
+        "| | metrics on | metrics off | on / off |",
+        "|---|---:|---:|---:|",
+        row("position frames delivered per second", s["frames_per_s"], s["frames_ratio"]),
+        row("update latency p99, ms", s["update_p99_ms"], s["p99_ratio"]),
+        "",
+        f"Target: frames/s with metrics on >= {TARGET_RATIO:.2f}x metrics off: {met}.",
+        "",
+        "```",
+        *s["commands"],
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.bench_metrics", description=__doc__)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="2,000 watchers instead of 10,000")
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="vqueue-bench-metrics-"))
+    print(section(summary(measure(work, args.rounds, args.quick))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
