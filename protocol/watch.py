@@ -80,6 +80,8 @@ class Frames(Generic[W]):
     watchers: list[W]
     frames: list[bytes]
     replaceable: bool  # positions: a newer one may replace an unsent older one
+    # A flush's frames: when the oldest notice they answer was received (push latency)
+    notice_at_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +149,7 @@ class QueueWatch(Generic[W]):
         self._pending: list[Notice] = []  # arrived while no mirror could take them
         self._again = False  # notices may have been lost during the resync under way
         self._flush_at: float | None = None
+        self._unflushed_since: float | None = None  # the oldest notice not yet flushed
         self._quoted: set[int] = set()
         self._drift_seq: int | None = None
         self._resync_requested = False
@@ -302,6 +305,8 @@ class QueueWatch(Generic[W]):
         if outcome is Outcome.STALE:
             return []
         self._dirty.update(moved)
+        if self._unflushed_since is None and self._dirty:
+            self._unflushed_since = now
         actions: list[Action[W]] = self._view_frames(self.views.apply(notice, mirror))
         if notice.kind is EventKind.CALLED:
             self.eta.record_call(notice.at_ms / 1000.0)
@@ -485,7 +490,8 @@ class QueueWatch(Generic[W]):
                     frames.append(conn.codec.encode(Position(tid, position, waiting, eta, seq)))
                 watchers.append(watcher)
         if watchers:
-            actions.append(Frames(watchers, frames, True))
+            actions.append(Frames(watchers, frames, True, self._unflushed_since))
+        self._unflushed_since = None
         return actions
 
     # -- helpers --------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from protocol.watch import (
     Resync,
     ResyncReason,
 )
+from server.counters import observe_push
 from server.errors import Unavailable
 from server.outbox import Outbox
 from server.store import Resubscribed, Store
@@ -208,6 +209,8 @@ class Fanout:
                 replaceable = action.replaceable
                 for watcher, frame in zip(action.watchers, action.frames, strict=True):
                     watcher.outbox.offer(frame, replaceable)
+                if action.notice_at_s is not None:  # once per flush, never per frame
+                    observe_push(time.time() - action.notice_at_s)
             elif isinstance(action, End):
                 action.watcher.end()
             elif isinstance(action, FlushAt):
