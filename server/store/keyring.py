@@ -4,6 +4,7 @@ pub/sub channel announcing each revocation) and when token signing moved to SHA-
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -46,11 +47,14 @@ class KeyRing:
                         yield None
                     elif message["type"] == "message":
                         yield bytes(message["data"]).decode()
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, RuntimeError) as exc:  # RuntimeError: a closed transport
                 log.warning("revocation channel lost, resubscribing: %s", exc)
                 await asyncio.sleep(1.0)  # a retry delay while Redis is away
             finally:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                # Closing a connection that Redis (or a failover) already cut can fail in turn:
+                # that must not replace a cancellation or end the loop.
+                with contextlib.suppress(RedisError, OSError, RuntimeError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def sha256_tokens_since_ms(self) -> int:
         """When this deployment began signing tokens with SHA-256: the first node to ask sets it."""
