@@ -149,7 +149,7 @@ def verdict(run: Run) -> dict[str, Any]:
         "calls_lost": len(run.final["calls_lost"]),
         "calls_twice": len(run.final["calls_twice"]),
         # reconnected but never sent their state before the check: exactness not shown
-        "awaiting_state": run.final.get("awaiting_state", 0),
+        "awaiting_state": run.final["awaiting_state"],
     }
     if run.failover:
         checks["failover_not_recovered"] = run.failover["not_recovered"]

@@ -165,7 +165,7 @@ async def check_final(run: Run) -> None:
         "checked": len(checkable),
         "beyond_staff_list": len(beyond),
         "unchecked": sum(r["unchecked"] for r in replies),
-        "awaiting_state": sum(r.get("awaiting_state", 0) for r in replies),
+        "awaiting_state": sum(r["awaiting_state"] for r in replies),
         "slow": sum(r["slow"] for r in replies),
         "mismatches": mismatches,
         "called_seqs": called,
