@@ -1,7 +1,12 @@
 """Staff shaping one line from 3 nodes at once: priority joins, call-next, remove (one and bulk),
-recall, requeue, transfer and leave, concurrently. At quiet every watcher's last position is its
-place; the log shows each call took the head of the line (priority first, FIFO within), no
-ticket was called twice, and every placement kept FIFO within its priority."""
+recall, requeue, transfer and leave, concurrently, with the drift check off (notices alone).
+
+At quiet every watcher shows what its ticket really is: a waiting one its place, a called one
+`called`, a finished one its status (removed ones, bulk or not, `removed`); a requeued one has
+followed its ticket back into the line; a transferred one got `moved` and, as the bundled client
+does, watches its new ticket in the other queue at its place there. The log shows each call took
+the head of the line (priority first, FIFO within), no ticket was called twice, and every
+placement kept FIFO within its priority. No node needed a resync beyond its first snapshot."""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ import pytest
 
 from protocol.score import priority_of
 from server.config import Settings
-from tests.server.watchers import RecordingWatcher, mismatches, settle
+from tests.server.watchers import RecordingWatcher, resync_counts, settle_states
 
 NODES = 3
 INITIAL = 90
@@ -74,8 +79,8 @@ class Shaping:
     tickets: dict[str, dict[str, Any]] = field(default_factory=dict)
     watchers: list[RecordingWatcher] = field(default_factory=list)
     called: list[dict[str, Any]] = field(default_factory=list)
-    requeued: Counter[str] = field(default_factory=Counter)
-    bulk_removed: set[str] = field(default_factory=set)
+    done: dict[str, Counter[str]] = field(default_factory=dict)  # action -> 200s by ticket id
+    bulk_removed: int = 0
 
     def client(self) -> httpx.AsyncClient:
         return self.http[self.rng.randrange(NODES)]
@@ -91,7 +96,8 @@ class Shaping:
         assert r.status_code == 201, r.text
         t = r.json()
         self.tickets[t["ticket_id"]] = t
-        w = RecordingWatcher(t["ticket_id"], t["token"], self.nodes[(i + 1) % NODES].ws_url)
+        url = self.nodes[(i + 1) % NODES].ws_url
+        w = RecordingWatcher(t["ticket_id"], t["token"], url, follow=True)
         await w.start()
         self.watchers.append(w)
 
@@ -99,8 +105,8 @@ class Shaping:
         for i in range(30):
             await self.join_and_watch(INITIAL + i, self.rng.randrange(10))
 
-    async def calls(self) -> None:
-        for _ in range(20):
+    async def calls(self, times: int = 20) -> None:
+        for _ in range(times):
             r = await self.client().post(
                 f"/v1/queues/{self.a}/call-next", json={"counter": "d"}, headers=self.auth
             )
@@ -115,17 +121,17 @@ class Shaping:
                 f"/v1/tickets/{tid}/{action}", json=body(), headers=self.auth
             )
             assert r.status_code in (200, 409), r.text
-            if action == "requeue" and r.status_code == 200:
-                self.requeued[tid] += 1
+            if r.status_code == 200:
+                self.done.setdefault(action, Counter())[tid] += 1
             await asyncio.sleep(0.01)
 
     async def bulk_remove(self) -> None:
         ids = self.rng.sample(sorted(self.tickets), 6)
-        self.bulk_removed.update(ids)
         r = await self.client().post(
             f"/v1/queues/{self.a}/remove", json={"ticket_ids": ids}, headers=self.auth
         )
         assert r.status_code == 200, r.text
+        self.bulk_removed = int(r.json()["removed"])
 
     async def leaves(self) -> None:
         for _ in range(8):
@@ -148,6 +154,39 @@ class Shaping:
             self.bulk_remove(),
             self.leaves(),
         )
+        # Most requeued tickets are called again by now: put two called ones back far down
+        # the line, again while a priority join and calls come in.
+        called = [c["ticket_id"] for c in self.called if c["ticket_id"] in self.tickets]
+        await asyncio.gather(
+            self.requeue_far(called[-1]),
+            self.requeue_far(called[-2]),
+            self.join_and_watch(INITIAL + 30, 9),
+            self.calls(2),
+        )
+
+    async def requeue_far(self, tid: str) -> None:
+        r = await self.client().post(
+            f"/v1/tickets/{tid}/requeue", json={"position": 40}, headers=self.auth
+        )
+        assert r.status_code in (200, 409), r.text
+        if r.status_code == 200:
+            self.done.setdefault("requeue", Counter())[tid] += 1
+
+
+def the_moves_were_followed(run: Shaping, by_origin: dict[str, RecordingWatcher]) -> None:
+    """Each kind of move happened, and each moved ticket's watcher was told and followed."""
+    done = run.done
+    assert run.bulk_removed > 0 and all(done.get(a) for a in ("remove", "recall", "transfer"))
+    for tid in done["transfer"]:  # `moved`, then the new ticket in the other queue
+        w = by_origin[tid]
+        assert w.hops == [tid] and w.ticket_id.startswith(f"{run.b}."), (tid, w.kinds)
+    for tid in done["recall"]:
+        assert any(m.get("recall") is True for m in by_origin[tid].messages), tid
+    # A requeued ticket still waiting shows its place after `called` (checked exact above).
+    back = [by_origin[tid] for tid in done.get("requeue", {})]
+    assert any(w.last_state[0] == "waiting" and "called" in w.kinds for w in back), "no requeue"
+    removed = [w for w in run.watchers if w.last_state[0] == "removed"]
+    assert len(removed) >= run.bulk_removed
 
 
 async def complete_log(client: httpx.AsyncClient, dsn: str, queue: str, auth: Any) -> list[Any]:
@@ -181,16 +220,20 @@ async def test_shaping_from_three_nodes_keeps_every_watcher_exact(
     await run.everything()
 
     # No ticket called twice, except once more after each time staff put it back in line.
+    requeued = run.done.get("requeue", Counter())
     for tid, times in Counter(c["ticket_id"] for c in run.called).items():
-        assert times <= 1 + run.requeued[tid], tid
-    # Watchers of requeued tickets (they must follow the ticket back into the line) and of a
-    # bulk removal's tickets (each must get its `removed` status) are the watch side's part;
-    # every other watcher must end exactly at its place.
-    steady = [w for w in run.watchers if w.ticket_id not in set(run.requeued) | run.bulk_removed]
-    wrong = await settle(steady, http[0], run.a, key, timeout_s=15)
+        assert times <= 1 + requeued[tid], tid
+    # Every watcher, those moved by staff included, shows its ticket's truth and keeps it.
+    wrong = await settle_states(run.watchers, http[0], timeout_s=15)
     assert wrong == [], f"{len(wrong)} watchers off: {wrong[:10]}"
     await asyncio.sleep(1.0)  # quiet for a second: still exact
-    assert await mismatches(steady, http[0], run.a, key) == []
+    assert await settle_states(run.watchers, http[0], timeout_s=0) == []
+    by_origin = {w.hops[0] if w.hops else w.ticket_id: w for w in run.watchers}
+    the_moves_were_followed(run, by_origin)
+    for node in nodes:  # the notices alone did it: no snapshot beyond each queue's first
+        counts = await resync_counts(node.url)
+        assert counts["initial"] >= 1 and "drift" in counts, counts
+        assert {k: v for k, v in counts.items() if k != "initial" and v} == {}, counts
 
     assert settings.database_url is not None
     rows = await complete_log(http[0], settings.database_url.reveal(), run.a, auth)
