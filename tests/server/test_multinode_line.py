@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,6 +82,7 @@ class Shaping:
     called: list[dict[str, Any]] = field(default_factory=list)
     done: dict[str, Counter[str]] = field(default_factory=dict)  # action -> 200s by ticket id
     bulk_removed: int = 0
+    sent_at: dict[str, list[float]] = field(default_factory=dict)  # "action tid": when asked
 
     def client(self) -> httpx.AsyncClient:
         return self.http[self.rng.randrange(NODES)]
@@ -116,13 +118,18 @@ class Shaping:
 
     async def on_tickets(self, action: str, times: int, body: Any) -> None:
         for _ in range(times):
-            tid = self.rng.choice(sorted(self.tickets))
+            # Recall and requeue need a called ticket: mostly pick one that was called.
+            called = [c["ticket_id"] for c in self.called if c["ticket_id"] in self.tickets]
+            wants_called = action in ("recall", "requeue") and called and self.rng.random() < 0.7
+            tid = self.rng.choice(called if wants_called else sorted(self.tickets))
+            sent = time.perf_counter()
             r = await self.client().post(
                 f"/v1/tickets/{tid}/{action}", json=body(), headers=self.auth
             )
             assert r.status_code in (200, 409), r.text
             if r.status_code == 200:
                 self.done.setdefault(action, Counter())[tid] += 1
+                self.sent_at.setdefault(f"{action} {tid}", []).append(sent)
             await asyncio.sleep(0.01)
 
     async def bulk_remove(self) -> None:
@@ -158,15 +165,18 @@ class Shaping:
         # the line, again while a priority join and calls come in.
         called = [c["ticket_id"] for c in self.called if c["ticket_id"] in self.tickets]
         await asyncio.gather(
-            self.requeue_far(called[-1]),
-            self.requeue_far(called[-2]),
+            self.requeue_called(called[-1]),
+            self.requeue_called(called[-2]),
             self.join_and_watch(INITIAL + 30, 9),
             self.calls(2),
         )
+        # And a last one with nothing after it: no later change moves it, so its watcher's
+        # place comes from the requeue's own notice.
+        await self.requeue_called(self.called[-1]["ticket_id"], 3)
 
-    async def requeue_far(self, tid: str) -> None:
+    async def requeue_called(self, tid: str, position: int = 40) -> None:
         r = await self.client().post(
-            f"/v1/tickets/{tid}/requeue", json={"position": 40}, headers=self.auth
+            f"/v1/tickets/{tid}/requeue", json={"position": position}, headers=self.auth
         )
         assert r.status_code in (200, 409), r.text
         if r.status_code == 200:
@@ -180,8 +190,10 @@ def the_moves_were_followed(run: Shaping, by_origin: dict[str, RecordingWatcher]
     for tid in done["transfer"]:  # `moved`, then the new ticket in the other queue
         w = by_origin[tid]
         assert w.hops == [tid] and w.ticket_id.startswith(f"{run.b}."), (tid, w.kinds)
-    for tid in done["recall"]:
-        assert any(m.get("recall") is True for m in by_origin[tid].messages), tid
+    for tid in done["recall"]:  # asked after its watch began (a first frame came): it is told
+        w = by_origin[tid]
+        if w.arrived and w.arrived[0] < max(run.sent_at[f"recall {tid}"]):
+            assert any(m.get("recall") is True for m in w.messages), (tid, w.kinds)
     # A requeued ticket still waiting shows its place after `called` (checked exact above).
     back = [by_origin[tid] for tid in done.get("requeue", {})]
     assert any(w.last_state[0] == "waiting" and "called" in w.kinds for w in back), "no requeue"
