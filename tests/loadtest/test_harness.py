@@ -137,6 +137,7 @@ async def test_counts_agree_with_the_servers_own(
             "calls_lost": 0,
             "calls_twice": 0,
             "awaiting_state": 0,
+            "storm_not_resumed": 0,
         },
         "calls_lost_examples": [],
         "calls_twice_examples": [],
