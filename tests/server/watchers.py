@@ -30,6 +30,7 @@ class RecordingWatcher:
     task: asyncio.Task[None] | None = None
     reconnects: int = 0
     hops: list[str] = field(default_factory=list)
+    stopping: bool = False
 
     async def start(self) -> None:
         self.ws = await self._watch()
@@ -47,13 +48,15 @@ class RecordingWatcher:
                     self.arrived.append(time.perf_counter())
                     self.messages.append(json.loads(raw))
             last = self.messages[-1] if self.messages else {}
-            if not self.follow or last.get("type") != "moved" or ws.close_code != 1000:
+            moved = last.get("type") == "moved" and ws.close_code == 1000
+            if not self.follow or not moved or self.stopping:
                 return
             self.hops.append(self.ticket_id)
             self.ticket_id, self.token = last["to_ticket_id"], last["token"]
             ws = self.ws = await self._watch()
 
     async def stop(self) -> None:
+        self.stopping = True
         if self.ws is not None:
             await self.ws.close()
         if self.task is not None:
