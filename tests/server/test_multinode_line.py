@@ -223,7 +223,7 @@ async def test_shaping_from_three_nodes_keeps_every_watcher_exact(
 ) -> None:
     _, key = await make_venue("Shaping")
     auth = {"Authorization": f"Bearer {key}"}
-    nodes = [start_server() for _ in range(NODES)]
+    nodes = [start_server(VQ_RESYNC_CHECK_S="0") for _ in range(NODES)]  # notices alone
     http = [httpx.AsyncClient(base_url=n.url, timeout=20) for n in nodes]
     run = Shaping(nodes, http, auth, f"a-{secrets.token_hex(3)}", f"b-{secrets.token_hex(3)}")
     for q in (run.a, run.b):
