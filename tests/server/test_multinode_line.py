@@ -22,9 +22,11 @@ import asyncpg
 import httpx
 import orjson
 import pytest
+import redis.asyncio as aioredis
 
 from protocol.score import priority_of
 from server.config import Settings
+from server.keys import queue_keys
 from tests.server.watchers import RecordingWatcher, resync_counts, settle_states
 
 NODES = 3
@@ -201,19 +203,21 @@ def the_moves_were_followed(run: Shaping, by_origin: dict[str, RecordingWatcher]
     assert len(removed) >= run.bulk_removed
 
 
-async def complete_log(client: httpx.AsyncClient, dsn: str, queue: str, auth: Any) -> list[Any]:
-    """The queue's logged events once PostgreSQL has every one of them."""
+async def complete_log(settings: Settings, queue: str) -> list[Any]:
+    """The queue's logged events once PostgreSQL has every one Redis counted (its `seq`)."""
+    assert settings.redis_url is not None and settings.database_url is not None
+    redis = aioredis.from_url(settings.redis_url.reveal())
+    try:
+        seq = int(await redis.hget(queue_keys(settings.redis_prefix, queue).meta, "seq"))
+    finally:
+        await redis.aclose()
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + 20
+    deadline = loop.time() + 30
     while True:
-        r = await client.get(f"/v1/queues/{queue}/events?limit=1000", headers=auth)
-        head = int(r.json()["next_after_seq"])
-        rows = await logged(dsn, queue)
-        if rows and len(rows) == head and rows[-1]["seq"] == head:
-            live = await client.get(f"/v1/queues/{queue}/events?after_seq={head}", headers=auth)
-            if not live.json()["events"]:
-                return list(rows)
-        assert loop.time() < deadline, "the log did not catch up"
+        rows = await logged(settings.database_url.reveal(), queue)
+        if len(rows) == seq and rows[-1]["seq"] == seq:
+            return list(rows)
+        assert loop.time() < deadline, f"the log did not catch up: {len(rows)} of {seq}"
         await asyncio.sleep(0.2)
 
 
@@ -247,9 +251,7 @@ async def test_shaping_from_three_nodes_keeps_every_watcher_exact(
         assert counts["initial"] >= 1 and "drift" in counts, counts
         assert {k: v for k, v in counts.items() if k != "initial" and v} == {}, counts
 
-    assert settings.database_url is not None
-    rows = await complete_log(http[0], settings.database_url.reveal(), run.a, auth)
-    final = check_the_log(rows)
+    final = check_the_log(await complete_log(settings, run.a))
     r = await http[0].get(f"/v1/queues/{run.a}/tickets", headers=auth)
     assert [t["number"] for t in r.json()["waiting"]] == final
     for w in run.watchers:
