@@ -13,6 +13,8 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from protocol.closecodes import SERVICE_RESTART, TRY_AGAIN_LATER
+
 
 @dataclass(eq=False)
 class RecordingWatcher:
@@ -24,6 +26,7 @@ class RecordingWatcher:
     ws: ClientConnection | None = None
     task: asyncio.Task[None] | None = None
     reconnects: int = 0
+    stopping: bool = False
 
     async def start(self) -> None:
         self.ws = await connect(self.ws_url, open_timeout=20)
@@ -31,17 +34,31 @@ class RecordingWatcher:
         self.task = asyncio.get_running_loop().create_task(self._read(self.ws))
 
     async def _read(self, ws: ClientConnection) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            async for raw in ws:
-                self.arrived.append(time.perf_counter())
-                self.messages.append(json.loads(raw))
+        while True:
+            with contextlib.suppress(ConnectionClosed):
+                async for raw in ws:
+                    self.arrived.append(time.perf_counter())
+                    self.messages.append(json.loads(raw))
+            # Like the customer page: 1012 (the server restarts, or what it showed no longer
+            # holds) and 1013 (Redis unreachable for now) mean reconnect and start over;
+            # anything else ends the watch.
+            if ws.close_code not in (SERVICE_RESTART, TRY_AGAIN_LATER) or self.stopping:
+                return
+            self.reconnects += 1
+            await asyncio.sleep(0.1 * min(self.reconnects, 10))
+            ws = self.ws = await connect(self.ws_url, open_timeout=20)
+            await ws.send(json.dumps({"type": "watch", "token": self.token}))
 
     async def stop(self) -> None:
+        self.stopping = True
         if self.ws is not None:
             await self.ws.close()
         if self.task is not None:
+            self.task.cancel()  # it may be between two connections
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
+        if self.ws is not None:
+            await self.ws.close()
 
     @property
     def last_position(self) -> int | None:
