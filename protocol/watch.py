@@ -15,9 +15,9 @@ the sockets, Redis and the clock, feeds events in and carries the returned actio
     resubscribed()                                                      call receive_snapshot
     receive_snapshot(snapshot, views, now)   FlushAt(at_s)              call flush(at_s) then
     check(epoch, seq): the drift check       Quote(number, position, eta_s)
-    flush(now)                               Rewind(epoch, seq)         Redis came back behind
-    rewound(): the Rewind was carried out                               what was shown: raise
-                                                                        its seq, then rewound()
+    flush(now)                               Reconnect(watchers)        Redis came back behind
+                                                                        what they were shown:
+                                                                        close them with 1012
 
 Why each rule holds is in docs/architecture.md ("The watch state machine"). The one race that
 matters: a watcher is registered (and so moved by every notice applied from then on) *before*
@@ -67,7 +67,7 @@ class ResyncReason(enum.Enum):
     DRIFT = "drift"  # the periodic check saw Redis ahead twice
     MISSING = "missing"  # the last snapshot found no queue
     READER_RESTART = "reader_restart"  # the driver's notice reader failed and restarted
-    REWOUND = "rewound"  # Redis came back behind what was shown (its seq was raised first)
+    REWOUND = "rewound"  # a snapshot found Redis behind what was shown: watchers reconnect
 
 
 class Phase(enum.Enum):
@@ -136,17 +136,15 @@ class ReadBook:
 
 
 @dataclass(frozen=True, slots=True)
-class Rewind:
-    """Redis came back with a lower `seq` than this node already showed its watchers (a restart
-    from the append-only file lost its last writes after their notices went out). A connection's
-    seq never goes back, so the truth could not be shown: raise the queue's seq in Redis to
-    `seq` if it is still under `epoch`, then resync (reason REWOUND)."""
+class Reconnect(Generic[W]):
+    """Close these watchers with 1012 (the server restarts: reconnect): Redis came back behind
+    what they were shown, and a connection's seq never goes back, so the truth can only reach
+    them on a new connection."""
 
-    epoch: str
-    seq: int
+    watchers: list[W]
 
 
-Action = Frames[W] | End[W] | Resync | FlushAt | Quote | Follow[W] | ReadBook | Rewind
+Action = Frames[W] | End[W] | Resync | FlushAt | Quote | Follow[W] | ReadBook | Reconnect[W]
 
 
 class QueueWatch(Generic[W]):
@@ -162,7 +160,6 @@ class QueueWatch(Generic[W]):
         self._dirty: set[int] = set()  # watched numbers whose position may have changed
         self._pending: list[Notice] = []  # arrived while no mirror could take them
         self._again = False  # notices may have been lost during the resync under way
-        self._rewound = False  # the snapshot on its way follows a Rewind
         self._flush_at: float | None = None
         self._unflushed_since: float | None = None  # the oldest notice not yet flushed
         self._quoted: set[int] = set()
@@ -383,17 +380,6 @@ class QueueWatch(Generic[W]):
             return []
         return self._request(reason)
 
-    def rewound(self) -> list[Action[W]]:
-        """The driver raised the queue's seq for a `Rewind` (or found it raised): read again."""
-        self._rewound = True
-        return self._request(ResyncReason.REWOUND)
-
-    def _shown_seq(self) -> int:
-        """The highest seq this node showed from its mirror (-1: no mirror yet). A connection
-        may be ahead of it, from a first read of its ticket; such a read is no sign of loss, a
-        snapshot older than it can be in flight, so only the mirror counts."""
-        return self.mirror.seq if self.mirror is not None else -1
-
     def _request(self, reason: ResyncReason, delay_s: float = 0.0) -> list[Action[W]]:
         self._resync_requested = True
         self._drift_seq = None
@@ -408,14 +394,9 @@ class QueueWatch(Generic[W]):
             self._pending.clear()
             self._again = False
             return self._request(ResyncReason.MISSING, MISSING_RETRY_S) if self._groups else []
-        shown = self._shown_seq()
-        if snapshot.seq < shown:  # Redis lost writes whose notices were already shown
-            self._resync_requested = True
-            self._again = False
-            if self.phase is Phase.LIVE:
-                self.phase = Phase.RESYNCING
-            return [Rewind(snapshot.epoch, shown)]
-        rewound, self._rewound = self._rewound, False
+        actions: list[Action[W]] = []
+        if self.mirror is not None and snapshot.seq < self.mirror.seq:
+            actions.append(self._rewound())
         if self.mirror is None:
             self.mirror = LineMirror(snapshot)
             self.eta.set_state(snapshot.state, now)
@@ -428,8 +409,8 @@ class QueueWatch(Generic[W]):
         # older than the snapshot and so skipped, is told here (a connection drops an older one).
         # It goes first, so that a ticket that finished meanwhile ends on its final status.
         state = QueueState(self.queue, snapshot.state, snapshot.seq)
-        actions: list[Action[W]] = [self._frames(g, state) for g in self._groups.values()]
-        actions += self._correct(views, snapshot.seq if rewound else 0)
+        actions += [self._frames(g, state) for g in self._groups.values()]
+        actions += self._correct(views)
         if self.views.invalidate():  # notices may have been lost: the book too
             actions += self._read_book()
         pending, self._pending = self._pending, []
@@ -442,11 +423,8 @@ class QueueWatch(Generic[W]):
         self._again = False
         return actions + self._schedule_flush(now)
 
-    def _correct(self, views: dict[int, TicketView], floor: int = 0) -> list[Action[W]]:
-        """After a snapshot: recheck every watcher; tell called and finished tickets' ones.
-
-        `floor`: after a rewind, a ticket's state is told as of the raised seq, since its own
-        (reused) seq may lie under what its connection was already shown."""
+    def _correct(self, views: dict[int, TicketView]) -> list[Action[W]]:
+        """After a snapshot: recheck every watcher; tell called and finished tickets' ones."""
         actions: list[Action[W]] = []
         for number, group in list(self._groups.items()):
             view = views.get(number)
@@ -454,16 +432,28 @@ class QueueWatch(Generic[W]):
             if view is None or view.status == "waiting":
                 continue
             tid = ticket_id(self.queue, number)
-            seq = max(view.seq, floor)
             if view.status == "called":
-                actions.append(self._frames(group, Called(tid, view.counter, seq)))
+                actions.append(self._frames(group, Called(tid, view.counter, view.seq)))
             elif view.status in FINAL_STATUSES:
-                actions.append(self._frames(group, Status(tid, view.status, seq)))
+                actions.append(self._frames(group, Status(tid, view.status, view.seq)))
                 if view.status == "transferred":
-                    actions.append(Follow(list(group), number, seq))
+                    actions.append(Follow(list(group), number, view.seq))
                 elif view.status in ENDS_WATCH:
                     actions += [End(watcher) for watcher in group]
         return actions
+
+    def _rewound(self) -> Reconnect[W]:
+        """Redis holds less than the mirror took from its notices: a restart from the append-only
+        file lost its last writes after their notices went out, and the next changes reuse their
+        seqs. Every watcher here was shown seqs the truth now lies under, so each is let go, to
+        start over on a new connection; this node counts none of them from now on."""
+        watchers = [w for group in self._groups.values() for w in group]
+        self._groups.clear()
+        self._dirty.clear()
+        for view in self.views.watchers:
+            self.views.unregister(view)
+            watchers.append(view)
+        return Reconnect(watchers)
 
     def check(self, epoch: str | None, seq: int | None) -> list[Action[W]]:
         """The periodic drift check: Redis's (epoch, seq) against the mirror's.

@@ -136,7 +136,6 @@ async def build_services(settings: Settings) -> Services:
     )
     fanout.sign = signer.sign
     recovery = Recovery(store, db)
-    fanout.recover = recovery.rebuild
     persister = Persister(store, db, recovery, batch=settings.persist_batch)
     fanout.on_quote = persister.quotes.record
     await persister.start()

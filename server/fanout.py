@@ -32,9 +32,9 @@ from protocol.watch import (
     QueueWatch,
     Quote,
     ReadBook,
+    Reconnect,
     Resync,
     ResyncReason,
-    Rewind,
 )
 from server.counters import observe_push
 from server.errors import Unavailable
@@ -71,6 +71,8 @@ class Watcher:
     conn: Connection
     outbox: Outbox
     end: Callable[[], None]  # close the connection normally once its ticket is finished
+    # close it with 1012 so that the client reconnects and starts over (see protocol.watch)
+    restart: Callable[[], None] = lambda: None
 
     def send(self, message: ServerMessage) -> None:
         """One message outside the watch (the answer to `leave`), through the same outbox."""
@@ -112,12 +114,10 @@ class Fanout:
         # Hooks set by the app: prime a new queue's wait estimate from its history
         # (server.history), record the first estimate each ticket is quoted (server.persister),
         # sign a ticket token (server.auth: a transferred ticket's watchers get one for the new
-        # ticket), rebuild a queue from the event log if Redis holds less of it
-        # (server.recovery).
+        # ticket).
         self.seed_eta: Callable[[str, EtaEstimator], Awaitable[None]] | None = None
         self.on_quote: Callable[[str, int, int, int], None] | None = None
         self.sign: Callable[[str, str], str] | None = None
-        self.recover: Callable[[str], Awaitable[object]] | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -227,8 +227,15 @@ class Fanout:
                 self._spawn(self._read_book(q, action.delay_s))
             elif isinstance(action, Follow):
                 self._spawn(self._follow(q, action))
-            elif isinstance(action, Rewind):
-                self._spawn(self._rewind(q, action))
+            elif isinstance(action, Reconnect):
+                self.resyncs[ResyncReason.REWOUND.value] += 1
+                log.warning(
+                    "queue %s: Redis came back behind what %d watchers were shown; they reconnect",
+                    q.name,
+                    len(action.watchers),
+                )
+                for watcher in action.watchers:
+                    watcher.restart()
             else:
                 assert_never(action)
 
@@ -250,32 +257,6 @@ class Fanout:
                 backoff = min(backoff * 2, 2.0)
                 continue
             self._run(q, q.watch.receive_book(book, time.time()))
-            return
-
-    async def _rewind(self, q: _Queue, rewind: Rewind) -> None:
-        """Raise the queue's seq past what this node showed, retried while Redis is away."""
-        backoff = 0.05
-        while self.queues.get(q.name) is q:
-            try:
-                # PostgreSQL may hold what Redis lost: that rebuild (a new epoch) comes first,
-                # since a raised seq would hide the loss from the recovery check.
-                if self.recover is not None:
-                    try:
-                        await self.recover(q.name)
-                    except ValueError:  # a log that cannot be replayed: keep what Redis has
-                        log.exception("queue %s: rebuild before a rewind failed", q.name)
-                raised = await self.store.raise_seq(q.name, rewind.epoch, rewind.seq)
-            except Unavailable:
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-                continue
-            if raised:
-                log.warning(
-                    "queue %s: Redis came back behind what was shown; seq raised to %d",
-                    q.name,
-                    rewind.seq,
-                )
-            self._run(q, q.watch.rewound())
             return
 
     async def _follow(self, q: _Queue, follow: Follow[Watcher]) -> None:

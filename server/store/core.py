@@ -53,7 +53,6 @@ SCRIPT_NAMES = (
     "transfer_out",
     "settings",
     "boundary",
-    "raise_seq",
 )
 # Reads that must agree run as scripts too: a MULTI is not usable on redis-py's asyncio cluster.
 READ_SCRIPT_NAMES = ("read_meta", "read_ticket", "read_snapshot")
@@ -302,15 +301,6 @@ class Store(LineOps):
                         snap.state,
                     )
         return snap, views
-
-    async def raise_seq(self, queue: str, epoch: str, seq: int) -> bool:
-        """Lift the queue's seq to `seq` if it is lower and still under `epoch` (see
-        scripts/raise_seq.lua); whether it was raised."""
-        try:
-            result = await self._run("raise_seq", [self.keys(queue).meta], [epoch, seq])
-        except ApiError:  # the queue is gone: the resync that follows finds that out
-            return False
-        return bool(result["raised"])
 
     async def seqs(self, queues: list[str]) -> list[tuple[str | None, int | None]]:
         """(epoch, seq) of each queue in one round trip, for the periodic drift check."""

@@ -27,9 +27,9 @@ from protocol.watch import (
     QueueWatch,
     Quote,
     ReadBook,
+    Reconnect,
     Resync,
     ResyncReason,
-    Rewind,
 )
 
 E = EventKind
@@ -86,7 +86,7 @@ class Node:
     resyncs: list[Resync] = field(default_factory=list)
     flushes: list[float] = field(default_factory=list)
     quotes: list[Quote] = field(default_factory=list)
-    rewinds: list[Rewind] = field(default_factory=list)
+    reconnects: list[Reconnect[int]] = field(default_factory=list)
     now: float = 100.0
 
     def run(self, actions: list[Action[int]]) -> list[Action[int]]:
@@ -106,8 +106,8 @@ class Node:
                 self.follows.append(action)
             elif isinstance(action, ReadBook):
                 self.book_reads.append(action)
-            elif isinstance(action, Rewind):
-                self.rewinds.append(action)
+            elif isinstance(action, Reconnect):
+                self.reconnects.append(action)
             else:
                 self.quotes.append(action)
         return actions
@@ -393,58 +393,44 @@ def test_a_notice_in_flight_is_not_drift() -> None:
     assert node.resyncs == [Resync(ResyncReason.INITIAL)]
 
 
-def test_redis_back_behind_what_was_shown_raises_its_seq_and_then_everyone_is_put_right() -> None:
+def test_redis_back_behind_what_was_shown_lets_every_watcher_start_over() -> None:
     """Redis restarted from its append-only file without its last writes (calls 11 and 12,
-    whose notices went out): connections never go back in seq, so the watch has the queue's seq
-    raised past 12 before it takes a snapshot, and tells everyone the truth above it."""
+    whose notices went out), and the next change reuses seq 11. A connection never goes back
+    in seq, so no frame could show these watchers the truth: they are let go (1012), and a
+    watcher that comes back on a new connection is exact."""
     node = Node()
     node.live(LINE)
     node.watch_ticket(7, 5, 10, LINE)
     node.watch_ticket(8, 1, 10, LINE)
-    node.watch_ticket(9, 2, 10, LINE)
     node.notice(notice(11, E.CALLED, 1, 4))
     node.notice(notice(12, E.CALLED, 2, 3))
     node.flush()
-    assert (node.shown(7), node.shown(8), node.shown(9)) == (3, "called", "called")
+    assert (node.shown(7), node.shown(8)) == (3, "called")
     node.run(node.watch.resubscribed())  # Redis is back, at seq 10
     node.notice(notice(11, E.CALLED, 1, 4))  # staff call ticket 1 again: seq 11 is reused
-    lost_state = {1: view(1, 11, (2, 3, 4, 5), "called", counter="desk 1")}
-    node.snapshot(snap(11, (2, 3, 4, 5)), lost_state)
-    assert node.rewinds == [Rewind("e1", 12)]
-    assert node.watch.phase is Phase.RESYNCING  # nothing is shown under the shown seq
-    node.run(node.watch.rewound())
-    assert node.resyncs[-1] == Resync(ResyncReason.REWOUND)
-    views = {
-        1: view(1, 11, (2, 3, 4, 5), "called", counter="desk 1"),
-        2: view(2, 12, (2, 3, 4, 5)),
-        5: view(5, 12, (2, 3, 4, 5)),
-    }
-    node.snapshot(snap(12, (2, 3, 4, 5)), views)  # the seq raised to 12
+    before = {w: len(node.sent[w]) for w in (7, 8)}
+    node.snapshot(snap(11, AFTER), {1: view(1, 11, AFTER, "called", counter="desk 1")})
+    assert [sorted(r.watchers) for r in node.reconnects] == [[7, 8]]
     node.flush()
-    assert (node.shown(7), node.shown(8), node.shown(9)) == (4, "called", 1)
-    for w in (7, 8, 9):
-        seqs = [m["seq"] for m in node.sent[w]]
-        assert seqs == sorted(seqs), (w, seqs)
-    node.notice(notice(13, E.CALLED, 2, 3))  # and the live path goes on above it
+    assert {w: len(node.sent[w]) for w in (7, 8)} == before  # nothing more on old connections
+    assert node.watch.idle
+    node.watch_ticket(9, 5, 11, AFTER)  # watcher 7, back on a new connection
+    node.notice(notice(12, E.CALLED, 2, 3))
     node.flush()
-    assert (node.shown(7), node.shown(9)) == (3, "called")
+    assert node.shown(9) == 3
 
 
-def test_a_call_at_a_reused_seq_is_told_above_what_its_watcher_was_shown() -> None:
+def test_a_snapshot_at_or_after_the_mirror_lets_nobody_go() -> None:
     node = Node()
     node.live(LINE)
-    node.watch_ticket(8, 1, 10, LINE)
-    node.notice(notice(11, E.PAUSED, None, 5))  # lost with Redis's last second, like 12
-    node.notice(notice(12, E.RESUMED, None, 5))
-    node.flush()
-    assert node.states[8][-1]["seq"] == 12  # its connection was shown seq 12
+    node.watch_ticket(7, 5, 10, LINE)
     node.run(node.watch.resubscribed())
-    called = {1: view(1, 11, (2, 3, 4, 5), "called", counter="desk 1")}
-    node.snapshot(snap(11, (2, 3, 4, 5)), called)  # after the restart, 1 was called at 11
-    node.run(node.watch.rewound())
-    node.snapshot(snap(12, (2, 3, 4, 5)), called)
-    told = {"type": "called", "ticket_id": "q.1", "counter": "desk 1", "seq": 12}
-    assert node.sent[8][-1] == told
+    node.snapshot(snap(10, LINE))
+    node.run(node.watch.resubscribed())
+    node.snapshot(snap(11, AFTER))
+    assert node.reconnects == []
+    node.flush()
+    assert node.shown(7) == 4
 
 
 def test_a_leave_during_a_resync_sends_it_nothing() -> None:

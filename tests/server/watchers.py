@@ -13,6 +13,8 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from protocol.closecodes import SERVICE_RESTART, TRY_AGAIN_LATER
+
 
 @dataclass(eq=False)
 class RecordingWatcher:
@@ -47,12 +49,20 @@ class RecordingWatcher:
                 async for raw in ws:
                     self.arrived.append(time.perf_counter())
                     self.messages.append(json.loads(raw))
-            last = self.messages[-1] if self.messages else {}
-            moved = last.get("type") == "moved" and ws.close_code == 1000
-            if not self.follow or not moved or self.stopping:
+            if self.stopping:
                 return
-            self.hops.append(self.ticket_id)
-            self.ticket_id, self.token = last["to_ticket_id"], last["token"]
+            last = self.messages[-1] if self.messages else {}
+            if self.follow and last.get("type") == "moved" and ws.close_code == 1000:
+                self.hops.append(self.ticket_id)
+                self.ticket_id, self.token = last["to_ticket_id"], last["token"]
+            elif ws.close_code in (SERVICE_RESTART, TRY_AGAIN_LATER):
+                # Like the customer page: 1012 (the server restarts, or what it showed no
+                # longer holds) and 1013 (Redis unreachable for now) mean reconnect and start
+                # over; anything else ends the watch.
+                self.reconnects += 1
+                await asyncio.sleep(0.1 * min(self.reconnects, 10))
+            else:
+                return
             ws = self.ws = await self._watch()
 
     async def stop(self) -> None:
@@ -60,8 +70,11 @@ class RecordingWatcher:
         if self.ws is not None:
             await self.ws.close()
         if self.task is not None:
+            self.task.cancel()  # it may be between two connections
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
+        if self.ws is not None:
+            await self.ws.close()
 
     @property
     def last_position(self) -> int | None:
