@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Scope
 
-from server import customers, history, keyroutes, limits, metrics, pages, shaping, staff
+from server import contacts, customers, history, keyroutes, limits, metrics, pages, shaping, staff
 from server.auth import KeyCache, TicketSigner
 from server.config import Settings
 from server.counters import Tally
@@ -199,6 +199,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/readyz", readyz),
         *metrics.ROUTES,
         *customers.ROUTES,
+        *contacts.ROUTES,
         *staff.ROUTES,
         *shaping.ROUTES,
         *keyroutes.ROUTES,
