@@ -346,6 +346,32 @@ class Notifier:
         await writer.record(planned)
         return len(planned)
 
+    async def contact_given(self, queue: str, number: int, position: int | None, seq: int) -> None:
+        """A contact was just written for a ticket at `position` (as of `seq`): if it is already
+        within `notify_ahead`, its "almost" is planned now, since no later event may move the
+        line before its call (the planner may have handled the join before the contact was
+        there)."""
+        meta = await self.store.queue_meta(queue)
+        if meta is None or position is None:
+            return
+        if position > int(settings_view(meta)["notify_ahead"]):
+            return
+        enabled = self._enabled(meta)
+        if not enabled:
+            return
+        link = _queue_link(self.public_url, queue)
+        name = meta.get("name") or queue
+        async with self.deliveries.planning() as writer:
+            planned: list[Planned] = []
+            for found in await writer.take_for_almost(queue, [number]):
+                message = notice_message("almost", queue, name, found.number, None, link)
+                planned.extend(
+                    plan_notice("almost", queue, seq, _only(found, enabled), message, "once")
+                )
+            await writer.record(planned)
+        if planned:
+            self._wake.set()
+
     # -- sending --------------------------------------------------------------------------------
 
     async def _send_loop(self) -> None:
