@@ -246,6 +246,23 @@ RETURNING x.id, x.channel, x.queue, x.seq, x.type, x.attempts, x.target, x.paylo
 """
 
 
+# One attempt's record and what follows (delivered, dead, dropped or retried later), in one
+# statement: only the lease holder settles (a node that lost its lease records nothing).
+SETTLE = """
+WITH settled AS (
+    UPDATE deliveries SET attempts = $2, status = $3, last_error = $4,
+        next_at = now() + make_interval(secs => $5), lease_owner = NULL, lease_until = NULL,
+        done_at = CASE WHEN $3 = 'pending' THEN NULL ELSE now() END,
+        target = CASE WHEN $3 = 'pending' THEN target END
+    WHERE id = $1 AND lease_owner = $6
+    RETURNING id
+)
+INSERT INTO delivery_attempts (delivery_id, n, node, ok, error, ms)
+SELECT id, $2, $6, $7, $4, $8 FROM settled
+ON CONFLICT DO NOTHING
+"""
+
+
 class DeliveryTable:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -288,30 +305,9 @@ class DeliveryTable:
     ) -> None:
         """Record one attempt and what follows: delivered, dead, dropped or retried later."""
         attempt = due.attempts + 1
-        async with self.db.connection() as conn, conn.transaction():
+        async with self.db.connection() as conn:
             await conn.execute(
-                "INSERT INTO delivery_attempts (delivery_id, n, node, ok, error, ms)"
-                " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-                due.id,
-                attempt,
-                owner,
-                ok,
-                error,
-                ms,
-            )
-            await conn.execute(
-                "UPDATE deliveries SET attempts = $2, status = $3, last_error = $4,"
-                " next_at = now() + make_interval(secs => $5), lease_owner = NULL,"
-                " lease_until = NULL,"
-                " done_at = CASE WHEN $3 = 'pending' THEN NULL ELSE now() END,"
-                " target = CASE WHEN $3 = 'pending' THEN target END"
-                " WHERE id = $1 AND lease_owner = $6",
-                due.id,
-                attempt,
-                status,
-                error,
-                float(retry_in_s or 0.0),
-                owner,
+                SETTLE, due.id, attempt, status, error, float(retry_in_s or 0.0), owner, ok, ms
             )
 
     async def dead_of(self, webhook_id: str, limit: int = 1000) -> list[DeadRow]:

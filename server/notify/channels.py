@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 ANSWER_TIMEOUT_S = 10.0  # contract: a webhook that has not answered in 10 s is retried
 SMTP_TIMEOUT_S = 10.0
-SMTP_CONNECTIONS = 4  # reused connections per node: a message does not pay a handshake
+SMTP_CONNECTIONS = 8  # reused connections per node: a message does not pay a handshake
 PUSH_TTL_S = 15 * 60
 
 

@@ -35,7 +35,7 @@ import random
 import secrets
 import socket
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -68,6 +68,7 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 2.0
 CONTACT_GRACE_S = 60.0
 HOUSEKEEPING_S = 2.0
+LAG_SAMPLES = 2000
 ATTEMPT_LIMIT_S = ANSWER_TIMEOUT_S + 5.0  # an attempt is cut after this; the lease outlives it
 
 
@@ -110,6 +111,10 @@ class Notifier:
         self.failed_attempts = 0
         self.counts: dict[str, int] = {"pending": 0, "dead": 0}
         self.events_behind = 0
+        # Recent lags, ms: event to its deliveries recorded; delivery recorded to sent; attempts.
+        self.plan_lags: deque[int] = deque(maxlen=LAG_SAMPLES)
+        self.send_lags: deque[int] = deque(maxlen=LAG_SAMPLES)
+        self.attempt_ms: deque[int] = deque(maxlen=LAG_SAMPLES)
         self._queues: list[str] = []
         self._grouped: set[str] = set()
         self._inflight: set[asyncio.Task[None]] = set()
@@ -155,6 +160,9 @@ class Notifier:
             "sent": self.sent,
             "failed_attempts": self.failed_attempts,
             "channels": sorted(self.channels),
+            "plan_lag_p99_ms": _p99(self.plan_lags),
+            "send_lag_p99_ms": _p99(self.send_lags),
+            "attempt_p99_ms": _p99(self.attempt_ms),
         }
 
     def wake(self) -> None:
@@ -232,6 +240,15 @@ class Notifier:
         venues = {m["venue"] for m in metas.values() if m is not None and "venue" in m}
         hooks = await self.webhooks.hooks_of(sorted(venues))
         tops = await self._line_tops(by_queue, metas)
+        if (
+            not hooks
+            and not tops
+            and not any(
+                e.kind in CALLS or e.kind in FINISHES or e.kind == "transferred" for e in events
+            )
+        ):
+            await self.streams.ack(((e.queue, e.entry_id) for e in events), trim=False)
+            return  # nothing owed, no contact to touch: PostgreSQL is not asked
         backoff = 0.1
         while True:
             if self._stopping:
@@ -249,7 +266,10 @@ class Notifier:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_S)
         self.planned += planned
-        await self.streams.ack((e.queue, e.entry_id) for e in events)
+        now_ms = int(time.time() * 1000)
+        self.plan_lags.extend(now_ms - e.at_ms for e in events)
+        # Not trimmed here: the persister trims after its own acks, housekeeping after ours.
+        await self.streams.ack(((e.queue, e.entry_id) for e in events), trim=False)
         if planned:
             self._wake.set()
 
@@ -260,10 +280,10 @@ class Notifier:
         wanted: list[tuple[str, int]] = []
         for queue, queued in by_queue.items():
             meta = metas[queue]
-            if meta is None or not any(e.kind in LINE_MOVES for e in queued):
+            if meta is None:
                 continue
             ahead = int(settings_view(meta)["notify_ahead"])
-            if ahead > 0:
+            if ahead > 0 and any(_may_move_top(e, ahead) for e in queued):
                 wanted.append((queue, ahead))
         if not wanted:
             return {}
@@ -421,8 +441,10 @@ class Notifier:
                 sent = Sent("retry", f"internal error: {type(exc).__name__}")
         ms = int((time.monotonic() - started) * 1000)
         status, retry_in = self._next(due, sent)
+        self.attempt_ms.append(ms)
         if sent.status == "delivered":
             self.sent += 1
+            self.send_lags.append(int((time.time() - due.created_at.timestamp()) * 1000))
         else:
             self.failed_attempts += 1
             log.info(
@@ -470,6 +492,8 @@ class Notifier:
             try:
                 self.counts = await self.deliveries.counts()
                 queues = await self.streams.queues()
+                if queues:
+                    await self.streams.trim(queues)
                 self.events_behind = await self.streams.lag(queues) if queues else 0
                 if time.monotonic() >= next_purge:
                     next_purge = time.monotonic() + CONTACT_GRACE_S / 4
@@ -481,6 +505,23 @@ class Notifier:
             except Exception:
                 log.exception("notifier housekeeping failed")
             await asyncio.sleep(HOUSEKEEPING_S)
+
+
+def _may_move_top(event: StreamEvent, ahead: int) -> bool:
+    """Whether the first `ahead` of the line may have changed: not after a plain join at the
+    tail of a longer line (most events of a busy queue)."""
+    if event.kind not in LINE_MOVES:
+        return False
+    if event.kind == "joined" and not event.data.get("priority"):
+        return int(event.data.get("waiting", 0)) <= ahead
+    return True
+
+
+def _p99(samples: deque[int]) -> int | None:
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
 
 def _only(reach: Reach, enabled: set[str]) -> Reach:

@@ -271,8 +271,8 @@ class EventStreams:
             log.warning("acknowledging %d deleted pending entries of queue %s", len(gone), queue)
             await self._call(self.redis.xack(key, self.group, *gone))
 
-    async def ack(self, entries: Iterable[tuple[str, str]]) -> None:
-        """XACK (queue, entry id) pairs, then trim the streams they came from."""
+    async def ack(self, entries: Iterable[tuple[str, str]], trim: bool = True) -> None:
+        """XACK (queue, entry id) pairs, then (unless told not to) trim their streams."""
         by_queue: dict[str, list[str]] = {}
         for queue, entry_id in entries:
             by_queue.setdefault(queue, []).append(entry_id)
@@ -282,7 +282,8 @@ class EventStreams:
         for result in await self._execute(pipe):
             if isinstance(result, Exception) and "NOGROUP" not in str(result):
                 raise Unavailable(f"redis: {result}")
-        await self.trim(list(by_queue))
+        if trim:
+            await self.trim(list(by_queue))
 
     async def trim(self, queues: Sequence[str]) -> None:
         """Drop the entries every group has acknowledged: below the oldest one any group has not.
