@@ -122,7 +122,6 @@ class Notifier:
         self._queues: list[str] = []
         self._meta_cache: dict[str, tuple[float, dict[str, str] | None]] = {}
         self._hook_cache: dict[str, tuple[float, list[Hook]]] = {}
-        self._grouped: set[str] = set()
         self._inflight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -190,7 +189,7 @@ class Notifier:
             try:
                 now = time.monotonic()
                 if now >= next_refresh:
-                    await self._refresh_queues()
+                    self._queues = await self.streams.live_queues()
                     next_refresh = now + 1.0
                 if not self._queues:
                     await asyncio.sleep(0.2)
@@ -218,14 +217,6 @@ class Notifier:
             except Exception:
                 log.exception("notifier planning failed; retrying")
                 await asyncio.sleep(1.0)
-
-    async def _refresh_queues(self) -> None:
-        queues = await self.streams.queues()
-        new = [q for q in queues if q not in self._grouped]
-        if new:
-            await self.streams.ensure_groups(new)
-            self._grouped.update(new)
-        self._queues = queues
 
     async def _handle(self, events: list[StreamEvent]) -> None:
         malformed = self.streams.take_malformed()

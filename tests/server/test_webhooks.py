@@ -7,25 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from server.notify.plan import EVENT_TYPES
 from tests.conftest import ServerProcess
-from tests.server.receivers import Received, WebhookReceiver
+from tests.server.receivers import Received, WebhookReceiver, wait_for
 
 ALL_EVENTS = sorted(set(EVENT_TYPES.values()))
 FAST_RETRIES = "0.3,0.3,0.3"
-
-
-async def wait_for(check: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.05)
 
 
 async def setup(
