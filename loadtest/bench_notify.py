@@ -52,6 +52,26 @@ class Inbox:
         return "250 OK"
 
 
+async def _post(
+    http: httpx.AsyncClient, path: str, body: dict[str, Any], headers: dict[str, str]
+) -> httpx.Response:
+    """POST, again on a connection the busy server closed or a 503 (the Idempotency-Key makes
+    a repeat answer the first answer)."""
+    for attempt in range(5):
+        try:
+            r = await http.post(path, json=body, headers=headers)
+        except httpx.TransportError:
+            if attempt == 4:
+                raise
+            await asyncio.sleep(0.2)
+            continue
+        if r.status_code != 503 or attempt == 4:
+            r.raise_for_status()
+            return r
+        await asyncio.sleep(0.2)
+    raise AssertionError("unreachable")
+
+
 async def _drive(
     url: str, key: str, tickets: int, calls: int, rate: float, inbox: Inbox
 ) -> dict[str, Any]:
@@ -68,12 +88,12 @@ async def _drive(
         async def join(i: int) -> None:
             address = f"t{i}@bench.example"
             async with gate:
-                r = await http.post(
+                r = await _post(
+                    http,
                     f"/v1/queues/{queue}/tickets",
-                    json={"contact": {"email": address}},
-                    headers=staff,
+                    {"contact": {"email": address}},
+                    {**staff, "Idempotency-Key": f"bench-join-{i}"},
                 )
-            r.raise_for_status()
             address_of[int(r.json()["number"])] = address
 
         started = time.monotonic()
@@ -86,10 +106,12 @@ async def _drive(
         async def call(k: int) -> None:
             await asyncio.sleep(max(0.0, t0 + k / rate - time.monotonic()))
             at = time.time()
-            r = await http.post(
-                f"/v1/queues/{queue}/call-next", json={"counter": "desk 1"}, headers=staff
+            r = await _post(
+                http,
+                f"/v1/queues/{queue}/call-next",
+                {"counter": "desk 1"},
+                {**staff, "Idempotency-Key": f"bench-call-{k}"},
             )
-            r.raise_for_status()
             address = address_of[int(r.json()["number"])]
             sent_at[address], answered_at[address] = at, time.time()
 
