@@ -74,6 +74,18 @@ async def logged_events(
     return found
 
 
+async def wait_for_dead_gauge(http: httpx.AsyncClient, dead: int) -> None:
+    """The dead letters show in /metrics and in the /readyz details (loopback: both open)."""
+    for _ in range(100):
+        metrics = (await http.get("/metrics")).text
+        ready = (await http.get("/readyz")).json()["notifications"]
+        if f"vqueue_notify_dead {dead:.1f}" in metrics and ready["dead"] == dead:
+            assert "vqueue_notify_backlog " in metrics
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no {dead} dead deliveries in /metrics and /readyz")
+
+
 def first_attempt_seqs(calls: list[Received]) -> list[int]:
     seen: set[str] = set()
     out = []
@@ -163,6 +175,7 @@ async def test_always_failing_goes_dead_and_a_retry_delivers(
         assert dead[0]["type"] == "ticket.joined" and dead[0]["attempts"] == 4
         assert dead[0]["last_error"] == "HTTP 500"
         assert [c.id for c in receiver.calls] == [dead[0]["delivery_id"]] * 4
+        await wait_for_dead_gauge(http, 1)
         receiver.status = 204
         path = f"/v1/webhooks/{webhook}/deliveries/{dead[0]['delivery_id']}/retry"
         r = await http.post(path, headers=staff)
@@ -172,3 +185,4 @@ async def test_always_failing_goes_dead_and_a_retry_delivers(
         await poll_dead()
         assert dead == []
         assert (await http.post(path, headers=staff)).status_code == 404  # no longer dead
+        await wait_for_dead_gauge(http, 0)
