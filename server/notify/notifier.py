@@ -67,6 +67,9 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 2.0
 CONTACT_GRACE_S = 60.0
+KEEP_DONE_S = (
+    7 * 86400.0
+)  # delivered and dropped deliveries are kept a week, dead ones until retried
 HOUSEKEEPING_S = 2.0
 LAG_SAMPLES = 2000
 # Queue metas and webhooks are read at most this often per node: a new webhook gets the events
@@ -525,6 +528,7 @@ class Notifier:
                 if time.monotonic() >= next_purge:
                     next_purge = time.monotonic() + CONTACT_GRACE_S / 4
                     await self.deliveries.purge_contacts(CONTACT_GRACE_S)
+                    await self.deliveries.purge_done(KEEP_DONE_S)
             except Unavailable as exc:
                 log.debug("notifier housekeeping skipped: %s", exc)
             except asyncio.CancelledError:
