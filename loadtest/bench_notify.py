@@ -76,8 +76,11 @@ async def _drive(
     url: str, key: str, tickets: int, calls: int, rate: float, inbox: Inbox
 ) -> dict[str, Any]:
     staff = {"Authorization": f"Bearer {key}"}
-    limits = httpx.Limits(max_connections=JOIN_CONCURRENCY)
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as http:
+    # Idle connections are dropped before the server's keep-alive (5 s) would close them under
+    # a request; the call pool is wider than the join pool, so late answers do not hold calls.
+    limits = httpx.Limits(max_connections=2 * JOIN_CONCURRENCY, keepalive_expiry=1.0)
+    timeout = httpx.Timeout(30.0, pool=None)
+    async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as http:
         queue = "notify-bench"
         body = {"name": "Bench", "notify_ahead": 3, "channels": {"email": True}}
         r = await http.put(f"/v1/queues/{queue}", json=body, headers=staff)
