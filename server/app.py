@@ -18,7 +18,17 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Scope
 
-from server import customers, history, keyroutes, limits, metrics, pages, shaping, staff
+from server import (
+    customers,
+    history,
+    keyroutes,
+    limits,
+    metrics,
+    pages,
+    pushroutes,
+    shaping,
+    staff,
+)
 from server.auth import KeyCache, TicketSigner
 from server.config import Settings
 from server.counters import Tally
@@ -37,6 +47,7 @@ from server.requestctx import RequestContext
 from server.scheduler import Scheduler
 from server.services import Services
 from server.store import KeyRing, Store
+from server.webpush import load_vapid_key
 from server.ws import WatchEndpoint
 from server.wsprotocol import WebSocketProtocol
 
@@ -141,6 +152,7 @@ async def build_services(settings: Settings) -> Services:
     await persister.start()
     svc = Services(settings, store, db, fanout, signer, KeyCache(), recovery.rebuild, persister)
     svc.known_queues = KnownQueues(db)
+    svc.vapid = await load_vapid_key(settings, db)
     svc.scheduler = Scheduler(store)
     await svc.scheduler.start()
     return svc
@@ -203,6 +215,7 @@ def create_app(settings: Settings) -> Starlette:
         *shaping.ROUTES,
         *keyroutes.ROUTES,
         *history.ROUTES,
+        *pushroutes.ROUTES,
         *pages.ROUTES,
         *openapi_docs.ROUTES,
         WebSocketRoute("/v1/ws", WatchEndpoint(services_of)),
