@@ -77,9 +77,9 @@ class PushSubscription:
         return {"endpoint": self.endpoint, "keys": keys}
 
 
-def parse_subscription(data: object, *, allow_http: bool = False) -> PushSubscription:
-    """Check a browser's PushSubscription JSON: an https endpoint (http only when `allow_http`,
-    for tests), a P-256 point and a 16-byte secret. The address check is the caller's (DNS)."""
+def parse_subscription(data: object) -> PushSubscription:
+    """Check a browser's PushSubscription JSON: an https endpoint, a P-256 point and a 16-byte
+    secret. Whether the endpoint's host is public is the caller's check (it needs DNS)."""
     if not isinstance(data, dict):
         raise SubscriptionError("push must be a PushSubscription object")
     endpoint = data.get("endpoint")
@@ -87,8 +87,7 @@ def parse_subscription(data: object, *, allow_http: bool = False) -> PushSubscri
     if not isinstance(endpoint, str) or not 0 < len(endpoint) <= MAX_ENDPOINT_CHARS:
         raise SubscriptionError("push.endpoint must be a URL")
     parts = urllib.parse.urlsplit(endpoint)
-    schemes = ("https", "http") if allow_http else ("https",)
-    if parts.scheme not in schemes or not parts.hostname or parts.username or parts.password:
+    if parts.scheme != "https" or not parts.hostname or parts.username or parts.password:
         raise SubscriptionError("push.endpoint must be an https URL")
     if not isinstance(keys, dict):
         raise SubscriptionError("push.keys must hold p256dh and auth")

@@ -1,4 +1,4 @@
-"""A push service for tests: a real HTTP server in a thread that plays what FCM or Mozilla's
+"""A push service for tests: a real HTTPS server in a thread that plays what FCM or Mozilla's
 autopush do for a subscription, with no internet. It checks the VAPID authorization (RFC 8292:
 an ES256 JWT signed by the key the subscription was made with, `aud` = its own origin, `exp`
 within 24 hours, a `sub`) and decrypts the RFC 8291 body with the subscriber's private key and
@@ -11,14 +11,17 @@ from __future__ import annotations
 import base64
 import json
 import os
+import ssl
 import struct
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+import trustme
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
@@ -149,6 +152,7 @@ class PushService:
     """Serves `POST /push/<name>` for the subscriptions it was told about (`subscribe`)."""
 
     def __init__(self) -> None:
+        self.ca = trustme.CA()  # trusted by the senders under test, like a public CA
         self.server_key = ""  # the applicationServerKey subscriptions were made with
         self.subscribers: dict[str, Subscriber] = {}
         self.received: list[Received] = []
@@ -156,11 +160,27 @@ class PushService:
         self.scripted: list[tuple[int, dict[str, str]]] = []  # answers to give first, in order
         self._cond = threading.Condition()
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ca.issue_cert("127.0.0.1", "localhost").configure_cert(tls)
+        self._http.socket = tls.wrap_socket(
+            self._http.socket, server_side=True, do_handshake_on_connect=False
+        )
         self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self._http.server_address[1]}"
+        return f"https://127.0.0.1:{self._http.server_address[1]}"
+
+    def client_tls(self) -> ssl.SSLContext:
+        """A client context that trusts this service's certificate."""
+        ctx = ssl.create_default_context()
+        self.ca.configure_trust(ctx)
+        return ctx
+
+    def write_ca(self, path: Path) -> Path:
+        """The CA certificate as a PEM file, for a server process's `SSL_CERT_FILE`."""
+        self.ca.cert_pem.write_to_path(str(path))
+        return path
 
     def subscribe(self, name: str, subscriber: Subscriber | None = None) -> dict[str, Any]:
         """A new subscription's JSON, as `PushSubscription.toJSON()` gives it."""

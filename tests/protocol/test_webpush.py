@@ -102,8 +102,8 @@ def test_a_good_subscription_round_trips() -> None:
     assert sub.origin == "https://fcm.googleapis.com"
     assert sub.host == "fcm.googleapis.com"
     assert sub.to_json() == {k: v for k, v in GOOD.items() if k != "expirationTime"}
-    http = {**GOOD, "endpoint": "http://127.0.0.1:9/push/a"}
-    assert parse_subscription(http, allow_http=True).origin == "http://127.0.0.1:9"
+    local = {**GOOD, "endpoint": "https://127.0.0.1:9/push/a"}
+    assert parse_subscription(local).origin == "https://127.0.0.1:9"
 
 
 def test_vapid_header_is_what_a_push_service_checks() -> None:

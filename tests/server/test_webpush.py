@@ -26,15 +26,16 @@ def push_service() -> Iterator[PushService]:
     yield from running()
 
 
-def _sender(key: VapidKey, allow_private: bool = True) -> WebPushSender:
-    return WebPushSender(key, SUBJECT, allow_private=allow_private)
+def _sender(key: VapidKey, service: PushService, allow_private: bool = True) -> WebPushSender:
+    client = httpx.AsyncClient(verify=service.client_tls(), timeout=10)
+    return WebPushSender(key, SUBJECT, allow_private=allow_private, client=client)
 
 
 async def test_a_push_arrives_decrypted_with_a_valid_vapid(push_service: PushService) -> None:
     key = VapidKey.generate()
     push_service.server_key = key.public_key
-    sub = parse_subscription(push_service.subscribe("alice"), allow_http=True)
-    sender = _sender(key)
+    sub = parse_subscription(push_service.subscribe("alice"))
+    sender = _sender(key, push_service)
     try:
         payload = b'{"id":"d-1","type":"called","counter":"Desk 2"}'
         result = await sender.send(sub, payload, ttl_s=600, topic="d-1")
@@ -58,12 +59,12 @@ async def test_the_push_service_refuses_another_key_and_another_secret(
     cannot be decrypted (400)."""
     key, other = VapidKey.generate(), VapidKey.generate()
     push_service.server_key = key.public_key
-    sub = parse_subscription(push_service.subscribe("bob"), allow_http=True)
-    wrong_secret = parse_subscription(
-        push_service.subscribe("carol", Subscriber()) | {"keys": sub.to_json()["keys"]},
-        allow_http=True,
-    )
-    forger, sender = _sender(other), _sender(key)
+    sub = parse_subscription(push_service.subscribe("bob"))
+    # Carol's browser has Bob's ECDH key but its own auth secret; we encrypt with Bob's secret.
+    carol = Subscriber(push_service.subscribers["bob"].private_key)
+    carol_json = push_service.subscribe("carol", carol)
+    wrong_secret = parse_subscription(carol_json | {"keys": sub.to_json()["keys"]})
+    forger, sender = _sender(other, push_service), _sender(key, push_service)
     try:
         forged = await forger.send(sub, b"x", ttl_s=60)
         garbled = await sender.send(wrong_secret, b"x", ttl_s=60)
@@ -80,9 +81,9 @@ async def test_the_push_service_refuses_another_key_and_another_secret(
 async def test_each_answer_becomes_an_outcome(push_service: PushService) -> None:
     key = VapidKey.generate()
     push_service.server_key = key.public_key
-    sub = parse_subscription(push_service.subscribe("dan"), allow_http=True)
+    sub = parse_subscription(push_service.subscribe("dan"))
     push_service.scripted = [(410, {}), (404, {}), (429, {"Retry-After": "7"}), (503, {})]
-    sender = _sender(key)
+    sender = _sender(key, push_service)
     try:
         verdicts = [await sender.send(sub, b"x", ttl_s=60) for _ in range(5)]
         push_service._http.shutdown()  # nobody answers now
@@ -103,8 +104,8 @@ async def test_each_answer_becomes_an_outcome(push_service: PushService) -> None
 async def test_private_endpoints_are_refused_unless_allowed(push_service: PushService) -> None:
     key = VapidKey.generate()
     push_service.server_key = key.public_key
-    sub = parse_subscription(push_service.subscribe("eve"), allow_http=True)
-    sender = _sender(key, allow_private=False)
+    sub = parse_subscription(push_service.subscribe("eve"))
+    sender = _sender(key, push_service, allow_private=False)
     try:
         result = await sender.send(sub, b"x", ttl_s=60)
     finally:
