@@ -1,13 +1,51 @@
-// The customer page's service worker: it exists only to show "It's your turn" notifications
-// (Android allows them only from a worker) and to bring the page back when one is tapped.
+// The customer page's service worker, served as /q/sw.js so that its scope covers every
+// customer page. It shows "almost your turn" and "it's your turn" when a Web Push message comes
+// in, even with the page closed, and brings the ticket's page back when the notification is
+// tapped. A message is JSON (protocol/webpush.py, notification_payload):
+// {id, type, ticket_id, title, body, url}; `id` is the delivery id, shown once.
+self.addEventListener("install", () => self.skipWaiting());
+self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
+
+self.addEventListener("push", (event) => {
+  event.waitUntil(showPush(readPush(event.data)));
+});
+
+function readPush(data) {
+  if (!data) return {};
+  try {
+    const message = data.json();
+    return message && typeof message === "object" ? message : {};
+  } catch {
+    return { body: data.text() };
+  }
+}
+
+async function showPush(message) {
+  const tag = `vqueue:${message.ticket_id ?? "ticket"}`;
+  // A push service may deliver a message twice: the same delivery id is shown once.
+  const shown = await self.registration.getNotifications({ tag });
+  if (message.id && shown.some((n) => n.data?.id === message.id)) return;
+  const url = typeof message.url === "string" ? message.url : self.registration.scope;
+  await self.registration.showNotification(message.title || "vqueue", {
+    body: message.body || "",
+    tag, // "your turn" replaces "almost your turn" of the same ticket
+    renotify: true,
+    requireInteraction: message.type === "called",
+    data: { id: message.id ?? null, url: new URL(url, self.registration.scope).href },
+  });
+}
+
 self.addEventListener("notificationclick", (event) => {
   event.notification.close();
-  const url = event.notification.data;
-  event.waitUntil(
-    self.clients.matchAll({ type: "window", includeUncontrolled: true }).then((windows) => {
-      const open = windows.find((w) => w.url === url) ?? windows[0];
-      if (open) return open.focus();
-      return url ? self.clients.openWindow(url) : undefined;
-    }),
-  );
+  const data = event.notification.data;
+  // The page's own notifications (alerts.js) carry the URL as a string.
+  const url = typeof data === "string" ? data : data?.url;
+  event.waitUntil(openPage(url));
 });
+
+async function openPage(url) {
+  const windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
+  const open = windows.find((w) => w.url === url) ?? (url ? undefined : windows[0]);
+  if (open) return open.focus();
+  return url ? self.clients.openWindow(url) : undefined;
+}
