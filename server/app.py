@@ -19,6 +19,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Scope
 
 from server import (
+    contacts,
     customers,
     history,
     keyroutes,
@@ -211,6 +212,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/readyz", readyz),
         *metrics.ROUTES,
         *customers.ROUTES,
+        *contacts.ROUTES,
         *staff.ROUTES,
         *shaping.ROUTES,
         *keyroutes.ROUTES,

@@ -21,10 +21,10 @@ from protocol.webpush import (
     is_topic,
     outcome,
 )
-from server.addresses import resolves_public
 from server.config import Settings
 from server.db import Database
 from server.db.vapid import keep_vapid_key
+from server.netcheck import url_problem
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,12 @@ class WebPushSender:
         message with the same topic. The payload carries the caller's delivery id (dedup)."""
         if topic is not None and not is_topic(topic):
             raise ValueError("a push topic is 1 to 32 base64url characters")
-        if not self.allow_private and not await resolves_public(subscription.host):
-            return PushOutcome(Verdict.FAILED, detail="endpoint is not a public address")
+        # Checked when the contact was given, and again now: DNS may have changed since.
+        problem = await url_problem(
+            subscription.endpoint, https_only=True, allow_private=self.allow_private
+        )
+        if problem is not None:
+            return PushOutcome(Verdict.FAILED, detail=f"the endpoint {problem}")
         now_s = time.time()
         headers = {
             "Authorization": self.key.authorization(subscription.origin, self.subject, now_s),

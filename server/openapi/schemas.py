@@ -22,9 +22,39 @@ def short_text(max_chars: int) -> Schema:
 
 QUEUE_SUMMARY = obj({"queue": SLUG, "name": {"type": "string"}, "state": STATE, "waiting": COUNT})
 
+B64URL = {"type": "string", "pattern": "^[A-Za-z0-9_-]+=*$", "maxLength": 200}
+CONTACT = obj(
+    {},
+    {
+        "email": {"type": "string", "maxLength": 254, "description": "an email address"},
+        "phone": {"type": "string", "pattern": "^\\+[1-9][0-9]{6,14}$", "description": "E.164"},
+        "push": obj(
+            {
+                "endpoint": {
+                    "type": "string",
+                    "maxLength": 2048,
+                    "description": "https, resolving to a public address",
+                },
+                "keys": obj({"p256dh": B64URL, "auth": B64URL}),
+            },
+            {"expirationTime": {"type": ["number", "null"]}},
+        ),
+    },
+)
+
 SCHEMAS: dict[str, Schema] = {
     "QueueSummary": QUEUE_SUMMARY,
-    "JoinBody": obj({}, {"name": short_text(80)}),
+    "JoinBody": obj({}, {"name": short_text(80), "contact": CONTACT}),
+    "Contact": CONTACT,
+    "ContactChannels": obj(
+        {
+            "ticket_id": TICKET_ID,
+            "channels": {
+                "type": "array",
+                "items": {"type": "string", "enum": ["email", "sms", "push"]},
+            },
+        }
+    ),
     "QueueBody": obj({}, {"name": short_text(120)}),
     "CallBody": obj({}, {"counter": short_text(40)}),
     "Joined": obj(

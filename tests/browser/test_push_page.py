@@ -47,7 +47,11 @@ FAKE_PUSH = """
       endpoint: json.endpoint,
       options: { userVisibleOnly: options.userVisibleOnly, applicationServerKey: key.buffer },
       toJSON: () => json,
-      unsubscribe: async () => { current = null; globalThis.__testUnsubscribed = true; return true; },
+      unsubscribe: async () => {
+        current = null;
+        globalThis.__testUnsubscribed = true;
+        return true;
+      },
     };
     return current;
   };
@@ -158,9 +162,7 @@ def test_notify_me_subscribes_and_the_worker_shows_pushes(
     box = page.get_by_label("Notify me on this device")
     expect(box).to_be_visible()
     box.check()
-    expect(page.get_by_test_id("notify-status")).to_have_text(
-        "Done: this device will be notified."
-    )
+    expect(page.get_by_test_id("notify-status")).to_have_text("Done: this device will be notified.")
     key = httpx.get(q.url("/v1/push/key"), timeout=10).json()["public_key"]
     assert page.evaluate("globalThis.__testServerKey") == key
     push_service.server_key = key
