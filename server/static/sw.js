@@ -21,7 +21,8 @@ function readPush(data) {
 }
 
 async function showPush(message) {
-  const tag = `vqueue:${message.ticket_id ?? "ticket"}`;
+  // The page's own "your turn" notification (alerts.js) has the same tag: one replaces the other.
+  const tag = message.ticket_id ?? "vqueue";
   // A push service may deliver a message twice: the same delivery id is shown once.
   const shown = await self.registration.getNotifications({ tag });
   if (message.id && shown.some((n) => n.data?.id === message.id)) return;

@@ -12,6 +12,7 @@ protocol (`ServiceWorker.deliverPushMessage`).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import secrets
 import time
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
@@ -86,7 +88,6 @@ def live_queue(
 
 def contact_row(queue: LiveQueue, number: int) -> dict[str, Any] | None:
     """The ticket's contact as PostgreSQL keeps it (the API has no route that reads it)."""
-    import asyncpg
 
     dsn = queue.server.env["DATABASE_URL"]
 
@@ -105,20 +106,25 @@ def contact_row(queue: LiveQueue, number: int) -> dict[str, Any] | None:
         push = row["push"]
         return {"email": row["email"], "push": json.loads(push) if push else None}
 
-    return asyncio.run(read())
+    # Playwright's sync API holds this thread's event loop: read from another thread.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, read()).result()
 
 
-def wait_until(check: Callable[[], Any], timeout_s: float = 10.0) -> Any:
+def wait_until(page: Page, check: Callable[[], Any], timeout_s: float = 10.0) -> Any:
+    """Poll `check` while Playwright keeps handling the browser's events (a plain sleep would
+    hold them back)."""
     deadline = time.monotonic() + timeout_s
     while True:
         found = check()
         if found or time.monotonic() > deadline:
             return found
-        time.sleep(0.1)
+        page.wait_for_timeout(100)
 
 
-def push_registration_id(context: BrowserContext, page: Page, scope: str) -> str:
-    """The id DevTools knows the page's service worker registration by."""
+def push_registration_id(context: BrowserContext, page: Page, scope: str) -> tuple[Any, str]:
+    """A DevTools session with the ServiceWorker domain on, and the id it knows the page's
+    service worker registration by."""
     cdp = context.new_cdp_session(page)
     found: dict[str, str] = {}
 
@@ -129,8 +135,8 @@ def push_registration_id(context: BrowserContext, page: Page, scope: str) -> str
 
     cdp.on("ServiceWorker.workerRegistrationUpdated", seen)
     cdp.send("ServiceWorker.enable")
-    assert wait_until(lambda: "id" in found), "no service worker registration for /q/"
-    return found["id"]
+    assert wait_until(page, lambda: "id" in found), "no service worker registration for /q/"
+    return cdp, found["id"]
 
 
 NOTIFICATIONS = """async () => {
@@ -138,6 +144,42 @@ NOTIFICATIONS = """async () => {
   const shown = await registration.getNotifications();
   return shown.map((n) => ({ title: n.title, body: n.body, tag: n.tag, data: n.data }));
 }"""
+WORKER_NOTIFICATIONS = """async () => {
+  const shown = await self.registration.getNotifications();
+  return shown.map((n) => ({ title: n.title, body: n.body, tag: n.tag, data: n.data }));
+}"""
+
+
+# A tap on the notification. DevTools cannot click a system notification, so the worker gets a
+# notificationclick event made in it; Chromium lets only a real tap open or focus a window, so
+# the test records what the worker asks for (and then opens that URL itself).
+TAP = """async () => {
+  const asked = [];
+  self.clients.openWindow = async (url) => { asked.push(["open", url]); return null; };
+  WindowClient.prototype.focus = async function () { asked.push(["focus", this.url]); return this; };
+  const [shown] = await self.registration.getNotifications();
+  self.dispatchEvent(new NotificationEvent("notificationclick", { notification: shown }));
+  for (let i = 0; i < 50 && asked.length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+  return { asked, left: (await self.registration.getNotifications()).length };
+}"""
+
+
+def deliver(cdp: Any, queue: LiveQueue, registration: str, message: dict[str, Any]) -> None:
+    cdp.send(
+        "ServiceWorker.deliverPushMessage",
+        {"origin": queue.url(""), "registrationId": registration, "data": json.dumps(message)},
+    )
+
+
+def push_message(queue: LiveQueue, number: int, kind: str, title: str) -> dict[str, Any]:
+    return {
+        "id": f"d-{kind}-{number}",
+        "type": kind,
+        "ticket_id": f"{queue.slug}.{number}",
+        "title": title,
+        "body": f"Ticket {number} at {queue.name}.",
+        "url": f"/q/{queue.slug}",
+    }
 
 
 def test_notify_me_subscribes_and_the_worker_shows_pushes(
@@ -149,28 +191,41 @@ def test_notify_me_subscribes_and_the_worker_shows_pushes(
     q = live_queue
     q.join("Ahead")
     page = open_page(PHONE, permissions=["notifications"], has_touch=True, is_mobile=True)
-    context = page.context
-    context.add_init_script(FAKE_PUSH)
+    page.context.add_init_script(FAKE_PUSH)
     subscription = push_service.subscribe("phone")
-    context.add_init_script(f"globalThis.__testSubscription = {json.dumps(subscription)};")
+    page.context.add_init_script(f"globalThis.__testSubscription = {json.dumps(subscription)};")
     page.goto(q.url(f"/q/{q.slug}"))
     page.get_by_test_id("join").click()
     expect(page.get_by_test_id("position")).to_have_text("2")
     number = int(page.locator("#number").inner_text())
 
-    # Tick: permission (granted), the worker, subscribe with the deployment's key, PUT contact.
+    tick_then_add_an_email(page, q, number, subscription)
+    a_push_is_shown_and_a_tap_focuses_the_page(page, q, number)
+    # Untick: the browser unsubscribes and the server keeps only the email.
+    page.get_by_label("Notify me on this device").uncheck()
+    expect(page.get_by_test_id("notify-status")).to_have_text("This device won't be notified.")
+    assert page.evaluate("globalThis.__testUnsubscribed") is True
+    assert contact_row(q, number) == {"email": "ada@example.org", "push": None}
+    problems.assert_none()
+    called_with_the_page_closed_a_tap_opens_it(page, q, number, problems)
+    problems.assert_none()
+
+
+def tick_then_add_an_email(
+    page: Page, q: LiveQueue, number: int, subscription: dict[str, Any]
+) -> None:
+    """Tick: permission (granted), the worker, a subscription made with the deployment's key,
+    sent as the contact; then an email beside it (the same route): both are kept."""
     box = page.get_by_label("Notify me on this device")
     expect(box).to_be_visible()
     box.check()
     expect(page.get_by_test_id("notify-status")).to_have_text("Done: this device will be notified.")
     key = httpx.get(q.url("/v1/push/key"), timeout=10).json()["public_key"]
     assert page.evaluate("globalThis.__testServerKey") == key
-    push_service.server_key = key
-    row = wait_until(lambda: contact_row(q, number))
+    row = wait_until(page, lambda: contact_row(q, number))
     assert row is not None and row["push"]["endpoint"] == subscription["endpoint"]
     assert row["push"]["keys"] == subscription["keys"]
 
-    # An email beside it (the same route): both are kept.
     page.get_by_label("Or email me (optional)").fill("ada@example.org")
     page.get_by_test_id("notify-email-save").click()
     expect(page.get_by_test_id("notify-status")).to_have_text("Done: we'll email ada@example.org.")
@@ -178,36 +233,45 @@ def test_notify_me_subscribes_and_the_worker_shows_pushes(
     screenshot(page, "customer-notify.png")
     assert low_contrast(page) == []
 
-    # The worker shows a push even with no page of ours open, once per delivery id.
-    registration = push_registration_id(context, page, q.url("/q/"))
-    message = {
-        "id": "d-almost-1",
-        "type": "almost",
-        "ticket_id": f"{q.slug}.{number}",
-        "title": "Almost your turn",
-        "body": "1 person ahead of you at Town Hall Permits.",
-        "url": f"/q/{q.slug}",
-    }
-    cdp = context.new_cdp_session(page)
-    origin = q.url("")
-    for _ in range(2):  # a push service may deliver twice
-        cdp.send(
-            "ServiceWorker.deliverPushMessage",
-            {"origin": origin, "registrationId": registration, "data": json.dumps(message)},
-        )
-    shown = wait_until(lambda: page.evaluate(NOTIFICATIONS))
+
+def a_push_is_shown_and_a_tap_focuses_the_page(page: Page, q: LiveQueue, number: int) -> None:
+    """The worker shows a push (a repeat of the same delivery replaces it, not adds to it);
+    tapped while the ticket's page is open, it brings that page forward."""
+    cdp, registration = push_registration_id(page.context, page, q.url("/q/"))
+    almost = push_message(q, number, "almost", "Almost your turn")
+    for _ in range(2):
+        deliver(cdp, q, registration, almost)
+    shown = wait_until(page, lambda: page.evaluate(NOTIFICATIONS))
     assert shown == [
         {
             "title": "Almost your turn",
-            "body": "1 person ahead of you at Town Hall Permits.",
-            "tag": f"vqueue:{q.slug}.{number}",
-            "data": {"id": "d-almost-1", "url": q.url(f"/q/{q.slug}")},
+            "body": f"Ticket {number} at {q.name}.",
+            "tag": f"{q.slug}.{number}",
+            "data": {"id": almost["id"], "url": q.url(f"/q/{q.slug}")},
         }
     ]
+    tapped = page.context.service_workers[0].evaluate(TAP)
+    assert tapped == {"asked": [["focus", q.url(f"/q/{q.slug}")]], "left": 0}
 
-    # Untick: the browser unsubscribes and the server keeps only the email.
-    box.uncheck()
-    expect(page.get_by_test_id("notify-status")).to_have_text("This device won't be notified.")
-    assert page.evaluate("globalThis.__testUnsubscribed") is True
-    assert contact_row(q, number) == {"email": "ada@example.org", "push": None}
-    problems.assert_none()
+
+def called_with_the_page_closed_a_tap_opens_it(
+    page: Page, q: LiveQueue, number: int, problems: Problems
+) -> None:
+    """Called while no page of ours is open: the worker still shows the push, and a tap opens
+    the ticket's page, which shows the turn."""
+    q.call("Window 1")  # the one ahead
+    assert q.call("Window 4")["number"] == number
+    context = page.context
+    lobby = context.new_page()
+    lobby.goto(q.url("/healthz"))
+    page.close()
+    cdp, registration = push_registration_id(context, lobby, q.url("/q/"))
+    deliver(cdp, q, registration, push_message(q, number, "called", "It's your turn!"))
+    worker = context.service_workers[0]
+    shown = wait_until(lobby, lambda: worker.evaluate(WORKER_NOTIFICATIONS))
+    assert [n["title"] for n in shown] == ["It's your turn!"], shown
+    tapped = worker.evaluate(TAP)
+    assert tapped == {"asked": [["open", q.url(f"/q/{q.slug}")]], "left": 0}
+    reopened = problems.watch(context.new_page())
+    reopened.goto(tapped["asked"][0][1])
+    expect(reopened.get_by_test_id("your-turn")).to_contain_text("Window 4")
