@@ -33,22 +33,27 @@ export class NotifyMe {
     return `vqueue:contact:${this.ticket.ticket_id}`;
   }
 
-  /** Show the panel for `ticket` ({ticket_id, token}), with what this browser gave before. */
+  /** Show the panel for `ticket` ({ticket_id, token}), with what this browser gave before.
+   * Called on every position update: the controls are filled only for a new ticket, so an
+   * update never undoes what the customer is doing. */
   show(ticket) {
-    if (this.ticket?.ticket_id !== ticket.ticket_id) {
-      this.ticket = ticket;
+    const fresh = this.ticket?.ticket_id !== ticket.ticket_id;
+    this.ticket = ticket; // the token may be new (a transfer)
+    if (fresh) {
       this.contact = remembered(read(localStorage, this.storageKey()));
       this.say("");
+      this.renderPush();
+      byId("notify-email").value = this.contact.email ?? "";
     }
-    this.ticket = ticket; // the token may be new (a transfer)
+    byId("notify-me").hidden = false;
+  }
+
+  renderPush() {
     const blocked = pushSupported() && Notification.permission === "denied";
     byId("notify-push-row").hidden = !pushSupported() || blocked;
     byId("notify-push").checked = Boolean(this.contact.push);
-    byId("notify-push-hint").textContent = t(
-      !pushSupported() ? "customer.notify.unsupported" : blocked ? "customer.notify.blocked" : "customer.notify.pushHint",
-    );
-    byId("notify-email").value = this.contact.email ?? "";
-    byId("notify-me").hidden = false;
+    const hint = !pushSupported() ? "unsupported" : blocked ? "blocked" : "pushHint";
+    byId("notify-push-hint").textContent = t(`customer.notify.${hint}`);
   }
 
   hide() {
@@ -78,7 +83,7 @@ export class NotifyMe {
       box.checked = !on;
       const denied = error instanceof PushRefused;
       this.say(t(denied ? "customer.notify.denied" : "customer.notify.failed"), true);
-      if (denied) this.show(this.ticket);
+      if (denied) this.renderPush();
     } finally {
       box.disabled = false;
     }
