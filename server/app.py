@@ -39,6 +39,8 @@ from server.errors import ApiError, Unavailable
 from server.fanout import Fanout
 from server.guard import Guard
 from server.httpio import JSONResponse, error_response
+from server.notify import webhooks
+from server.notify.setup import COMPANION_GROUPS, build_notifier
 from server.openapi import docs as openapi_docs
 from server.outbox import Outbox
 from server.persister import Persister
@@ -85,6 +87,8 @@ async def readyz(request: Request) -> Response:
     }
     if svc.persister is not None:
         body["persistence"] = svc.persister.status()
+    if svc.notifier is not None:
+        body["notifications"] = svc.notifier.status()
     return JSONResponse(body, status)
 
 
@@ -148,10 +152,14 @@ async def build_services(settings: Settings) -> Services:
     )
     fanout.sign = signer.sign
     recovery = Recovery(store, db)
-    persister = Persister(store, db, recovery, batch=settings.persist_batch)
+    companions = COMPANION_GROUPS if settings.notify else ()
+    persister = Persister(store, db, recovery, batch=settings.persist_batch, companions=companions)
     fanout.on_quote = persister.quotes.record
     await persister.start()
     svc = Services(settings, store, db, fanout, signer, KeyCache(), recovery.rebuild, persister)
+    if settings.notify:
+        svc.notifier = build_notifier(settings, store, db)
+        await svc.notifier.start()
     svc.known_queues = KnownQueues(db)
     svc.vapid = await load_vapid_key(settings, db)
     svc.scheduler = Scheduler(store)
@@ -177,6 +185,8 @@ class VqueueApp(Starlette):
 async def close_services(svc: Services) -> None:
     if svc.scheduler is not None:
         await svc.scheduler.stop()
+    if svc.notifier is not None:
+        await svc.notifier.stop()
     if svc.persister is not None:
         await svc.persister.stop()
     await svc.fanout.stop()
@@ -216,6 +226,7 @@ def create_app(settings: Settings) -> Starlette:
         *staff.ROUTES,
         *shaping.ROUTES,
         *keyroutes.ROUTES,
+        *webhooks.ROUTES,
         *history.ROUTES,
         *pushroutes.ROUTES,
         *pages.ROUTES,

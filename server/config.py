@@ -240,6 +240,7 @@ class Settings:
     sms_webhook_secret: Secret | None = None
     webhook_retry_s: tuple[float, ...] = DEFAULT_WEBHOOK_RETRY_S
     webhook_allow_private: bool = False  # webhooks and push endpoints may resolve to private IPs
+    notify_lease_s: float = 30.0  # a delivery a node leased is taken over this long after
 
     @property
     def embedded(self) -> bool:
@@ -307,4 +308,5 @@ class Settings:
             ),
             webhook_retry_s=_retry_delays(env),
             webhook_allow_private=_bool(env, "VQ_WEBHOOK_ALLOW_PRIVATE", False),
+            notify_lease_s=_float(env, "VQ_NOTIFY_LEASE_S", 30.0, 16.0, 3600.0),
         )

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from protocol.ticket import TicketView
 from server.access import live_ticket_claim
 from server.db.contacts import Contact, ContactTable
 from server.errors import ApiError
@@ -112,8 +113,8 @@ async def join_contact(svc: Services, data: dict[str, Any]) -> Contact | None:
     return None if contact.empty else contact
 
 
-async def _owned_live_ticket(request: Request) -> tuple[Services, str, int]:
-    """(services, queue, number) of the path's ticket: the token's, not finished."""
+async def _owned_live_ticket(request: Request) -> tuple[Services, str, TicketView]:
+    """(services, queue, ticket) of the path's ticket: the token's, not finished."""
     svc = services(request)
     claim = await live_ticket_claim(request, svc, request.path_params["ticket_id"])
     view = await svc.store.ticket(claim.queue, claim.number)
@@ -121,22 +122,24 @@ async def _owned_live_ticket(request: Request) -> tuple[Services, str, int]:
         raise ApiError.from_code("unauthorized", "this token's ticket no longer exists")
     if view.status not in ("waiting", "called"):
         raise ApiError.from_code("ticket_finished")
-    return svc, claim.queue, claim.number
+    return svc, claim.queue, view
 
 
 async def put_contact(request: Request) -> Response:
-    svc, queue, number = await _owned_live_ticket(request)
+    svc, queue, view = await _owned_live_ticket(request)
     data = await read_object(request)
     contact = await parse_contact(data, allow_private=svc.settings.webhook_allow_private)
-    await ContactTable(svc.db).put(queue, number, contact)
+    await ContactTable(svc.db).put(queue, view.number, contact)
+    if svc.notifier is not None and not contact.empty:
+        await svc.notifier.contact_given(queue, view.number, view.position, view.seq)
     return JSONResponse(
         {"ticket_id": request.path_params["ticket_id"], "channels": contact.channels()}
     )
 
 
 async def delete_contact(request: Request) -> Response:
-    svc, queue, number = await _owned_live_ticket(request)
-    await ContactTable(svc.db).delete(queue, number)
+    svc, queue, view = await _owned_live_ticket(request)
+    await ContactTable(svc.db).delete(queue, view.number)
     return JSONResponse({"ticket_id": request.path_params["ticket_id"], "channels": []})
 
 

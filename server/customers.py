@@ -55,6 +55,9 @@ async def join(request: Request) -> Response:
         # After the join, so a refused join stores nothing; a join repeated with its
         # Idempotency-Key (say after a 503 here) writes the same contact again.
         await ContactTable(svc.db).put(queue, int(result["number"]), contact)
+        if svc.notifier is not None:
+            position, seq = int(result["position"]), int(result["seq"])
+            await svc.notifier.contact_given(queue, int(result["number"]), position, seq)
     Tally.joins += 1
     return JSONResponse(
         {

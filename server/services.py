@@ -17,6 +17,7 @@ from server.fanout import Fanout
 from server.store import Store
 
 if TYPE_CHECKING:
+    from server.notify.notifier import Notifier
     from server.persister import Persister
     from server.queues import KnownQueues
     from server.scheduler import Scheduler
@@ -36,6 +37,7 @@ class Services:
     scheduler: Scheduler | None = None  # opening hours
     known_queues: KnownQueues | None = None  # None: every miss asks PostgreSQL (tests)
     vapid: VapidKey | None = None  # the deployment's Web Push key (server/webpush.py)
+    notifier: Notifier | None = None  # None: VQ_NOTIFY=false
 
 
 def services(conn: HTTPConnection) -> Services:

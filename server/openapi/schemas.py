@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from server.notify.plan import WEBHOOK_EVENTS as EVENT_NAMES
 from server.openapi.common import COUNT, NULLABLE_TEXT, SLUG, TICKET_ID, Schema, const, obj
 
 STATE = {"type": "string", "enum": ["open", "paused", "closed"]}
@@ -42,8 +43,36 @@ CONTACT = obj(
     },
 )
 
+WEBHOOK_EVENT = {"type": "string", "enum": list(EVENT_NAMES)}
+WEBHOOK_EVENTS = {"type": "array", "items": WEBHOOK_EVENT, "minItems": 1}
+
 SCHEMAS: dict[str, Schema] = {
     "QueueSummary": QUEUE_SUMMARY,
+    "WebhookBody": obj({"url": {"type": "string", "maxLength": 2048}, "events": WEBHOOK_EVENTS}),
+    "Webhook": obj(
+        {
+            "webhook_id": {"type": "string"},
+            "url": {"type": "string"},
+            "events": WEBHOOK_EVENTS,
+            "created_at": ISO_TIME,
+        }
+    ),
+    "NewWebhook": obj(
+        {
+            "webhook_id": {"type": "string"},
+            "secret": {"type": "string", "description": "whsec_ + base64 of the key: shown once"},
+        },
+        {"url": {"type": "string"}, "events": WEBHOOK_EVENTS},
+    ),
+    "DeadDelivery": obj(
+        {
+            "delivery_id": {"type": "string"},
+            "type": {"type": "string"},
+            "seq": {"type": "integer"},
+            "attempts": {"type": "integer", "minimum": 0},
+            "last_error": NULLABLE_TEXT,
+        }
+    ),
     "JoinBody": obj({}, {"name": short_text(80), "contact": CONTACT}),
     "Contact": CONTACT,
     "ContactChannels": obj(
