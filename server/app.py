@@ -157,11 +157,11 @@ async def build_services(settings: Settings) -> Services:
     fanout.on_quote = persister.quotes.record
     await persister.start()
     svc = Services(settings, store, db, fanout, signer, KeyCache(), recovery.rebuild, persister)
+    svc.vapid = await load_vapid_key(settings, db)
     if settings.notify:
-        svc.notifier = build_notifier(settings, store, db)
+        svc.notifier = build_notifier(settings, store, db, svc.vapid)
         await svc.notifier.start()
     svc.known_queues = KnownQueues(db)
-    svc.vapid = await load_vapid_key(settings, db)
     svc.scheduler = Scheduler(store)
     await svc.scheduler.start()
     return svc

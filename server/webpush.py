@@ -54,8 +54,11 @@ class WebPushSender:
         self.key = key
         self.subject = subject
         self.allow_private = allow_private
+        # trust_env: SSL_CERT_FILE and HTTPS_PROXY apply, as for any egress an operator runs.
         self._client = client or httpx.AsyncClient(
-            timeout=SEND_TIMEOUT_S, follow_redirects=False, trust_env=False
+            timeout=SEND_TIMEOUT_S,
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
         )
 
     async def aclose(self) -> None:

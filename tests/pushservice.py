@@ -157,6 +157,7 @@ class PushService:
         self.subscribers: dict[str, Subscriber] = {}
         self.received: list[Received] = []
         self.refusals: list[str] = []
+        self.answered: list[int] = []  # every status given, in order
         self.scripted: list[tuple[int, dict[str, str]]] = []  # answers to give first, in order
         self._cond = threading.Condition()
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -230,6 +231,8 @@ class PushService:
                 body = self.rfile.read(length)
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 status, extra = service.handle(self.path, headers, body)
+                with service._cond:
+                    service.answered.append(status)
                 self.send_response(status)
                 for name, value in extra.items():
                     self.send_header(name, value)

@@ -1,8 +1,8 @@
 // The customer page's service worker, served as /q/sw.js so that its scope covers every
 // customer page. It shows "almost your turn" and "it's your turn" when a Web Push message comes
 // in, even with the page closed, and brings the ticket's page back when the notification is
-// tapped. A message is JSON (protocol/webpush.py, notification_payload):
-// {id, type, ticket_id, title, body, url}; `id` is the delivery id, shown once.
+// tapped. A message is JSON (server/notify/plan.py, push_payload):
+// {id, kind, ticket_id, title, body, counter, url}; `id` is the delivery id, shown once.
 self.addEventListener("install", () => self.skipWaiting());
 self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
 
@@ -26,14 +26,21 @@ async function showPush(message) {
   // A push service may deliver a message twice: the same delivery id is shown once.
   const shown = await self.registration.getNotifications({ tag });
   if (message.id && shown.some((n) => n.data?.id === message.id)) return;
-  const url = typeof message.url === "string" ? message.url : self.registration.scope;
+  const url = typeof message.url === "string" ? message.url : ticketPage(message.ticket_id);
   await self.registration.showNotification(message.title || "vqueue", {
     body: message.body || "",
     tag, // "your turn" replaces "almost your turn" of the same ticket
     renotify: true,
-    requireInteraction: message.type === "called",
+    requireInteraction: message.kind === "turn",
     data: { id: message.id ?? null, url: new URL(url, self.registration.scope).href },
   });
+}
+
+/** The customer page of a ticket id ("front-desk.42" -> /q/front-desk), when no URL is given. */
+function ticketPage(ticketId) {
+  const cut = typeof ticketId === "string" ? ticketId.lastIndexOf(".") : -1;
+  const queue = cut > 0 ? ticketId.slice(0, cut) : "";
+  return new URL(queue ? encodeURIComponent(queue) : ".", self.registration.scope).href;
 }
 
 self.addEventListener("notificationclick", (event) => {

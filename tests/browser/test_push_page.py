@@ -156,7 +156,10 @@ WORKER_NOTIFICATIONS = """async () => {
 TAP = """async () => {
   const asked = [];
   self.clients.openWindow = async (url) => { asked.push(["open", url]); return null; };
-  WindowClient.prototype.focus = async function () { asked.push(["focus", this.url]); return this; };
+  WindowClient.prototype.focus = async function () {
+    asked.push(["focus", this.url]);
+    return this;
+  };
   const [shown] = await self.registration.getNotifications();
   self.dispatchEvent(new NotificationEvent("notificationclick", { notification: shown }));
   for (let i = 0; i < 50 && asked.length === 0; i++) await new Promise((r) => setTimeout(r, 100));
@@ -172,9 +175,10 @@ def deliver(cdp: Any, queue: LiveQueue, registration: str, message: dict[str, An
 
 
 def push_message(queue: LiveQueue, number: int, kind: str, title: str) -> dict[str, Any]:
+    """What the notifier sends (server/notify/plan.py, push_payload)."""
     return {
         "id": f"d-{kind}-{number}",
-        "type": kind,
+        "kind": kind,
         "ticket_id": f"{queue.slug}.{number}",
         "title": title,
         "body": f"Ticket {number} at {queue.name}.",
@@ -266,7 +270,7 @@ def called_with_the_page_closed_a_tap_opens_it(
     lobby.goto(q.url("/healthz"))
     page.close()
     cdp, registration = push_registration_id(context, lobby, q.url("/q/"))
-    deliver(cdp, q, registration, push_message(q, number, "called", "It's your turn!"))
+    deliver(cdp, q, registration, push_message(q, number, "turn", "It's your turn!"))
     worker = context.service_workers[0]
     shown = wait_until(lobby, lambda: worker.evaluate(WORKER_NOTIFICATIONS))
     assert [n["title"] for n in shown] == ["It's your turn!"], shown
