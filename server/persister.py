@@ -119,7 +119,6 @@ class Persister:
         self.lags_ms: deque[int] = deque(maxlen=LAG_SAMPLES)
         self._held: list[StreamEvent] = []
         self._queues: list[str] = []
-        self._grouped: set[str] = set()
         self._down_since: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -185,7 +184,7 @@ class Persister:
             try:
                 now = time.monotonic()
                 if now >= next_refresh:
-                    await self._refresh_queues()
+                    self._queues = await self.streams.live_queues()
                     next_refresh = now + self.refresh_s
                 if not self._queues:
                     await asyncio.sleep(min(0.2, self.refresh_s))
@@ -216,14 +215,6 @@ class Persister:
             except Exception:
                 log.exception("persister loop failed; retrying")
                 await asyncio.sleep(1.0)
-
-    async def _refresh_queues(self) -> None:
-        queues = await self.streams.queues()
-        new = [q for q in queues if q not in self._grouped]
-        if new:
-            await self.streams.ensure_groups(new)
-            self._grouped.update(new)
-        self._queues = queues
 
     async def _commit(self, events: list[StreamEvent]) -> None:
         """Insert, then acknowledge; PostgreSQL failures are retried here until it accepts."""

@@ -34,6 +34,14 @@ def contact_of(row: Any) -> Contact:
     return Contact(row["email"], row["phone"], None if push is None else orjson.loads(push))
 
 
+# A transfer's contacts follow the ticket; its new number gets its own "almost".
+MOVE = (
+    "UPDATE ticket_contacts SET queue = $3, number = $4, almost_planned = false,"
+    " updated_at = now() WHERE queue = $1 AND number = $2"
+    " AND NOT EXISTS (SELECT 1 FROM ticket_contacts WHERE queue = $3 AND number = $4)"
+)
+
+
 class ContactTable:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -99,12 +107,4 @@ class ContactTable:
     async def move(self, queue: str, number: int, to_queue: str, to_number: int) -> None:
         """A transfer: the contacts follow the ticket to its new queue and number."""
         async with self.db.connection() as conn:
-            await conn.execute(
-                "UPDATE ticket_contacts SET queue = $3, number = $4, almost_planned = false,"
-                " updated_at = now() WHERE queue = $1 AND number = $2"
-                " AND NOT EXISTS (SELECT 1 FROM ticket_contacts WHERE queue = $3 AND number = $4)",
-                queue,
-                number,
-                to_queue,
-                to_number,
-            )
+            await conn.execute(MOVE, queue, number, to_queue, to_number)

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from server.db.contacts import MOVE
 from server.db.core import Database
 from server.notify.plan import Hook, Planned, Reach
 
@@ -149,19 +150,18 @@ class PlanWriter:
 
     async def take_for_turn(self, queue: str, numbers: Sequence[int]) -> list[Reach]:
         """The contacts of called tickets; their "almost" is then never planned (it is late)."""
-        rows = await self.conn.fetch(
-            "UPDATE ticket_contacts SET almost_planned = true"
-            " WHERE queue = $1 AND number = ANY($2::bigint[]) " + CONTACT_RETURNING,
-            queue,
-            list(numbers),
-        )
-        return [Reach(r["number"], r["email"], r["phone"], r["push"]) for r in rows]
+        return await self._take(queue, numbers, "")
 
     async def take_for_almost(self, queue: str, numbers: Sequence[int]) -> list[Reach]:
         """The contacts of these tickets not planned an "almost" yet, marked planned now."""
+        return await self._take(queue, numbers, " AND NOT almost_planned AND finished_at IS NULL")
+
+    async def _take(self, queue: str, numbers: Sequence[int], condition: str) -> list[Reach]:
         rows = await self.conn.fetch(
-            "UPDATE ticket_contacts SET almost_planned = true WHERE queue = $1"
-            " AND number = ANY($2::bigint[]) AND NOT almost_planned AND finished_at IS NULL "
+            "UPDATE ticket_contacts SET almost_planned = true"
+            " WHERE queue = $1 AND number = ANY($2::bigint[])"
+            + condition
+            + " "
             + CONTACT_RETURNING,
             queue,
             list(numbers),
@@ -177,15 +177,7 @@ class PlanWriter:
         )
 
     async def move(self, queue: str, number: int, to_queue: str, to_number: int) -> None:
-        await self.conn.execute(
-            "UPDATE ticket_contacts SET queue = $3, number = $4, almost_planned = false,"
-            " updated_at = now() WHERE queue = $1 AND number = $2"
-            " AND NOT EXISTS (SELECT 1 FROM ticket_contacts WHERE queue = $3 AND number = $4)",
-            queue,
-            number,
-            to_queue,
-            to_number,
-        )
+        await self.conn.execute(MOVE, queue, number, to_queue, to_number)
 
     async def record(self, planned: Sequence[Planned]) -> None:
         if not planned:

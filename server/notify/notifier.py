@@ -69,6 +69,10 @@ MAX_BACKOFF_S = 2.0
 CONTACT_GRACE_S = 60.0
 HOUSEKEEPING_S = 2.0
 LAG_SAMPLES = 2000
+# Queue metas and webhooks are read at most this often per node: a new webhook gets the events
+# planned from at most this long after its creation (at once on the node that made it).
+CACHE_S = 1.0
+COALESCE_S = 0.005  # a wake waits this long so that one lease query serves several
 ATTEMPT_LIMIT_S = ANSWER_TIMEOUT_S + 5.0  # an attempt is cut after this; the lease outlives it
 
 
@@ -116,7 +120,8 @@ class Notifier:
         self.send_lags: deque[int] = deque(maxlen=LAG_SAMPLES)
         self.attempt_ms: deque[int] = deque(maxlen=LAG_SAMPLES)
         self._queues: list[str] = []
-        self._grouped: set[str] = set()
+        self._meta_cache: dict[str, tuple[float, dict[str, str] | None]] = {}
+        self._hook_cache: dict[str, tuple[float, list[Hook]]] = {}
         self._inflight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -184,7 +189,7 @@ class Notifier:
             try:
                 now = time.monotonic()
                 if now >= next_refresh:
-                    await self._refresh_queues()
+                    self._queues = await self.streams.live_queues()
                     next_refresh = now + 1.0
                 if not self._queues:
                     await asyncio.sleep(0.2)
@@ -213,14 +218,6 @@ class Notifier:
                 log.exception("notifier planning failed; retrying")
                 await asyncio.sleep(1.0)
 
-    async def _refresh_queues(self) -> None:
-        queues = await self.streams.queues()
-        new = [q for q in queues if q not in self._grouped]
-        if new:
-            await self.streams.ensure_groups(new)
-            self._grouped.update(new)
-        self._queues = queues
-
     async def _handle(self, events: list[StreamEvent]) -> None:
         malformed = self.streams.take_malformed()
         if malformed:
@@ -230,15 +227,9 @@ class Notifier:
         by_queue: dict[str, list[StreamEvent]] = defaultdict(list)
         for event in sorted(events, key=lambda e: (e.queue, e.seq)):
             by_queue[event.queue].append(event)
-        metas = dict(
-            zip(
-                by_queue,
-                await asyncio.gather(*(self.store.queue_meta(q) for q in by_queue)),
-                strict=True,
-            )
-        )
+        metas = await self._metas(by_queue)
         venues = {m["venue"] for m in metas.values() if m is not None and "venue" in m}
-        hooks = await self.webhooks.hooks_of(sorted(venues))
+        hooks = await self._hooks(venues)
         tops = await self._line_tops(by_queue, metas)
         if (
             not hooks
@@ -272,6 +263,41 @@ class Notifier:
         await self.streams.ack(((e.queue, e.entry_id) for e in events), trim=False)
         if planned:
             self._wake.set()
+
+    async def _metas(
+        self, by_queue: dict[str, list[StreamEvent]]
+    ) -> dict[str, dict[str, str] | None]:
+        """Each queue's meta (name, venue, settings), kept `CACHE_S`; a `settings` event in the
+        batch reads it afresh."""
+        now = time.monotonic()
+        stale = [
+            q
+            for q, queued in by_queue.items()
+            if q not in self._meta_cache
+            or self._meta_cache[q][0] < now
+            or any(e.kind == "settings" for e in queued)
+        ]
+        if stale:
+            found = await asyncio.gather(*(self.store.queue_meta(q) for q in stale))
+            for queue, meta in zip(stale, found, strict=True):
+                self._meta_cache[queue] = (now + CACHE_S, meta)
+        return {q: self._meta_cache[q][1] for q in by_queue}
+
+    async def _hooks(self, venues: set[str]) -> dict[str, list[Hook]]:
+        """The venues' webhooks, kept `CACHE_S` (`forget_webhooks` drops them at once)."""
+        now = time.monotonic()
+        stale = sorted(
+            v for v in venues if v not in self._hook_cache or self._hook_cache[v][0] < now
+        )
+        if stale:
+            found = await self.webhooks.hooks_of(stale)
+            for venue in stale:
+                self._hook_cache[venue] = (now + CACHE_S, found.get(venue, []))
+        return {v: self._hook_cache[v][1] for v in venues if self._hook_cache[v][1]}
+
+    def forget_webhooks(self, venue: str) -> None:
+        """A webhook of `venue` was made or deleted on this node: read them again."""
+        self._hook_cache.pop(venue, None)
 
     async def _line_tops(
         self, by_queue: dict[str, list[StreamEvent]], metas: dict[str, dict[str, str] | None]
@@ -425,6 +451,7 @@ class Notifier:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 0.5)
+                await asyncio.sleep(COALESCE_S)
 
     async def _attempt(self, due: Due) -> None:
         channel = self.channels.get(due.channel)

@@ -68,6 +68,8 @@ async def create_webhook(request: Request) -> Response:
         )
     secret = new_secret()
     webhook_id = await table.create(admin.venue_id, url, events, secret)
+    if svc.notifier is not None:
+        svc.notifier.forget_webhooks(admin.venue_id)
     body = {"webhook_id": webhook_id, "secret": secret, "url": url, "events": events}
     return JSONResponse(body, 201)
 
@@ -93,6 +95,8 @@ async def delete_webhook(request: Request) -> Response:
     svc = services(request)
     if not await WebhookTable(svc.db).delete(row.venue_id, row.id):
         raise ApiError.from_code("webhook_not_found")
+    if svc.notifier is not None:
+        svc.notifier.forget_webhooks(row.venue_id)
     return JSONResponse({"webhook_id": row.id, "deleted": True})
 
 

@@ -124,6 +124,7 @@ class EventStreams:
         self.redis = store.redis
         self._restore: AsyncScript = store.redis.register_script(_load_restore())
         self._streams: dict[bytes, str] = {}  # stream key -> queue, for the replies
+        self._grouped: set[str] = set()  # queues whose groups this object has made sure of
         self._malformed: list[tuple[str, str]] = []
 
     def stream(self, queue: str) -> str:
@@ -148,6 +149,15 @@ class EventStreams:
         """Every queue slug with live state (the `{prefix}:queues` set)."""
         raw = await self._call(self.redis.smembers(queues_index(self.store.prefix)))
         return sorted(member.decode() for member in raw)
+
+    async def live_queues(self) -> list[str]:
+        """`queues()`, with the groups made on the streams of those seen for the first time."""
+        queues = await self.queues()
+        new = [q for q in queues if q not in self._grouped]
+        if new:
+            await self.ensure_groups(new)
+            self._grouped.update(new)
+        return queues
 
     async def index(self, queues: Sequence[str]) -> None:
         """Make sure live queues are in `{prefix}:queues`, the set the persisters read."""

@@ -11,7 +11,7 @@ import email.policy
 import hashlib
 import hmac
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
@@ -26,6 +26,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.embedded import free_port
+
+
+async def wait_for(check: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    """Poll `check` until it holds; AssertionError after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.05)
 
 
 def verify(secret: str, headers: Any, body: bytes) -> bool:

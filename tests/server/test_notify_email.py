@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from email.message import EmailMessage
 from typing import Any
 
@@ -14,7 +14,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.server.receivers import MailInbox
+from tests.server.receivers import MailInbox, wait_for
 
 ADDRESS = "ann@example.org"
 
@@ -31,14 +31,6 @@ def inbox() -> Iterator[MailInbox]:
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=10) as client:
         yield client
-
-
-async def wait_for(check: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.05)
 
 
 def env(inbox: MailInbox, **extra: str) -> dict[str, str]:

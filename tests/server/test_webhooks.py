@@ -7,25 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from server.notify.plan import EVENT_TYPES
 from tests.conftest import ServerProcess
-from tests.server.receivers import Received, WebhookReceiver
+from tests.server.receivers import Received, WebhookReceiver, wait_for
 
 ALL_EVENTS = sorted(set(EVENT_TYPES.values()))
 FAST_RETRIES = "0.3,0.3,0.3"
-
-
-async def wait_for(check: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.05)
 
 
 async def setup(
@@ -81,6 +72,18 @@ async def logged_events(
             break
         await asyncio.sleep(0.1)
     return found
+
+
+async def wait_for_dead_gauge(http: httpx.AsyncClient, dead: int) -> None:
+    """The dead letters show in /metrics and in the /readyz details (loopback: both open)."""
+    for _ in range(100):
+        metrics = (await http.get("/metrics")).text
+        ready = (await http.get("/readyz")).json()["notifications"]
+        if f"vqueue_notify_dead {dead:.1f}" in metrics and ready["dead"] == dead:
+            assert "vqueue_notify_backlog " in metrics
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no {dead} dead deliveries in /metrics and /readyz")
 
 
 def first_attempt_seqs(calls: list[Received]) -> list[int]:
@@ -172,6 +175,7 @@ async def test_always_failing_goes_dead_and_a_retry_delivers(
         assert dead[0]["type"] == "ticket.joined" and dead[0]["attempts"] == 4
         assert dead[0]["last_error"] == "HTTP 500"
         assert [c.id for c in receiver.calls] == [dead[0]["delivery_id"]] * 4
+        await wait_for_dead_gauge(http, 1)
         receiver.status = 204
         path = f"/v1/webhooks/{webhook}/deliveries/{dead[0]['delivery_id']}/retry"
         r = await http.post(path, headers=staff)
@@ -181,3 +185,4 @@ async def test_always_failing_goes_dead_and_a_retry_delivers(
         await poll_dead()
         assert dead == []
         assert (await http.post(path, headers=staff)).status_code == 404  # no longer dead
+        await wait_for_dead_gauge(http, 0)
