@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from protocol.webpush import VapidKey, Verdict, b64url_encode, parse_subscription
-from server.config import Secret, Settings
+from server.config import ConfigError, Secret, Settings
 from server.db import Database
 from server.netcheck import is_public
 from server.webpush import WebPushSender, load_vapid_key
@@ -156,3 +156,20 @@ def test_push_key_route(start_server: Callable[..., ServerProcess]) -> None:
     assert "max-age" in answers[0].headers["cache-control"]
     raw = body["public_key"]
     assert "=" not in raw and len(raw) == 87  # 65 bytes, unpadded base64url
+
+
+def test_vapid_settings() -> None:
+    key = VapidKey.generate()
+    env = {"VQ_VAPID_PRIVATE_KEY": b64url_encode(key.raw()), "VQ_VAPID_SUBJECT": "mailto:o@v.org"}
+    settings = Settings.from_environ(env)
+    assert settings.vapid_private_key is not None
+    assert VapidKey.from_text(settings.vapid_private_key.reveal()).public_key == key.public_key
+    assert settings.vapid_subject == "mailto:o@v.org"
+    assert env["VQ_VAPID_PRIVATE_KEY"] not in repr(settings)
+    public = Settings.from_environ({"VQ_PUBLIC_URL": "https://queue.example.org"})
+    assert public.vapid_subject == "https://queue.example.org"
+    assert Settings.from_environ({}).vapid_subject == "mailto:vqueue@localhost"
+    with pytest.raises(ConfigError, match="VQ_VAPID_PRIVATE_KEY"):
+        Settings.from_environ({"VQ_VAPID_PRIVATE_KEY": "not-a-key"})
+    with pytest.raises(ConfigError, match="VQ_VAPID_SUBJECT"):
+        Settings.from_environ({"VQ_VAPID_SUBJECT": "ops@example.org"})
