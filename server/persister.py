@@ -295,7 +295,8 @@ class Persister:
                 next_check = 0.0
 
     async def _measure(self) -> None:
-        """Trim what every node has committed, then count what is left: the backlog."""
+        """Trim what every group has acknowledged, then count what this group has not: the
+        backlog."""
         queues = await self.streams.queues()  # fresh: the persist loop may be stuck retrying
         if not queues:
             self.backlog = Backlog(0, None)

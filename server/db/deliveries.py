@@ -333,6 +333,16 @@ class DeliveryTable:
         found = {r["status"]: int(r["n"]) for r in rows}
         return {"pending": found.get("pending", 0), "dead": found.get("dead", 0)}
 
+    async def purge_done(self, keep_s: float) -> int:
+        """Forget deliveries delivered or dropped more than `keep_s` ago (dead ones stay)."""
+        async with self.db.connection() as conn:
+            done = await conn.execute(
+                "DELETE FROM deliveries WHERE status IN ('delivered', 'dropped')"
+                " AND done_at < now() - make_interval(secs => $1)",
+                float(keep_s),
+            )
+        return int(done.split()[-1])
+
     async def purge_contacts(self, grace_s: float) -> int:
         """Delete the contacts of tickets finished more than `grace_s` ago."""
         async with self.db.connection() as conn:

@@ -67,6 +67,9 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 2.0
 CONTACT_GRACE_S = 60.0
+KEEP_DONE_S = (
+    7 * 86400.0
+)  # delivered and dropped deliveries are kept a week, dead ones until retried
 HOUSEKEEPING_S = 2.0
 LAG_SAMPLES = 2000
 # Queue metas and webhooks are read at most this often per node: a new webhook gets the events
@@ -227,33 +230,16 @@ class Notifier:
         by_queue: dict[str, list[StreamEvent]] = defaultdict(list)
         for event in sorted(events, key=lambda e: (e.queue, e.seq)):
             by_queue[event.queue].append(event)
-        metas = await self._metas(by_queue)
-        venues = {m["venue"] for m in metas.values() if m is not None and "venue" in m}
-        hooks = await self._hooks(venues)
-        tops = await self._line_tops(by_queue, metas)
-        if (
-            not hooks
-            and not tops
-            and not any(
-                e.kind in CALLS or e.kind in FINISHES or e.kind == "transferred" for e in events
-            )
-        ):
-            await self.streams.ack(((e.queue, e.entry_id) for e in events), trim=False)
-            return  # nothing owed, no contact to touch: PostgreSQL is not asked
         backoff = 0.1
-        while True:
+        while True:  # Redis or PostgreSQL down: retried here, so no event waits for a claim
             if self._stopping:
                 raise asyncio.CancelledError  # left pending: claimed by another node or our restart
             try:
-                async with self.deliveries.planning() as writer:
-                    planned = 0
-                    for queue, queued in by_queue.items():
-                        planned += await self._plan_queue(
-                            writer, queue, queued, metas[queue], hooks, tops.get(queue, [])
-                        )
+                planned = await self._plan(by_queue)
                 break
             except Unavailable as exc:
-                log.warning("notifier cannot record %d events' deliveries: %s", len(events), exc)
+                if backoff == 0.1:  # once per outage, not once per retry
+                    log.warning("notifier cannot plan %d events' deliveries: %s", len(events), exc)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_S)
         self.planned += planned
@@ -263,6 +249,29 @@ class Notifier:
         await self.streams.ack(((e.queue, e.entry_id) for e in events), trim=False)
         if planned:
             self._wake.set()
+
+    async def _plan(self, by_queue: dict[str, list[StreamEvent]]) -> int:
+        """Record what these events owe; the number of deliveries planned."""
+        metas = await self._metas(by_queue)
+        venues = {m["venue"] for m in metas.values() if m is not None and "venue" in m}
+        hooks = await self._hooks(venues)
+        tops = await self._line_tops(by_queue, metas)
+        events = [e for queued in by_queue.values() for e in queued]
+        if (
+            not hooks
+            and not tops
+            and not any(
+                e.kind in CALLS or e.kind in FINISHES or e.kind == "transferred" for e in events
+            )
+        ):
+            return 0  # nothing owed, no contact to touch: PostgreSQL is not asked
+        planned = 0
+        async with self.deliveries.planning() as writer:
+            for queue, queued in by_queue.items():
+                planned += await self._plan_queue(
+                    writer, queue, queued, metas[queue], hooks, tops.get(queue, [])
+                )
+        return planned
 
     async def _metas(
         self, by_queue: dict[str, list[StreamEvent]]
@@ -525,6 +534,7 @@ class Notifier:
                 if time.monotonic() >= next_purge:
                     next_purge = time.monotonic() + CONTACT_GRACE_S / 4
                     await self.deliveries.purge_contacts(CONTACT_GRACE_S)
+                    await self.deliveries.purge_done(KEEP_DONE_S)
             except Unavailable as exc:
                 log.debug("notifier housekeeping skipped: %s", exc)
             except asyncio.CancelledError:

@@ -322,37 +322,50 @@ class EventStreams:
         if trims:
             await self._execute(pipe)
 
-    async def lag(self, queues: Sequence[str]) -> int:
-        """Entries of the streams this group has not acknowledged yet (read or not)."""
-        pipe = self.redis.pipeline(transaction=False)
-        for queue in queues:
-            pipe.xinfo_groups(self.stream(queue))
-        total = 0
-        for groups in await self._execute(pipe):
-            if isinstance(groups, Exception):
-                continue
-            for g in groups:
-                if g["name"] == self.group.encode():
-                    total += int(g.get("lag") or 0) + int(g["pending"])
-        return total
-
     async def backlog(self, queues: Sequence[str]) -> Backlog:
-        """Entries left in the streams after trimming, and the oldest one's time."""
+        """This group's entries not yet acknowledged (delivered or not), and the oldest one's
+        time. Not the streams' lengths: another group (the notifier's) may hold entries this
+        one is done with."""
         pipe = self.redis.pipeline(transaction=False)
         for queue in queues:
             key = self.stream(queue)
+            pipe.xinfo_groups(key)
+            pipe.xpending(key, self.group)
             pipe.xlen(key)
-            pipe.xrange(key, "-", "+", 1)
         results = await self._execute(pipe)
         total, oldest = 0, None
-        for i in range(len(queues)):
-            length, first = results[2 * i], results[2 * i + 1]
-            if isinstance(length, Exception) or isinstance(first, Exception) or not first:
+        undelivered: list[tuple[str, str]] = []  # (queue, last delivered id) to look after
+        for i, queue in enumerate(queues):
+            groups, pending, length = results[3 * i : 3 * i + 3]
+            if any(isinstance(r, Exception) for r in (groups, pending, length)):
                 continue
-            total += int(length)
-            at = entry_ms(first[0][0])
-            oldest = at if oldest is None else min(oldest, at)
+            mine = [g for g in groups if g["name"] == self.group.encode()]
+            if not mine:
+                continue
+            # Redis leaves `lag` unknown (nil) after some deletions: the stream's length, less
+            # what is pending, is then an upper bound.
+            known = mine[0].get("lag")
+            lag = int(known) if known is not None else max(0, int(length) - int(pending["pending"]))
+            total += lag + int(pending["pending"])
+            if pending["pending"]:
+                at = entry_ms(pending["min"])
+                oldest = at if oldest is None else min(oldest, at)
+            elif lag:
+                undelivered.append((queue, mine[0]["last-delivered-id"].decode()))
+        if undelivered:
+            pipe = self.redis.pipeline(transaction=False)
+            for queue, last in undelivered:
+                pipe.xrange(self.stream(queue), _after(last), "+", 1)
+            for first in await self._execute(pipe):
+                if isinstance(first, Exception) or not first:
+                    continue
+                at = entry_ms(first[0][0])
+                oldest = at if oldest is None else min(oldest, at)
         return Backlog(total, oldest)
+
+    async def lag(self, queues: Sequence[str]) -> int:
+        """Entries of the streams this group has not acknowledged yet (read or not)."""
+        return (await self.backlog(queues)).entries
 
     async def prune_consumers(self, queues: Sequence[str], idle_ms: int) -> int:
         """Delete consumers idle for `idle_ms` with nothing pending (nodes gone for good)."""
