@@ -18,7 +18,18 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Scope
 
-from server import contacts, customers, history, keyroutes, limits, metrics, pages, shaping, staff
+from server import (
+    contacts,
+    customers,
+    history,
+    keyroutes,
+    limits,
+    metrics,
+    pages,
+    pushroutes,
+    shaping,
+    staff,
+)
 from server.auth import KeyCache, TicketSigner
 from server.config import Settings
 from server.counters import Tally
@@ -39,6 +50,7 @@ from server.requestctx import RequestContext
 from server.scheduler import Scheduler
 from server.services import Services
 from server.store import KeyRing, Store
+from server.webpush import load_vapid_key
 from server.ws import WatchEndpoint
 from server.wsprotocol import WebSocketProtocol
 
@@ -145,8 +157,9 @@ async def build_services(settings: Settings) -> Services:
     fanout.on_quote = persister.quotes.record
     await persister.start()
     svc = Services(settings, store, db, fanout, signer, KeyCache(), recovery.rebuild, persister)
+    svc.vapid = await load_vapid_key(settings, db)
     if settings.notify:
-        svc.notifier = build_notifier(settings, store, db)
+        svc.notifier = build_notifier(settings, store, db, svc.vapid)
         await svc.notifier.start()
     svc.known_queues = KnownQueues(db)
     svc.scheduler = Scheduler(store)
@@ -215,6 +228,7 @@ def create_app(settings: Settings) -> Starlette:
         *keyroutes.ROUTES,
         *webhooks.ROUTES,
         *history.ROUTES,
+        *pushroutes.ROUTES,
         *pages.ROUTES,
         *openapi_docs.ROUTES,
         WebSocketRoute("/v1/ws", WatchEndpoint(services_of)),

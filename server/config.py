@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from protocol.webpush import VapidKey
+
 
 class ConfigError(Exception):
     """A setting is missing or malformed; the message names the variable."""
@@ -123,6 +125,35 @@ def _public_url(env: Mapping[str, str]) -> str | None:
     return raw
 
 
+# What push services accept as a contact (RFC 8292 section 2.1): an address or a site.
+VAPID_SUBJECT_RE = re.compile(r"mailto:[^@\s]+@[A-Za-z0-9.\-]+|https://[A-Za-z0-9.\-]+")
+
+
+def _vapid_private_key(env: Mapping[str, str]) -> Secret | None:
+    raw = env.get("VQ_VAPID_PRIVATE_KEY", "").strip()
+    if not raw:
+        return None
+    try:
+        VapidKey.from_text(raw)
+    except ValueError:
+        raise ConfigError(
+            "VQ_VAPID_PRIVATE_KEY must be the base64url of a 32-byte P-256 private key"
+            " (or a PEM P-256 private key)"
+        ) from None
+    return Secret(raw)
+
+
+def _vapid_subject(env: Mapping[str, str], public_url: str | None) -> str:
+    """Who the push services may contact: `mailto:` or an https site; else the public URL."""
+    raw = env.get("VQ_VAPID_SUBJECT", "").strip()
+    if not raw:
+        site = public_url or ""
+        return site if VAPID_SUBJECT_RE.fullmatch(site) else "mailto:vqueue@localhost"
+    if not VAPID_SUBJECT_RE.fullmatch(raw):
+        raise ConfigError(f"VQ_VAPID_SUBJECT must be a mailto: or https:// URL, got {raw!r}")
+    return raw
+
+
 DEFAULT_WEBHOOK_RETRY_S = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 7200.0)
 SMTP_URL_RE = re.compile(r"smtps?://([^@/\s]+@)?[A-Za-z0-9.\-\[\]:]+/?")
 MAIL_FROM_RE = re.compile(r"[^\s<>@\"]{1,64}@[A-Za-z0-9.\-]{1,253}")
@@ -200,6 +231,8 @@ class Settings:
     http_request_timeout_s: float = 30.0  # the whole request (headers and body) must arrive
     public_url: str | None = None
     metrics_token: Secret | None = None
+    vapid_private_key: Secret | None = None  # None: generated once, kept in PostgreSQL
+    vapid_subject: str = "mailto:vqueue@localhost"
     notify: bool = True  # the notifier (server/notify/): contacts, webhooks, their deliveries
     smtp_url: Secret | None = None  # None: no email channel
     mail_from: str = "vqueue@localhost"
@@ -232,6 +265,7 @@ class Settings:
         secret = env.get("VQ_SECRET_KEY") or None
         if secret is not None and len(secret) < 32:
             raise ConfigError("VQ_SECRET_KEY must be at least 32 characters")
+        public_url = _public_url(env)
         cluster = _bool(env, "VQ_REDIS_CLUSTER", False)
         if cluster and not env.get("REDIS_URL"):
             raise ConfigError("VQ_REDIS_CLUSTER=true needs REDIS_URL naming a node of the cluster")
@@ -261,8 +295,10 @@ class Settings:
             http_max_concurrent=_count_or_off(env, "VQ_HTTP_MAX_CONCURRENT", 1000),
             http_keepalive_s=_float(env, "VQ_HTTP_KEEPALIVE_S", 5.0, 0.5, 600.0),
             http_request_timeout_s=_float(env, "VQ_HTTP_REQUEST_TIMEOUT_S", 30.0, 0.5, 600.0),
-            public_url=_public_url(env),
+            public_url=public_url,
             metrics_token=Secret(metrics_token) if metrics_token else None,
+            vapid_private_key=_vapid_private_key(env),
+            vapid_subject=_vapid_subject(env, public_url),
             notify=_bool(env, "VQ_NOTIFY", True),
             smtp_url=_smtp_url(env),
             mail_from=_mail_from(env),

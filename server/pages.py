@@ -67,6 +67,12 @@ async def client_js(request: Request) -> Response:
     return FileResponse(CLIENT_JS, headers=headers, media_type="text/javascript")
 
 
+async def service_worker(request: Request) -> Response:
+    # Served under /q/ so that its scope covers every customer page (a worker's scope is at
+    # most its own folder): it shows Web Push notifications with the page closed.
+    return FileResponse(STATIC_DIR / "sw.js", headers=NO_CACHE, media_type="text/javascript")
+
+
 class _Static(StaticFiles):
     def file_response(
         self, full_path: Any, stat_result: Any, scope: Scope, status_code: int = 200
@@ -146,6 +152,7 @@ def _board_entries(
 
 
 ROUTES: list[Any] = [
+    Route("/q/sw.js", service_worker),
     Route("/q/{queue}", _page("customer.html", framable=True), name="customer_page"),
     Route("/staff/{queue}", _page("staff.html", framable=False)),
     Route("/board/{queue}", _page("board.html", framable=True)),

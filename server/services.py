@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry
 from starlette.requests import HTTPConnection
 
+from protocol.webpush import VapidKey
 from server.auth import KeyCache, TicketSigner
 from server.config import Settings
 from server.db import Database
@@ -35,6 +36,7 @@ class Services:
     metrics: CollectorRegistry | None = None  # None: VQ_METRICS=false
     scheduler: Scheduler | None = None  # opening hours
     known_queues: KnownQueues | None = None  # None: every miss asks PostgreSQL (tests)
+    vapid: VapidKey | None = None  # the deployment's Web Push key (server/webpush.py)
     notifier: Notifier | None = None  # None: VQ_NOTIFY=false
 
 

@@ -93,6 +93,22 @@ export class Client {
     return this.request("DELETE", `/v1/tickets/${enc(ticketId)}`, { token });
   }
 
+  /** How to reach this ticket's customer when the page sleeps: `contact` is {email?, phone?,
+   * push?} (`push` a PushSubscription's toJSON()); it replaces the ticket's earlier contact. */
+  setContact(ticketId, token, contact) {
+    return this.request("PUT", `/v1/tickets/${enc(ticketId)}/contact`, { token, body: contact });
+  }
+
+  /** Forget every way of reaching this ticket's customer. */
+  removeContact(ticketId, token) {
+    return this.request("DELETE", `/v1/tickets/${enc(ticketId)}/contact`, { token });
+  }
+
+  /** The deployment's VAPID public key: {public_key}, for `applicationServerKey`. */
+  pushKey() {
+    return this.request("GET", "/v1/push/key");
+  }
+
   /** The public queue summary: {queue, name, state, waiting}. */
   queue(queue) {
     return this.request("GET", `/v1/queues/${enc(queue)}`);

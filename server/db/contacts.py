@@ -85,6 +85,25 @@ class ContactTable:
             )
         return None if row is None else contact_of(row)
 
+    async def drop_push(self, queue: str, number: int, endpoint: str) -> None:
+        """The push service said this subscription is gone (404/410): forget it, unless the
+        customer has given another one since; a contact with nothing else left is deleted."""
+        async with self.db.connection() as conn, conn.transaction():
+            await conn.execute(
+                "DELETE FROM ticket_contacts WHERE queue = $1 AND number = $2"
+                " AND push->>'endpoint' = $3 AND email IS NULL AND phone IS NULL",
+                queue,
+                number,
+                endpoint,
+            )
+            await conn.execute(
+                "UPDATE ticket_contacts SET push = NULL, updated_at = now()"
+                " WHERE queue = $1 AND number = $2 AND push->>'endpoint' = $3",
+                queue,
+                number,
+                endpoint,
+            )
+
     async def move(self, queue: str, number: int, to_queue: str, to_number: int) -> None:
         """A transfer: the contacts follow the ticket to its new queue and number."""
         async with self.db.connection() as conn:

@@ -16,7 +16,7 @@ import email.utils
 import enum
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
@@ -271,11 +271,18 @@ class PushSender(Protocol):
 
 
 class PushChannel:
-    """Web Push through the deployment's sender; a subscription gone (404/410) is dropped."""
+    """Web Push through the deployment's sender; a subscription gone (404/410) is dropped, and
+    `forget(queue, number, endpoint)` removes it from the ticket's contact."""
 
-    def __init__(self, sender: PushSender, subscription_of: Callable[[Any], Any]) -> None:
+    def __init__(
+        self,
+        sender: PushSender,
+        subscription_of: Callable[[Any], Any],
+        forget: Callable[[str, int, str], Awaitable[None]] | None = None,
+    ) -> None:
         self.sender = sender
         self.subscription_of = subscription_of
+        self.forget = forget
 
     async def send(self, due: Due) -> Sent:
         if due.target is None:
@@ -292,6 +299,8 @@ class PushChannel:
         if verdict == "delivered":
             return DELIVERED
         if verdict == "gone":
+            if self.forget is not None:
+                await self.forget(due.queue, int(due.payload["number"]), subscription.endpoint)
             return Sent("dropped", result.detail or "subscription gone")
         if verdict == "retry":
             return Sent("retry", result.detail or "push service busy", result.retry_after_s)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from protocol.webpush import VapidKey, parse_subscription
 from server.config import Settings
 from server.db import Database
+from server.db.contacts import ContactTable
 from server.keys import NOTIFIER_GROUP
 from server.notify.channels import (
     Channel,
     EmailChannel,
+    PushChannel,
     SmsChannel,
     SmtpServer,
     WebhookChannel,
@@ -15,13 +18,16 @@ from server.notify.channels import (
 )
 from server.notify.notifier import Notifier
 from server.store import Store
+from server.webpush import WebPushSender
 
 COMPANION_GROUPS = (NOTIFIER_GROUP,)
 
 
-def build_channels(settings: Settings) -> dict[str, Channel]:
-    """Webhooks always; email with `VQ_SMTP_URL`; SMS with `VQ_SMS_WEBHOOK_URL`. Web Push is
-    added by the caller once the deployment's VAPID sender exists."""
+def build_channels(
+    settings: Settings, vapid: VapidKey | None = None, db: Database | None = None
+) -> dict[str, Channel]:
+    """Webhooks always; email with `VQ_SMTP_URL`; SMS with `VQ_SMS_WEBHOOK_URL`; Web Push
+    with the deployment's VAPID key."""
     channels: dict[str, Channel] = {
         "webhook": WebhookChannel(http_client(), settings.webhook_allow_private)
     }
@@ -33,14 +39,22 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
         channels["sms"] = SmsChannel(
             http_client(), settings.sms_webhook_url, settings.sms_webhook_secret.reveal()
         )
+    if vapid is not None:
+        sender = WebPushSender(
+            vapid, settings.vapid_subject, allow_private=settings.webhook_allow_private
+        )
+        forget = None if db is None else ContactTable(db).drop_push
+        channels["push"] = PushChannel(sender, parse_subscription, forget)
     return channels
 
 
-def build_notifier(settings: Settings, store: Store, db: Database) -> Notifier:
+def build_notifier(
+    settings: Settings, store: Store, db: Database, vapid: VapidKey | None = None
+) -> Notifier:
     return Notifier(
         store,
         db,
-        build_channels(settings),
+        build_channels(settings, vapid, db),
         retry_s=settings.webhook_retry_s,
         public_url=settings.public_url,
         lease_s=settings.notify_lease_s,

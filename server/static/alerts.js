@@ -64,17 +64,21 @@ export async function askNotifications() {
   }
 }
 
+// The worker lives under /q/ so that its scope covers every customer page (server/pages.py).
+export const WORKER_URL = "/q/sw.js";
+export const WORKER_SCOPE = "/q/";
+
 /** Android shows notifications only through a service worker, so keep one registered. */
 export function registerWorker() {
   if (!("serviceWorker" in navigator) || notificationPermission() !== "granted") return;
-  navigator.serviceWorker.register("/static/sw.js").catch(() => {});
+  navigator.serviceWorker.register(WORKER_URL, { scope: WORKER_SCOPE }).catch(() => {});
 }
 
 export async function notify(title, body, tag) {
   if (notificationPermission() !== "granted") return;
   const options = { body, tag, renotify: true, requireInteraction: true, data: location.href };
   try {
-    const registration = await navigator.serviceWorker?.getRegistration("/static/");
+    const registration = await navigator.serviceWorker?.getRegistration(WORKER_SCOPE);
     if (registration) {
       await registration.showNotification(title, options);
       return;

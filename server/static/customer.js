@@ -3,6 +3,8 @@
 // and keeps watching after a no-show so that staff can put the ticket back in line.
 import * as alerts from "./alerts.js";
 import { formatWait, loadMessages, t, translate } from "./i18n.js";
+import { NotifyMe } from "./notifyme.js";
+import { pushSupported } from "./pushsub.js";
 import { byId, pageQueue, read, reveal, showOnly, write } from "./ui.js";
 import {
   Client,
@@ -15,6 +17,7 @@ import {
 
 let queue = pageQueue(); // changes when the ticket is transferred to another queue
 const client = new Client();
+let notifyMe = null; // the "Notify me" panel (notifyme.js), made once the page is wired
 const views = ["join", "waiting", "turn", "done", "missing", "offline"].map((v) => byId(`view-${v}`));
 let shown = null;
 const view = (name) => {
@@ -85,6 +88,7 @@ async function resume(saved) {
 async function follow({ to_ticket_id: ticketId, token, to_queue: toQueue }) {
   const newQueue = toQueue ?? ticketId.slice(0, ticketId.lastIndexOf("."));
   const number = Number(ticketId.slice(ticketId.lastIndexOf(".") + 1));
+  notifyMe.follow(ticket); // the server moved the contact with the ticket
   ticket = { ticket_id: ticketId, token, number };
   rememberTicket(newQueue, ticket);
   if (newQueue !== queue) {
@@ -166,6 +170,7 @@ function showWaiting({ position, eta_s: eta }) {
   else if (!byId("eta").textContent) byId("eta").textContent = formatWait(null);
   byId("number").textContent = ticket?.number ?? "—";
   byId("alerts").hidden = alerts.audioReady();
+  if (ticket) notifyMe.show(ticket);
   setTitle(t("customer.title.position", { position, queue: queueName }));
 }
 
@@ -192,6 +197,7 @@ function showTurn(counter, called = {}) {
 
 function showDone(status) {
   view("done");
+  if (status !== "no_show") notifyMe.forget(); // final: the server dropped the contact
   byId("done-title").textContent = t(`customer.done.${status}.title`);
   byId("done-text").textContent = t(`customer.done.${status}.text`);
   showConnection(null);
@@ -227,7 +233,8 @@ function alertOnce(where, which) {
 async function join(event) {
   event.preventDefault();
   alerts.unlockAudio();
-  if (byId("join-notify").checked && !byId("join-notify-row").hidden) alerts.askNotifications();
+  const wanted = byId("join-notify").checked && !byId("join-notify-row").hidden;
+  const asked = wanted ? alerts.askNotifications() : Promise.resolve(null);
   const button = byId("join");
   button.disabled = true;
   byId("join-error").textContent = "";
@@ -241,6 +248,8 @@ async function join(event) {
     byId("eta").textContent = "";
     showWaiting(joined);
     startWatch();
+    // Ticked at join: once the permission is granted, subscribe for pushes too.
+    asked.then((answer) => answer === "granted" && pushSupported() && notifyMe.enablePush());
   } catch (error) {
     // The key already named another join (the name changed since): the next try is a new join.
     if (error instanceof VQueueError && error.code === "idempotency_key_reused") {
@@ -293,6 +302,7 @@ function confirmLeave(open) {
 }
 
 function wire() {
+  notifyMe = new NotifyMe(client);
   byId("join-form").addEventListener("submit", join);
   byId("leave").addEventListener("click", () => confirmLeave(true));
   byId("leave-no").addEventListener("click", () => confirmLeave(false));
