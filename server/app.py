@@ -18,7 +18,17 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Scope
 
-from server import customers, history, keyroutes, limits, metrics, pages, shaping, staff
+from server import (
+    archiving,
+    customers,
+    history,
+    keyroutes,
+    limits,
+    metrics,
+    pages,
+    shaping,
+    staff,
+)
 from server.auth import KeyCache, TicketSigner
 from server.config import Settings
 from server.counters import Tally
@@ -202,6 +212,7 @@ def create_app(settings: Settings) -> Starlette:
         *staff.ROUTES,
         *shaping.ROUTES,
         *keyroutes.ROUTES,
+        *archiving.ROUTES,
         *history.ROUTES,
         *pages.ROUTES,
         *openapi_docs.ROUTES,

@@ -34,6 +34,8 @@ STATUS_OF_CODE = {
     "ticket_not_called": 409,
     "ticket_waiting": 409,
     "queue_full": 409,
+    "queue_not_empty": 409,
+    "queue_archived": 409,
     "bad_priority": 400,
     "bad_position": 400,
     "bad_settings": 400,
@@ -57,6 +59,8 @@ MESSAGE_OF_CODE = {
     "ticket_not_called": "the ticket has not been called",
     "ticket_waiting": "the ticket is already waiting in line",
     "queue_full": "the queue has reached its maximum number of waiting tickets",
+    "queue_not_empty": "tickets are waiting in this queue (archive with ?force=true to remove them)",
+    "queue_archived": "this queue is archived",
     "payload_too_large": "request body over 64 KiB",
     "idempotency_key_reused": "this Idempotency-Key was used for another request",
 }

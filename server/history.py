@@ -44,6 +44,7 @@ PUBLIC_FIELDS = (
     "to_queue",
     "from_queue",
     "boundary",
+    "key_id",
 )
 COUNTED = {
     "joined": "joins",
@@ -57,7 +58,13 @@ COUNTED = {
     "requeued": "requeued",
 }
 SEED_CALLS = 50
-STATE_AFTER_EVENT = {"paused": "paused", "closed": "closed", "resumed": "open", "opened": "open"}
+STATE_AFTER_EVENT = {
+    "paused": "paused",
+    "closed": "closed",
+    "resumed": "open",
+    "opened": "open",
+    "archived": "closed",
+}
 MAX_INT = 2**63 - 1  # PostgreSQL's bigint
 # Years 1 to 9999, the range of Python's datetime, in Unix milliseconds.
 MIN_TIME_MS = to_ms(datetime(1, 1, 2, tzinfo=UTC))

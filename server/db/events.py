@@ -231,7 +231,10 @@ class EventLog:
 
 _WINDOW = "queue = $1 AND at >= $2 AND at < $3"
 STATS_HOURLY = (
-    "SELECT date_trunc('hour', at AT TIME ZONE 'UTC') AS hour, type, count(*)::int AS n"
+    # A bulk removal is one event naming many tickets (`numbers`): count the tickets.
+    "SELECT date_trunc('hour', at AT TIME ZONE 'UTC') AS hour, type,"
+    " sum(CASE WHEN data ? 'numbers'"
+    "  THEN cardinality(string_to_array(data->>'numbers', ',')) ELSE 1 END)::int AS n"
     f" FROM queue_events WHERE {_WINDOW} GROUP BY 1, 2"
 )
 STATS_WAIT = (

@@ -20,7 +20,10 @@ def short_text(max_chars: int) -> Schema:
     }
 
 
-QUEUE_SUMMARY = obj({"queue": SLUG, "name": {"type": "string"}, "state": STATE, "waiting": COUNT})
+QUEUE_SUMMARY = obj(
+    {"queue": SLUG, "name": {"type": "string"}, "state": STATE, "waiting": COUNT},
+    {"archived": {"type": "boolean", "description": "retired by DELETE: closed for good"}},
+)
 
 SCHEMAS: dict[str, Schema] = {
     "QueueSummary": QUEUE_SUMMARY,
