@@ -59,7 +59,7 @@ MESSAGE_OF_CODE = {
     "ticket_not_called": "the ticket has not been called",
     "ticket_waiting": "the ticket is already waiting in line",
     "queue_full": "the queue has reached its maximum number of waiting tickets",
-    "queue_not_empty": "tickets are waiting in this queue (archive with ?force=true to remove them)",
+    "queue_not_empty": "tickets wait in this queue (?force=true removes them first)",
     "queue_archived": "this queue is archived",
     "payload_too_large": "request body over 64 KiB",
     "idempotency_key_reused": "this Idempotency-Key was used for another request",
