@@ -4,11 +4,14 @@ archived means afterwards everywhere; the rebuild from PostgreSQL keeps it archi
 
 from __future__ import annotations
 
+import asyncio
+import json
 import secrets
 import time
 from typing import Any
 
 import httpx
+from websockets.asyncio.client import connect
 
 from server.config import Settings
 from server.db import Database
@@ -25,6 +28,20 @@ def bearer(key: str) -> dict[str, str]:
 
 def code(r: httpx.Response) -> tuple[int, str]:
     return r.status_code, r.json()["error"]["code"]
+
+
+async def _archived_everywhere(c: httpx.AsyncClient, a: str, b: str, admin: str) -> None:
+    """Archived: not listed, no joins, no reopening, slug not reusable, the summary says so."""
+    listed = await c.get("/v1/queues", headers=bearer(admin))
+    assert [s["queue"] for s in listed.json()] == [b]
+    assert code(await c.post(f"/v1/queues/{a}/tickets", json={})) == (409, "queue_closed")
+    for action in ("open", "resume", "pause"):
+        r = await c.post(f"/v1/queues/{a}/{action}", json={}, headers=bearer(admin))
+        assert code(r) == (409, "queue_archived"), action
+    again = await c.put(f"/v1/queues/{a}", json={"name": "Again"}, headers=bearer(admin))
+    assert code(again) == (409, "queue_archived")
+    info = (await c.get(f"/v1/queues/{a}")).json()
+    assert (info["state"], info["archived"]) == ("closed", True)
 
 
 async def test_archive_forced_tells_watchers_and_closes_the_queue_for_good(
@@ -44,6 +61,10 @@ async def test_archive_forced_tells_watchers_and_closes_the_queue_for_good(
         joined = [(await c.post(f"/v1/queues/{a}/tickets", json={})).json() for _ in range(2)]
         watcher = RecordingWatcher(joined[1]["ticket_id"], joined[1]["token"], node.ws_url)
         await watcher.start()
+        board = await connect(node.ws_url)
+        await board.send(json.dumps({"type": "watch_board", "queue": a}))
+        while json.loads(await board.recv())["type"] != "board":
+            pass
 
         assert code(await c.delete(f"/v1/queues/{a}", headers=bearer(staff["staff_key"]))) == (
             403,
@@ -73,18 +94,12 @@ async def test_archive_forced_tells_watchers_and_closes_the_queue_for_good(
 
         await wait_for(told, 5, "the watcher told its ticket was removed")
         await watcher.stop()
+        while (frame := json.loads(await asyncio.wait_for(board.recv(), 5)))["type"] != "queue":
+            pass
+        assert frame["state"] == "closed"  # the board's view is told the queue closed
+        await board.close()
 
-        # Archived: not listed, no joins, no reopening, slug not reusable, summary says so.
-        listed = await c.get("/v1/queues", headers=bearer(admin))
-        assert [s["queue"] for s in listed.json()] == [b]
-        assert code(await c.post(f"/v1/queues/{a}/tickets", json={})) == (409, "queue_closed")
-        for action in ("open", "resume", "pause"):
-            r = await c.post(f"/v1/queues/{a}/{action}", json={}, headers=bearer(admin))
-            assert code(r) == (409, "queue_archived"), action
-        again = await c.put(f"/v1/queues/{a}", json={"name": "Again"}, headers=bearer(admin))
-        assert code(again) == (409, "queue_archived")
-        info = (await c.get(f"/v1/queues/{a}")).json()
-        assert (info["state"], info["archived"]) == ("closed", True)
+        await _archived_everywhere(c, a, b, admin)
         repeat = await c.delete(f"/v1/queues/{a}", headers=bearer(admin))
         assert repeat.status_code == 200 and repeat.json()["removed"] == 0
 
