@@ -194,6 +194,7 @@ async def queue_stats(request: Request) -> Response:
         for kind, name in COUNTED.items():
             row[name] = counts.get(kind, 0)
             totals[name] += row[name]
+        row["waiting"] = counts.get("waiting")  # None: no event of that hour logged it
         per_hour.append(row)
     eta = raw["eta"]
     return JSONResponse(

@@ -124,7 +124,14 @@ SCHEMAS: dict[str, Schema] = {
                     {
                         "hour": ISO_TIME,
                         **dict.fromkeys(("joins", "called", "served", "no_shows", "left"), COUNT),
-                    }
+                    },
+                    {
+                        "waiting": {
+                            "type": ["integer", "null"],
+                            "minimum": 0,
+                            "description": "the line's length after the hour's last event",
+                        }
+                    },
                 ),
             },
             "eta_error": obj(

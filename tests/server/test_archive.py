@@ -116,6 +116,7 @@ async def test_archive_forced_tells_watchers_and_closes_the_queue_for_good(
         assert {e["key_id"] for e in tail} == {admin.split("_")[1]}
         stats = await c.get(f"/v1/queues/{a}/stats", headers=bearer(staff["staff_key"]))
         assert stats.status_code == 200 and stats.json()["removed"] == 2
+        assert stats.json()["throughput_per_hour"][-1]["waiting"] == 0
 
 
 async def test_an_empty_queue_archives_without_force(start_server: Any, make_venue: Any) -> None:
