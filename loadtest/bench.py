@@ -221,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
 
     text += "\n" + render_scale(_scale(work / "scale.json", args.quick))
     text += "\n" + bench_metrics.section(bench_metrics.summary(overhead))
+    from loadtest import bench_notify  # it builds on this module and on bench_metrics
+
+    text += "\n" + _notify(work, args.metrics_rounds, args.quick, bench_notify)
     args.out.write_text(text)
     print(f"bench: wrote {args.out} in {time.time() - started:.0f} s (reports in {out_dir})")
     return 0
@@ -251,6 +254,13 @@ def _limits(out: Path, quick: bool) -> str:
     argv = [sys.executable, "-m", "loadtest.bench_limits", "--runs", runs, "--joins", joins]
     subprocess.run([*argv, "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
     return out.read_text()
+
+
+def _notify(work: Path, rounds: int, quick: bool, bench_notify: Any) -> str:
+    """The notifier's section: the "your turn" mail lag, and the fan-out with it on vs off."""
+    tickets, calls = (2_000, 500) if quick else (10_000, 3_000)
+    section: str = bench_notify.run(work, tickets, calls, 50.0, rounds, quick)
+    return section
 
 
 def _free_port() -> int:

@@ -34,18 +34,21 @@ def _spec(quick: bool) -> Any:
     return Spec("metrics", args, False)
 
 
-def measure(work: Path, rounds: int, quick: bool) -> dict[str, list[dict[str, Any]]]:
-    """{"on": [report per round], "off": [...]}, each report the harness's JSON."""
+def measure(
+    work: Path, rounds: int, quick: bool, variable: str = "VQ_METRICS", name: str = "metrics"
+) -> dict[str, list[dict[str, Any]]]:
+    """{"on": [report per round], "off": [...]}, each report the harness's JSON; `variable` is
+    set to true on one server and false on the other (also used by `bench_notify`)."""
     from loadtest.bench import Server, _free_port, run_one
 
     servers = {}
     for side in SIDES:
-        server = Server(work / f"metrics-{side}", _free_port())
+        server = Server(work / f"{name}-{side}", _free_port())
         server.data_dir.mkdir(parents=True, exist_ok=True)
-        server.env["VQ_METRICS"] = "true" if side == "on" else "false"
+        server.env[variable] = "true" if side == "on" else "false"
         created = server.vqueue("venue", "create", "Bench", "--json").strip().splitlines()[-1]
         servers[side] = (server, _staff_key(created))
-    out_dir = work / "metrics-reports"
+    out_dir = work / f"{name}-reports"
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
     spec = _spec(quick)
@@ -56,7 +59,7 @@ def measure(work: Path, rounds: int, quick: bool) -> dict[str, list[dict[str, An
             order = SIDES if round_ % 2 == 0 else SIDES[::-1]
             for side in order:
                 server, key = servers[side]
-                named = type(spec)(f"{spec.name}-{side}", spec.args, spec.target)
+                named = type(spec)(f"{name}-{side}", spec.args, spec.target)
                 results[side].append(run_one(server, key, named, round_ + 1, out_dir))
     finally:
         for server, _ in servers.values():

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Scope
 
 from server import (
     archiving,
+    contacts,
     customers,
     history,
     keyroutes,
@@ -38,6 +39,8 @@ from server.errors import ApiError, Unavailable
 from server.fanout import Fanout
 from server.guard import Guard
 from server.httpio import JSONResponse, error_response
+from server.notify import webhooks
+from server.notify.setup import COMPANION_GROUPS, build_notifier
 from server.openapi import docs as openapi_docs
 from server.outbox import Outbox
 from server.persister import Persister
@@ -83,6 +86,8 @@ async def readyz(request: Request) -> Response:
     }
     if svc.persister is not None:
         body["persistence"] = svc.persister.status()
+    if svc.notifier is not None:
+        body["notifications"] = svc.notifier.status()
     return JSONResponse(body, status)
 
 
@@ -146,10 +151,14 @@ async def build_services(settings: Settings) -> Services:
     )
     fanout.sign = signer.sign
     recovery = Recovery(store, db)
-    persister = Persister(store, db, recovery, batch=settings.persist_batch)
+    companions = COMPANION_GROUPS if settings.notify else ()
+    persister = Persister(store, db, recovery, batch=settings.persist_batch, companions=companions)
     fanout.on_quote = persister.quotes.record
     await persister.start()
     svc = Services(settings, store, db, fanout, signer, KeyCache(), recovery.rebuild, persister)
+    if settings.notify:
+        svc.notifier = build_notifier(settings, store, db)
+        await svc.notifier.start()
     svc.known_queues = KnownQueues(db)
     svc.scheduler = Scheduler(store)
     await svc.scheduler.start()
@@ -174,6 +183,8 @@ class VqueueApp(Starlette):
 async def close_services(svc: Services) -> None:
     if svc.scheduler is not None:
         await svc.scheduler.stop()
+    if svc.notifier is not None:
+        await svc.notifier.stop()
     if svc.persister is not None:
         await svc.persister.stop()
     await svc.fanout.stop()
@@ -209,10 +220,12 @@ def create_app(settings: Settings) -> Starlette:
         Route("/readyz", readyz),
         *metrics.ROUTES,
         *customers.ROUTES,
+        *contacts.ROUTES,
         *staff.ROUTES,
         *shaping.ROUTES,
         *keyroutes.ROUTES,
         *archiving.ROUTES,
+        *webhooks.ROUTES,
         *history.ROUTES,
         *pages.ROUTES,
         *openapi_docs.ROUTES,

@@ -123,6 +123,54 @@ def _public_url(env: Mapping[str, str]) -> str | None:
     return raw
 
 
+DEFAULT_WEBHOOK_RETRY_S = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 7200.0)
+SMTP_URL_RE = re.compile(r"smtps?://([^@/\s]+@)?[A-Za-z0-9.\-\[\]:]+/?")
+MAIL_FROM_RE = re.compile(r"[^\s<>@\"]{1,64}@[A-Za-z0-9.\-]{1,253}")
+
+
+def _retry_delays(env: Mapping[str, str]) -> tuple[float, ...]:
+    """`VQ_WEBHOOK_RETRY_S`: the delays before each retry, comma-separated seconds."""
+    raw = env.get("VQ_WEBHOOK_RETRY_S", "").strip()
+    if not raw:
+        return DEFAULT_WEBHOOK_RETRY_S
+    try:
+        delays = tuple(float(part) for part in raw.split(","))
+    except ValueError:
+        raise ConfigError(
+            f"VQ_WEBHOOK_RETRY_S must be seconds like 5,30,120, got {raw!r}"
+        ) from None
+    if not 1 <= len(delays) <= 20 or not all(0 < d <= 86400 for d in delays):
+        raise ConfigError("VQ_WEBHOOK_RETRY_S must be 1 to 20 delays of 0 to 86400 seconds")
+    return delays
+
+
+def _smtp_url(env: Mapping[str, str]) -> Secret | None:
+    raw = env.get("VQ_SMTP_URL", "").strip()
+    if not raw:
+        return None
+    if not SMTP_URL_RE.fullmatch(raw):
+        raise ConfigError("VQ_SMTP_URL must be like smtp://host:587 or smtps://user:pass@host")
+    return Secret(raw)
+
+
+def _mail_from(env: Mapping[str, str]) -> str:
+    raw = env.get("VQ_MAIL_FROM", "").strip() or "vqueue@localhost"
+    if not MAIL_FROM_RE.fullmatch(raw):
+        raise ConfigError(f"VQ_MAIL_FROM must be an address like queue@venue.example, got {raw!r}")
+    return raw
+
+
+def _sms_webhook_url(env: Mapping[str, str]) -> str | None:
+    raw = env.get("VQ_SMS_WEBHOOK_URL", "").strip()
+    if not raw:
+        return None
+    if not re.fullmatch(r"https?://\S+", raw):
+        raise ConfigError(f"VQ_SMS_WEBHOOK_URL must be an http(s) URL, got {raw!r}")
+    if not env.get("VQ_SMS_WEBHOOK_SECRET"):
+        raise ConfigError("VQ_SMS_WEBHOOK_URL needs VQ_SMS_WEBHOOK_SECRET to sign its requests")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: Secret | None = None
@@ -152,6 +200,14 @@ class Settings:
     http_request_timeout_s: float = 30.0  # the whole request (headers and body) must arrive
     public_url: str | None = None
     metrics_token: Secret | None = None
+    notify: bool = True  # the notifier (server/notify/): contacts, webhooks, their deliveries
+    smtp_url: Secret | None = None  # None: no email channel
+    mail_from: str = "vqueue@localhost"
+    sms_webhook_url: str | None = None  # None: no SMS channel
+    sms_webhook_secret: Secret | None = None
+    webhook_retry_s: tuple[float, ...] = DEFAULT_WEBHOOK_RETRY_S
+    webhook_allow_private: bool = False  # webhooks and push endpoints may resolve to private IPs
+    notify_lease_s: float = 30.0  # a delivery a node leased is taken over this long after
 
     @property
     def embedded(self) -> bool:
@@ -207,4 +263,14 @@ class Settings:
             http_request_timeout_s=_float(env, "VQ_HTTP_REQUEST_TIMEOUT_S", 30.0, 0.5, 600.0),
             public_url=_public_url(env),
             metrics_token=Secret(metrics_token) if metrics_token else None,
+            notify=_bool(env, "VQ_NOTIFY", True),
+            smtp_url=_smtp_url(env),
+            mail_from=_mail_from(env),
+            sms_webhook_url=_sms_webhook_url(env),
+            sms_webhook_secret=(
+                Secret(env["VQ_SMS_WEBHOOK_SECRET"]) if env.get("VQ_SMS_WEBHOOK_SECRET") else None
+            ),
+            webhook_retry_s=_retry_delays(env),
+            webhook_allow_private=_bool(env, "VQ_WEBHOOK_ALLOW_PRIVATE", False),
+            notify_lease_s=_float(env, "VQ_NOTIFY_LEASE_S", 30.0, 16.0, 3600.0),
         )

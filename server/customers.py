@@ -12,7 +12,9 @@ from protocol.names import ticket_id
 from protocol.score import MAX_PRIORITY
 from server.access import live_ticket_claim, owned_queue, staff_venue
 from server.auth import bearer, parse_staff_key
+from server.contacts import join_contact
 from server.counters import Tally
+from server.db.contacts import ContactTable
 from server.errors import ApiError
 from server.httpio import JSONResponse, idempotency_key, optional_text, read_body, read_object
 from server.idempotency import fingerprint, replayable
@@ -43,11 +45,19 @@ async def join(request: Request) -> Response:
     data = await read_object(request)
     name = optional_text(data, "name", MAX_NAME_CHARS)
     priority = await _staff_priority(request, queue, data)
+    contact = await join_contact(svc, data)
     fp = fingerprint(request, await read_body(request)) if idem else ""
     result = await with_live_queue(
         svc, queue, lambda: svc.store.join(queue, name, idem, fp, limits, priority)
     )
     tid = ticket_id(queue, int(result["number"]))
+    if contact is not None:
+        # After the join, so a refused join stores nothing; a join repeated with its
+        # Idempotency-Key (say after a 503 here) writes the same contact again.
+        await ContactTable(svc.db).put(queue, int(result["number"]), contact)
+        if svc.notifier is not None:
+            position, seq = int(result["position"]), int(result["seq"])
+            await svc.notifier.contact_given(queue, int(result["number"]), position, seq)
     Tally.joins += 1
     return JSONResponse(
         {

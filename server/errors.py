@@ -46,6 +46,8 @@ STATUS_OF_CODE = {
     "idempotency_key_reused": 422,
     "rate_limited": 429,
     "overloaded": 503,
+    "webhook_not_found": 404,
+    "delivery_not_found": 404,
 }
 
 MESSAGE_OF_CODE = {
@@ -63,6 +65,8 @@ MESSAGE_OF_CODE = {
     "queue_archived": "this queue is archived",
     "payload_too_large": "request body over 64 KiB",
     "idempotency_key_reused": "this Idempotency-Key was used for another request",
+    "webhook_not_found": "no such webhook",
+    "delivery_not_found": "no such dead delivery of this webhook",
 }
 
 

@@ -74,3 +74,7 @@ def queues_index(prefix: str) -> str:
 
 
 PERSISTER_GROUP = "persister"
+# The notifier's own group on the same streams (server/notify/): it sees every event too, and an
+# entry is trimmed only once every group of the stream has acknowledged it.
+NOTIFIER_GROUP = "notifier"
+STREAM_GROUPS = (PERSISTER_GROUP, NOTIFIER_GROUP)

@@ -13,7 +13,7 @@ With `VQ_METRICS=false` requests are not counted by route, `observe_push` return
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_PLAIN_0_0_4,
@@ -53,9 +53,8 @@ HTTP_REQUESTS = Counter(
 class NodeCollector(Collector):
     """This node's figures, read at scrape time from the objects that already keep them."""
 
-    def __init__(self, svc: Services, notify_backlog: Callable[[], int] = lambda: 0) -> None:
+    def __init__(self, svc: Services) -> None:
         self.svc = svc
-        self.notify_backlog = notify_backlog
 
     def collect(self) -> Iterator[Metric]:
         fanout = self.svc.fanout
@@ -83,8 +82,16 @@ class NodeCollector(Collector):
         yield GaugeMetricFamily(
             "vqueue_persist_backlog_events", "Queue events not yet written to PostgreSQL", backlog
         )
+        notifier = self.svc.notifier
         yield GaugeMetricFamily(
-            "vqueue_notify_backlog", "Notifications waiting to be delivered", self.notify_backlog()
+            "vqueue_notify_backlog",
+            "Queue events the notifier has not handled plus deliveries not yet made",
+            0 if notifier is None else notifier.backlog,
+        )
+        yield GaugeMetricFamily(
+            "vqueue_notify_dead",
+            "Deliveries (webhooks, emails, SMS, pushes) given up after their last retry",
+            0 if notifier is None else notifier.counts["dead"],
         )
         yield CounterMetricFamily(
             "vqueue_rate_limited",

@@ -96,8 +96,10 @@ class Persister:
         block_ms: int = 500,
         refresh_s: float = 1.0,
         check_s: float = 2.0,
+        companions: Sequence[str] = (),
     ) -> None:
-        self.streams = EventStreams(store)
+        # `companions`: the other groups reading the streams (the notifier's), created with ours.
+        self.streams = EventStreams(store, companions=companions)
         self.log = EventLog(db)
         self.recovery = recovery
         self.quotes = QuoteBook()

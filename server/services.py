@@ -16,6 +16,7 @@ from server.fanout import Fanout
 from server.store import Store
 
 if TYPE_CHECKING:
+    from server.notify.notifier import Notifier
     from server.persister import Persister
     from server.queues import KnownQueues
     from server.scheduler import Scheduler
@@ -34,6 +35,7 @@ class Services:
     metrics: CollectorRegistry | None = None  # None: VQ_METRICS=false
     scheduler: Scheduler | None = None  # opening hours
     known_queues: KnownQueues | None = None  # None: every miss asks PostgreSQL (tests)
+    notifier: Notifier | None = None  # None: VQ_NOTIFY=false
 
 
 def services(conn: HTTPConnection) -> Services:

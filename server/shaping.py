@@ -15,6 +15,7 @@ from starlette.routing import Route
 from protocol.names import is_slug, parse_ticket_id, ticket_id
 from server import transfers
 from server.access import owned_queue, owned_ticket, staff_venue
+from server.db.contacts import ContactTable
 from server.errors import ApiError
 from server.httpio import JSONResponse, optional_text, read_object
 from server.idempotency import replayable
@@ -133,6 +134,9 @@ async def transfer(request: Request) -> Response:
     ticket = {"name": view.name, "priority": view.priority}
     intent = transfers.new_intent(venue, queue, number, target, ticket, position)
     moved = await with_live_queue(svc, target, lambda: transfers.transfer(svc.store, intent))
+    # The contacts follow now, so the new ticket is reachable at once; the notifier moves them
+    # too when it handles the `transferred` event (a transfer a crash left to the recovery).
+    await ContactTable(svc.db).move(queue, number, target, moved.number)
     return JSONResponse(
         {
             "ticket_id": ticket_id(target, moved.number),

@@ -15,10 +15,10 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from server.openapi import key_paths, other_paths, queue_paths, shaping_paths
+from server.openapi import key_paths, notify_paths, other_paths, queue_paths, shaping_paths
 from server.openapi.schemas import SCHEMAS
 
-PATH_MODULES = (queue_paths, shaping_paths, key_paths, other_paths)
+PATH_MODULES = (queue_paths, shaping_paths, key_paths, notify_paths, other_paths)
 VERSION = "1.0.0"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from server.notify.plan import WEBHOOK_EVENTS as EVENT_NAMES
 from server.openapi.common import COUNT, NULLABLE_TEXT, SLUG, TICKET_ID, Schema, const, obj
 
 STATE = {"type": "string", "enum": ["open", "paused", "closed"]}
@@ -25,9 +26,67 @@ QUEUE_SUMMARY = obj(
     {"archived": {"type": "boolean", "description": "retired by DELETE: closed for good"}},
 )
 
+B64URL = {"type": "string", "pattern": "^[A-Za-z0-9_-]+=*$", "maxLength": 200}
+CONTACT = obj(
+    {},
+    {
+        "email": {"type": "string", "maxLength": 254, "description": "an email address"},
+        "phone": {"type": "string", "pattern": "^\\+[1-9][0-9]{6,14}$", "description": "E.164"},
+        "push": obj(
+            {
+                "endpoint": {
+                    "type": "string",
+                    "maxLength": 2048,
+                    "description": "https, resolving to a public address",
+                },
+                "keys": obj({"p256dh": B64URL, "auth": B64URL}),
+            },
+            {"expirationTime": {"type": ["number", "null"]}},
+        ),
+    },
+)
+
+WEBHOOK_EVENT = {"type": "string", "enum": list(EVENT_NAMES)}
+WEBHOOK_EVENTS = {"type": "array", "items": WEBHOOK_EVENT, "minItems": 1}
+
 SCHEMAS: dict[str, Schema] = {
     "QueueSummary": QUEUE_SUMMARY,
-    "JoinBody": obj({}, {"name": short_text(80)}),
+    "WebhookBody": obj({"url": {"type": "string", "maxLength": 2048}, "events": WEBHOOK_EVENTS}),
+    "Webhook": obj(
+        {
+            "webhook_id": {"type": "string"},
+            "url": {"type": "string"},
+            "events": WEBHOOK_EVENTS,
+            "created_at": ISO_TIME,
+        }
+    ),
+    "NewWebhook": obj(
+        {
+            "webhook_id": {"type": "string"},
+            "secret": {"type": "string", "description": "whsec_ + base64 of the key: shown once"},
+        },
+        {"url": {"type": "string"}, "events": WEBHOOK_EVENTS},
+    ),
+    "DeadDelivery": obj(
+        {
+            "delivery_id": {"type": "string"},
+            "type": {"type": "string"},
+            "seq": {"type": "integer"},
+            "attempts": {"type": "integer", "minimum": 0},
+            "last_error": NULLABLE_TEXT,
+        }
+    ),
+    "JoinBody": obj({}, {"name": short_text(80), "contact": CONTACT}),
+    "Contact": CONTACT,
+    "ContactChannels": obj(
+        {
+            "ticket_id": TICKET_ID,
+            "channels": {
+                "type": "array",
+                "items": {"type": "string", "enum": ["email", "sms", "push"]},
+            },
+        }
+    ),
     "QueueBody": obj({}, {"name": short_text(120)}),
     "CallBody": obj({}, {"counter": short_text(40)}),
     "Joined": obj(

@@ -3,8 +3,10 @@
 Each queue has its own stream in its own hash slot, read through one consumer group
 (`PERSISTER_GROUP`) shared by every node: an entry goes to one node, stays pending until that
 node has committed it to PostgreSQL and acknowledged it, and is claimed by another node if the
-first one dies holding it. A stream is trimmed only below its oldest entry that is not yet
-acknowledged, so an entry leaves Redis only once PostgreSQL has it.
+first one dies holding it. The notifier reads the same streams through its own group
+(`NOTIFIER_GROUP`), the same way. A stream is trimmed only below its oldest entry that some
+group has not acknowledged, so an entry leaves Redis only once PostgreSQL has it and the
+notifier has handled it.
 
 Streams live in different hash slots, so nothing here puts two queues in one script. On one
 Redis a read names many streams; on a Redis Cluster no command may name keys of two slots, so
@@ -29,7 +31,7 @@ from redis.exceptions import RedisError, ResponseError
 from protocol.ticket import lua_constants
 from server.errors import Unavailable
 from server.events import StreamEvent
-from server.keys import PERSISTER_GROUP, queues_index, scheduled_index
+from server.keys import PERSISTER_GROUP, STREAM_GROUPS, queues_index, scheduled_index
 from server.store.core import Store
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,24 @@ def _after(entry_id: str) -> str:
     return f"{ms}-{int(seq or 0) + 1}"
 
 
+def _trim_bound(groups: list[dict[str, Any]], pendings: list[Any]) -> str | None:
+    """The lowest entry id some known group of the stream still needs; None: no known group."""
+    by_name = {g["name"].decode(): g for g in groups}
+    bounds: list[tuple[int, int]] = []
+    for group, pending in zip(STREAM_GROUPS, pendings, strict=True):
+        if group not in by_name or isinstance(pending, Exception):
+            continue
+        bound = _after(by_name[group]["last-delivered-id"].decode())
+        if pending["pending"]:
+            bound = pending["min"].decode()
+        ms_part, _, seq_part = bound.partition("-")
+        bounds.append((int(ms_part), int(seq_part or 0)))
+    if not bounds:
+        return None
+    ms, seq = min(bounds)
+    return f"{ms}-{seq}"
+
+
 def _load_restore() -> str:
     folder = resources.files("server") / "scripts"
     common = lua_constants() + (folder / "common.lua").read_text()
@@ -88,10 +108,19 @@ def _load_restore() -> str:
 
 
 class EventStreams:
-    """Every Redis call the persister and recovery make on the event streams."""
+    """Every Redis call the persister, the notifier and recovery make on the event streams.
 
-    def __init__(self, store: Store) -> None:
+    `group` is the consumer group read, claimed and acknowledged; `ensure_groups` also creates
+    the `companions` (the other readers' groups), at once, so that no reader starts after the
+    others have trimmed events it never saw.
+    """
+
+    def __init__(
+        self, store: Store, group: str = PERSISTER_GROUP, companions: Sequence[str] = ()
+    ) -> None:
         self.store = store
+        self.group = group
+        self.groups = (group, *(g for g in companions if g != group))
         self.redis = store.redis
         self._restore: AsyncScript = store.redis.register_script(_load_restore())
         self._streams: dict[bytes, str] = {}  # stream key -> queue, for the replies
@@ -126,11 +155,12 @@ class EventStreams:
             await self._call(self.redis.sadd(queues_index(self.store.prefix), *queues))
 
     async def ensure_groups(self, queues: Iterable[str]) -> None:
-        """Create the persister group on each stream (and the stream), reading from its start."""
+        """Create the groups on each stream (and the stream), reading from its start."""
         pipe = self.redis.pipeline(transaction=False)
-        names = list(queues)
-        for queue in names:
-            pipe.xgroup_create(self.stream(queue), PERSISTER_GROUP, id="0", mkstream=True)
+        names = [queue for queue in queues for _ in self.groups]
+        for queue in queues:
+            for group in self.groups:
+                pipe.xgroup_create(self.stream(queue), group, id="0", mkstream=True)
         for queue, result in zip(names, await self._execute(pipe), strict=True):
             if isinstance(result, Exception) and "BUSYGROUP" not in str(result):
                 raise Unavailable(f"redis: cannot create the group of {queue}: {result}")
@@ -150,7 +180,7 @@ class EventStreams:
         block = block_ms if len(chunks) == 1 else None
         for chunk in chunks:
             streams: dict[Any, Any] = {self.stream(queue): ">" for queue in chunk}
-            call = self.redis.xreadgroup(PERSISTER_GROUP, consumer, streams, count, block)
+            call = self.redis.xreadgroup(self.group, consumer, streams, count, block)
             try:
                 reply: Any = await call
             except ResponseError as exc:
@@ -170,7 +200,7 @@ class EventStreams:
         """One non-blocking XREADGROUP per stream; waits `block_ms` when every one was empty."""
         pipe = self.redis.pipeline(transaction=False)
         for queue in queues:
-            pipe.xreadgroup(PERSISTER_GROUP, consumer, {self.stream(queue): ">"}, count)
+            pipe.xreadgroup(self.group, consumer, {self.stream(queue): ">"}, count)
         out: list[StreamEvent] = []
         missing: list[str] = []
         for queue, reply in zip(queues, await self._execute(pipe), strict=True):
@@ -210,12 +240,11 @@ class EventStreams:
     async def claim(
         self, consumer: str, queues: Sequence[str], min_idle_ms: int, count: int
     ) -> list[StreamEvent]:
-        """Take over entries pending longer than `min_idle_ms` (their consumer died)."""
+        """Take over entries pending longer than `min_idle_ms` (their consumer died); their order
+        is kept within each queue."""
         pipe = self.redis.pipeline(transaction=False)
         for queue in queues:
-            pipe.xautoclaim(
-                self.stream(queue), PERSISTER_GROUP, consumer, min_idle_ms, "0-0", count
-            )
+            pipe.xautoclaim(self.stream(queue), self.group, consumer, min_idle_ms, "0-0", count)
         out: list[StreamEvent] = []
         ghosts: list[str] = []
         for queue, result in zip(queues, await self._execute(pipe), strict=True):
@@ -232,7 +261,7 @@ class EventStreams:
     async def _ack_deleted(self, queue: str) -> None:
         """Acknowledge pending ids whose entry is gone (Redis 6.2 claims them as nil forever)."""
         key = self.stream(queue)
-        pending = await self._call(self.redis.xpending_range(key, PERSISTER_GROUP, "-", "+", 1000))
+        pending = await self._call(self.redis.xpending_range(key, self.group, "-", "+", 1000))
         ids = [row["message_id"] for row in pending]
         pipe = self.redis.pipeline(transaction=False)
         for entry_id in ids:
@@ -240,7 +269,7 @@ class EventStreams:
         gone = [i for i, rows in zip(ids, await self._execute(pipe), strict=True) if rows == []]
         if gone:
             log.warning("acknowledging %d deleted pending entries of queue %s", len(gone), queue)
-            await self._call(self.redis.xack(key, PERSISTER_GROUP, *gone))
+            await self._call(self.redis.xack(key, self.group, *gone))
 
     async def ack(self, entries: Iterable[tuple[str, str]]) -> None:
         """XACK (queue, entry id) pairs, then trim the streams they came from."""
@@ -249,41 +278,52 @@ class EventStreams:
             by_queue.setdefault(queue, []).append(entry_id)
         pipe = self.redis.pipeline(transaction=False)
         for queue, ids in by_queue.items():
-            pipe.xack(self.stream(queue), PERSISTER_GROUP, *ids)
+            pipe.xack(self.stream(queue), self.group, *ids)
         for result in await self._execute(pipe):
             if isinstance(result, Exception) and "NOGROUP" not in str(result):
                 raise Unavailable(f"redis: {result}")
         await self.trim(list(by_queue))
 
     async def trim(self, queues: Sequence[str]) -> None:
-        """Drop the entries PostgreSQL has: everything below the oldest unacknowledged entry.
+        """Drop the entries every group has acknowledged: below the oldest one any group has not.
 
-        Below min(oldest pending id, just after last delivered id) every entry was delivered and
-        is not pending, so it was acknowledged, so it was committed first. The group is read
-        before the pending list: an entry delivered in between is then above the bound.
+        For each group, below min(its oldest pending id, just after its last delivered id) every
+        entry was delivered to it and is not pending, so it was acknowledged (for the persister:
+        committed first). The groups are read before the pending lists: an entry delivered in
+        between is then above the bound. A stream is trimmed below the lowest group's bound.
         """
         pipe = self.redis.pipeline(transaction=False)
         for queue in queues:
             key = self.stream(queue)
             pipe.xinfo_groups(key)
-            pipe.xpending(key, PERSISTER_GROUP)
+            for group in STREAM_GROUPS:
+                pipe.xpending(key, group)
         results = await self._execute(pipe)
         pipe = self.redis.pipeline(transaction=False)
         trims = 0
+        step = 1 + len(STREAM_GROUPS)
         for i, queue in enumerate(queues):
-            groups, pending = results[2 * i], results[2 * i + 1]
-            if isinstance(groups, Exception) or isinstance(pending, Exception):
-                continue
-            delivered = [g for g in groups if g["name"] == PERSISTER_GROUP.encode()]
-            if not delivered:
-                continue
-            bound = _after(delivered[0]["last-delivered-id"].decode())
-            if pending["pending"]:
-                bound = pending["min"].decode()
-            pipe.xtrim(self.stream(queue), minid=bound, approximate=False)
-            trims += 1
+            groups, pendings = results[step * i], results[step * i + 1 : step * (i + 1)]
+            bound = None if isinstance(groups, Exception) else _trim_bound(groups, pendings)
+            if bound is not None:
+                pipe.xtrim(self.stream(queue), minid=bound, approximate=False)
+                trims += 1
         if trims:
             await self._execute(pipe)
+
+    async def lag(self, queues: Sequence[str]) -> int:
+        """Entries of the streams this group has not acknowledged yet (read or not)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for queue in queues:
+            pipe.xinfo_groups(self.stream(queue))
+        total = 0
+        for groups in await self._execute(pipe):
+            if isinstance(groups, Exception):
+                continue
+            for g in groups:
+                if g["name"] == self.group.encode():
+                    total += int(g.get("lag") or 0) + int(g["pending"])
+        return total
 
     async def backlog(self, queues: Sequence[str]) -> Backlog:
         """Entries left in the streams after trimming, and the oldest one's time."""
@@ -307,7 +347,7 @@ class EventStreams:
         """Delete consumers idle for `idle_ms` with nothing pending (nodes gone for good)."""
         pipe = self.redis.pipeline(transaction=False)
         for queue in queues:
-            pipe.xinfo_consumers(self.stream(queue), PERSISTER_GROUP)
+            pipe.xinfo_consumers(self.stream(queue), self.group)
         results = await self._execute(pipe)
         pipe = self.redis.pipeline(transaction=False)
         dropped = 0
@@ -316,7 +356,7 @@ class EventStreams:
                 continue
             for c in consumers:
                 if int(c["pending"]) == 0 and int(c["idle"]) > idle_ms:
-                    pipe.xgroup_delconsumer(self.stream(queue), PERSISTER_GROUP, c["name"])
+                    pipe.xgroup_delconsumer(self.stream(queue), self.group, c["name"])
                     dropped += 1
         if dropped:
             await self._execute(pipe)

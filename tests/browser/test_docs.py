@@ -20,7 +20,9 @@ def test_docs_page_renders_the_document_from_local_assets(
     expect(page.locator(".swagger-ui .info .title")).to_contain_text("vqueue")
     join = page.locator(".opblock-summary-path", has_text="/v1/queues/{queue}/tickets").first
     expect(join).to_be_visible()
-    expect(page.locator(".opblock-tag-section")).to_have_count(6)  # customers, staff, keys...
+    expect(page.locator(".opblock-tag-section")).to_have_count(
+        7
+    )  # customers, staff, keys, webhooks...
     page.get_by_text("Join a queue").first.click()
     expect(page.get_by_text("queue_closed").first).to_be_visible()  # error codes are listed
     screenshot(page, "docs.png")

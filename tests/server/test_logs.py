@@ -3,6 +3,7 @@ against real server processes whose whole log is read afterwards."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import secrets
@@ -15,6 +16,7 @@ from websockets.exceptions import InvalidStatus
 
 from server.logs import REDACTED, scrub
 from tests.conftest import ServerProcess
+from tests.server.receivers import MailInbox, WebhookReceiver
 
 EMAIL = "ann.smith+queue@example.org"
 PHONE = "+33 6 12 34 56 78"
@@ -136,3 +138,63 @@ def test_scrub_masks_each_shape() -> None:
         f"key {REDACTED} token {REDACTED} mail {REDACTED} phone {REDACTED}"
         " seq 12345678 at 127.0.0.1:8000"
     )
+
+
+async def test_no_contact_reaches_any_log_line_while_notifying(
+    start_server: Any, make_venue: Any
+) -> None:
+    """Emails, SMS and a webhook really sent (an SMS refused once, so retried), at DEBUG."""
+    inbox = MailInbox()
+    inbox.start()
+    phone = "+33612345678"
+    sms = WebhookReceiver(secret="whsec_" + "A" * 32, status=500)
+    try:
+        async with sms.running():
+            server = start_server(
+                VQ_LOG_LEVEL="DEBUG",
+                VQ_SMTP_URL=inbox.url,
+                VQ_SMS_WEBHOOK_URL=sms.url,
+                VQ_SMS_WEBHOOK_SECRET=sms.secret,
+                VQ_WEBHOOK_RETRY_S="0.2,0.2",
+                VQ_WEBHOOK_ALLOW_PRIVATE="true",
+            )
+            _, key = await make_venue()
+            staff = {"Authorization": f"Bearer {key}"}
+            queue = f"l-{secrets.token_hex(3)}"
+            async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+                channels = {"email": True, "sms": True}
+                body = {"name": "Q", "channels": channels}
+                r = await http.put(f"/v1/queues/{queue}", json=body, headers=staff)
+                assert r.status_code == 201, r.text
+                contact = {"email": EMAIL, "phone": phone}
+                r = await http.post(f"/v1/queues/{queue}/tickets", json={"contact": contact})
+                assert r.status_code == 201, r.text
+                ticket = r.json()
+                bad = {"contact": {"email": EMAIL + ">", "phone": phone + "x"}}
+                r = await http.post(f"/v1/queues/{queue}/tickets", json=bad)
+                assert r.status_code == 400
+                assert EMAIL not in r.text and phone not in r.text
+                path = f"/v1/tickets/{ticket['ticket_id']}/contact"
+                mine = {"Authorization": f"Bearer {ticket['token']}"}
+                assert (await http.put(path, json=contact, headers=mine)).status_code == 200
+                r = await http.post(f"/v1/queues/{queue}/call-next", headers=staff)
+                assert r.status_code == 200
+                for _ in range(100):
+                    if len(inbox.to(EMAIL)) >= 2 and sms.calls:
+                        break
+                    await asyncio.sleep(0.1)
+                sms.status = 200
+                for _ in range(50):
+                    if sms.delivered():
+                        break
+                    await asyncio.sleep(0.1)
+            server.stop()
+    finally:
+        inbox.stop()
+    assert len(inbox.to(EMAIL)) == 2 and sms.delivered()
+    assert sms.delivered()[0].body["to"] == phone
+    text = server.log_text()
+    assert "attempt 1: HTTP 500" in text  # the refused SMS was logged, without its number
+    leaked = [s for s in (EMAIL, phone, phone[1:], EMAIL.split("@", 1)[0]) if s in text]
+    assert leaked == []
+    assert REDACTED not in text
