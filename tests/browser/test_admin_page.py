@@ -1,12 +1,17 @@
 """The admin page, /admin, in headless Chromium against a real server: sign in with an admin
 key (a staff key is told why not), create a queue and edit its settings, archive one with people
 waiting (409 said plainly, then the forced archive), create a key (its secret shown once) and
-revoke it, the last admin key refused plainly, today's plot; by keyboard where it matters."""
+revoke it, the last admin key refused plainly, today's plot; by keyboard where it matters. And a
+webhook whose receiver fails: its delivery goes dead, the page shows it, a retry delivers it."""
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import httpx
 import pytest
@@ -14,10 +19,57 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import DESK, SCREENSHOTS, LiveQueue, Problems
 from tests.browser.contrast import low_contrast
+from tests.conftest import ServerProcess
 
 pytestmark = pytest.mark.browser
 
 OpenPage = Callable[..., Page]
+RETRIES = "0.2,0.2"  # two retries after the first attempt, quickly: then the delivery is dead
+
+
+@pytest.fixture
+def live_queue(start_server: Callable[..., ServerProcess], staff_key: str) -> LiveQueue:
+    """The conftest's queue, on a server that may call a local receiver and retries fast."""
+    server = start_server(VQ_WEBHOOK_ALLOW_PRIVATE="true", VQ_WEBHOOK_RETRY_S=RETRIES)
+    queue = LiveQueue(server, staff_key, f"q-{secrets.token_hex(3)}", "City Library Help Desk")
+    response = queue.api("PUT", f"/v1/queues/{queue.slug}", json={"name": queue.name})
+    assert response.status_code == 201, response.text
+    return queue
+
+
+class Receiver(ThreadingHTTPServer):
+    """A webhook receiver answering `status` to every POST, counting what it answered."""
+
+    status = 500
+    answered: list[int]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hook"
+
+
+class _Hook(BaseHTTPRequestHandler):
+    server: Receiver
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(self.server.status)
+        self.end_headers()
+        self.server.answered.append(self.server.status)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver(("127.0.0.1", 0), _Hook)
+    server.answered = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
 
 
 def sign_in_admin(page: Page, q: LiveQueue, key: str) -> None:
@@ -40,8 +92,6 @@ def test_admin_queues_keys_and_today(
     # archive refused while people wait (409).
     problems.allow.append(lambda e: ("403" in e or "409" in e) and "/v1/keys" in e)
     problems.allow.append(lambda e: "409" in e and f"/v1/queues/{slug}" in e)
-    if webhooks_missing(q):
-        problems.allow.append(lambda e: "404" in e and e.endswith("/v1/webhooks"))
     page = open_page(DESK)
 
     sign_in_admin(page, q, staff["staff_key"])
@@ -129,11 +179,44 @@ def today(page: Page, q: LiveQueue) -> None:
     expect(plot.locator("polyline.waiting")).to_have_count(1)
 
 
-def webhooks_missing(q: LiveQueue) -> bool:
-    """True while the webhook routes are not on this branch (the page then hides its section)."""
-    response = q.api("GET", "/v1/webhooks")
-    return response.status_code == 404 and response.json()["error"]["code"] == "not_found"
-
-
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+def test_admin_sees_a_dead_letter_and_retries_it(
+    open_page: OpenPage, live_queue: LiveQueue, problems: Problems, receiver: Receiver
+) -> None:
+    q = live_queue
+    page = open_page(DESK)
+    sign_in_admin(page, q, q.key)
+    page.get_by_label("URL", exact=True).fill(receiver.url)
+    page.get_by_role("button", name="Add webhook").click()
+    secret = page.get_by_label("Signing secret", exact=True)
+    expect(secret).to_be_focused()
+    assert secret.input_value().startswith("whsec_")
+    row = page.locator("#webhooks-body tr", has_text=receiver.url)
+    expect(row).to_have_count(1)
+    hook_id = row.get_attribute("data-webhook")
+
+    q.join("Cy")  # ticket.joined: refused by the receiver three times, then dead
+    dead_url = f"/v1/webhooks/{hook_id}/deliveries?status=dead"
+    deadline = time.monotonic() + 30
+    while not q.api("GET", dead_url).json()["deliveries"]:
+        assert time.monotonic() < deadline, "the delivery never went dead"
+        time.sleep(0.1)
+    page.get_by_role("button", name=f"Dead deliveries of {receiver.url}").click()
+    dead = page.locator("#dead-body tr")
+    expect(dead).to_have_count(1)
+    expect(dead).to_contain_text("ticket.joined")
+    expect(dead.locator("td").nth(2)).to_have_text("3")  # the first attempt and two retries
+    assert receiver.answered == [500, 500, 500]
+
+    receiver.status = 200
+    dead.get_by_role("button").click()
+    expect(page.locator("#flash")).to_contain_text("being tried again")
+    expect(page.get_by_text("No dead deliveries.")).to_be_visible()
+    while receiver.answered[-1] != 200:
+        assert time.monotonic() < deadline, "the retry was never delivered"
+        time.sleep(0.1)
+    assert low_contrast(page) == []
+    problems.assert_none()
