@@ -93,6 +93,11 @@ function ownKeyId() {
   return /^vqk_([0-9a-f]{16})_/.exec(adminKey ?? "")?.[1] ?? null;
 }
 
+/** A table cell holding a row's action buttons. */
+function actions(...buttons) {
+  return h("td", {}, h("div", { class: "acts" }, ...buttons));
+}
+
 // -- confirm by a second click -------------------------------------------------------------------
 
 /** The first click arms `button` (its text and name ask to confirm); the second runs `action`. */
@@ -162,21 +167,15 @@ function queueRow(q) {
     h("td", { text: q.name }),
     h("td", {}, h("span", { class: "badge", "data-state": q.state, text: t(`staff.state.${q.state}`) })),
     h("td", { class: "n num", text: String(q.waiting) }),
-    h(
-      "td",
-      {},
-      h(
-        "div",
-        { class: "acts" },
-        h("button", {
-          class: "button secondary small",
-          type: "button",
-          "aria-label": t("admin.queues.editLabel", { queue: q.queue }),
-          text: t("admin.queues.edit"),
-          onclick: () => editQueue(q),
-        }),
-        archive,
-      ),
+    actions(
+      h("button", {
+        class: "button secondary small",
+        type: "button",
+        "aria-label": t("admin.queues.editLabel", { queue: q.queue }),
+        text: t("admin.queues.edit"),
+        onclick: () => editQueue(q),
+      }),
+      archive,
     ),
   );
 }
@@ -237,8 +236,15 @@ async function saveQueue(event) {
   const name = byId("queue-name").value.trim();
   if (name) body.name = name;
   const max = byId("queue-max").value.trim();
-  body.max_waiting = max === "" ? null : Number(max);
   const ahead = byId("queue-ahead").value.trim();
+  for (const [id, value] of [["queue-max", max], ["queue-ahead", ahead]]) {
+    if (value !== "" && !/^[0-9]+$/.test(value)) {
+      error.textContent = t("admin.queues.badNumber");
+      byId(id).focus();
+      return;
+    }
+  }
+  body.max_waiting = max === "" ? null : Number(max);
   if (ahead !== "") body.notify_ahead = Number(ahead);
   try {
     await api("PUT", `/v1/queues/${enc(slug)}`, body);
@@ -285,7 +291,7 @@ function keyRow(key) {
     h("td", {}, h("code", { text: key.key_id })),
     h("td", { text: when(key.created_at) }),
     h("td", { text: when(key.last_used_at) }),
-    h("td", {}, h("div", { class: "acts" }, revoke)),
+    actions(revoke),
   );
 }
 
@@ -370,22 +376,16 @@ function webhookRow(hook) {
     { "data-webhook": hook.webhook_id },
     h("td", {}, h("code", { text: hook.url })),
     h("td", { text: (hook.events ?? []).join(", ") }),
-    h(
-      "td",
-      {},
-      h(
-        "div",
-        { class: "acts" },
-        h("button", {
-          class: "button secondary small",
-          type: "button",
-          "data-testid": `dead-${hook.webhook_id}`,
-          "aria-label": t("admin.webhooks.deadLabel", { url: hook.url }),
-          text: t("admin.webhooks.dead"),
-          onclick: () => showDead(hook),
-        }),
-        remove,
-      ),
+    actions(
+      h("button", {
+        class: "button secondary small",
+        type: "button",
+        "data-testid": `dead-${hook.webhook_id}`,
+        "aria-label": t("admin.webhooks.deadLabel", { url: hook.url }),
+        text: t("admin.webhooks.dead"),
+        onclick: () => showDead(hook),
+      }),
+      remove,
     ),
   );
 }
@@ -446,21 +446,15 @@ function deadRow(hook, d) {
     h("td", { class: "n num", text: String(d.seq ?? "") }),
     h("td", { class: "n num", text: String(d.attempts) }),
     h("td", { class: "last-error", text: d.last_error ?? "" }),
-    h(
-      "td",
-      {},
-      h(
-        "div",
-        { class: "acts" },
-        h("button", {
-          class: "button primary small",
-          type: "button",
-          "data-testid": `retry-${d.delivery_id}`,
-          "aria-label": t("admin.dead.retryLabel", { type: d.type, seq: d.seq ?? "" }),
-          text: t("admin.dead.retry"),
-          onclick: () => retry(hook, d),
-        }),
-      ),
+    actions(
+      h("button", {
+        class: "button primary small",
+        type: "button",
+        "data-testid": `retry-${d.delivery_id}`,
+        "aria-label": t("admin.dead.retryLabel", { type: d.type, seq: d.seq ?? "" }),
+        text: t("admin.dead.retry"),
+        onclick: () => retry(hook, d),
+      }),
     ),
   );
 }
