@@ -107,6 +107,15 @@ def test_admin_queues_keys_and_today(
     page.get_by_role("button", name="Sign out").focus()  # the page's top, for the picture
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=SCREENSHOTS / "admin.png", full_page=True, animations="disabled")
+
+    # The archived queue's public pages say it plainly.
+    page.goto(q.url(f"/q/{slug}"))
+    expect(page.locator("#join-waiting")).to_have_text(
+        "This line is no longer in use. Please ask the staff where to go."
+    )
+    expect(page.get_by_test_id("join")).to_be_disabled()
+    page.goto(q.url(f"/board/{slug}"))
+    expect(page.locator("#banner")).to_have_text("This line is no longer in use.")
     problems.assert_none()
 
 
