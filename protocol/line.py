@@ -39,6 +39,7 @@ class EventKind(enum.Enum):
     TRANSFERRED = "transferred"  # moved out to another queue (`tq`, `tn`)
     TRANSFER_IN = "transfer_in"  # arrived from another queue (a placement)
     SETTINGS = "settings"  # the queue's settings changed
+    ARCHIVED = "archived"  # retired by an admin: closed for good
 
 
 QUEUE_STATE_AFTER = {
@@ -46,6 +47,7 @@ QUEUE_STATE_AFTER = {
     EventKind.RESUMED: "open",
     EventKind.CLOSED: "closed",
     EventKind.OPENED: "open",
+    EventKind.ARCHIVED: "closed",
 }
 # Events that put a ticket into the line at the score they carry.
 PLACEMENTS = frozenset({EventKind.JOINED, EventKind.REQUEUED, EventKind.TRANSFER_IN})

@@ -23,14 +23,15 @@ from typing import Generic, TypeVar
 
 from protocol.codec import Codec
 from protocol.connection import Connection, Role
-from protocol.line import LineMirror
+from protocol.line import QUEUE_STATE_AFTER, LineMirror
 from protocol.linebook import BookNotice, LineBook
 from protocol.messages import QueueState, ServerMessage
 from protocol.views import MAX_LINE_TICKETS
 
 W = TypeVar("W", bound=Hashable)
 
-STATE_KINDS = frozenset({"paused", "resumed", "closed", "opened"})
+# Events that change the queue's state (an archive closes it): views get a `queue` frame.
+STATE_KINDS = frozenset(kind.value for kind in QUEUE_STATE_AFTER)
 RECENT_NOTICES = 256  # how far a book read may lag the mirror and still be caught up
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from protocol.names import is_slug, parse_ticket_id
+from server.acting import act_as
 from server.auth import (
     StaffIdentity,
     TicketClaim,
@@ -52,8 +53,11 @@ async def admin_identity(request: Request, svc: Services) -> StaffIdentity:
 
 
 async def staff_identity(request: Request, svc: Services) -> StaffIdentity:
-    """Who the staff key in the request speaks for; 401 when missing, wrong or revoked."""
-    return await key_identity(svc, bearer(request.headers.get("authorization")))
+    """Who the staff key in the request speaks for; 401 when missing, wrong or revoked. The
+    key becomes the request's acting key: the events its changes record name it."""
+    identity = await key_identity(svc, bearer(request.headers.get("authorization")))
+    act_as(identity.key_id)
+    return identity
 
 
 async def key_identity(svc: Services, key: str | None) -> StaffIdentity:

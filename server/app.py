@@ -19,6 +19,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Scope
 
 from server import (
+    archiving,
     contacts,
     customers,
     history,
@@ -226,6 +227,7 @@ def create_app(settings: Settings) -> Starlette:
         *staff.ROUTES,
         *shaping.ROUTES,
         *keyroutes.ROUTES,
+        *archiving.ROUTES,
         *webhooks.ROUTES,
         *history.ROUTES,
         *pushroutes.ROUTES,

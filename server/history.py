@@ -44,6 +44,7 @@ PUBLIC_FIELDS = (
     "to_queue",
     "from_queue",
     "boundary",
+    "key_id",
 )
 COUNTED = {
     "joined": "joins",
@@ -57,7 +58,13 @@ COUNTED = {
     "requeued": "requeued",
 }
 SEED_CALLS = 50
-STATE_AFTER_EVENT = {"paused": "paused", "closed": "closed", "resumed": "open", "opened": "open"}
+STATE_AFTER_EVENT = {
+    "paused": "paused",
+    "closed": "closed",
+    "resumed": "open",
+    "opened": "open",
+    "archived": "closed",
+}
 MAX_INT = 2**63 - 1  # PostgreSQL's bigint
 # Years 1 to 9999, the range of Python's datetime, in Unix milliseconds.
 MIN_TIME_MS = to_ms(datetime(1, 1, 2, tzinfo=UTC))
@@ -187,6 +194,7 @@ async def queue_stats(request: Request) -> Response:
         for kind, name in COUNTED.items():
             row[name] = counts.get(kind, 0)
             totals[name] += row[name]
+        row["waiting"] = counts.get("waiting")  # None: no event of that hour logged it
         per_hour.append(row)
     eta = raw["eta"]
     return JSONResponse(

@@ -1,5 +1,6 @@
-"""The pages people use: the customer page, the staff console and the display board, their
-static files, the browser client (`/static/vqueue.js`), the join QR code and the board's JSON.
+"""The pages people use: the customer page, the staff console, the display board and the admin
+page (`/admin`), their static files, the browser client (`/static/vqueue.js`), the join QR code
+and the board's JSON.
 
 The pages are plain HTML and ES modules from `server/static/` (no build step); all their data
 comes from the public HTTP API and the WebSocket, so the pages hold no server-side state.
@@ -59,6 +60,12 @@ def _page(filename: str, framable: bool) -> Any:
 
     endpoint.__name__ = filename.removesuffix(".html") + "_page"
     return endpoint
+
+
+async def admin_page(request: Request) -> Response:
+    """The venue's admin page; the key is entered on the page, the data come from the API."""
+    headers = _page_headers(request, framable=False)
+    return FileResponse(STATIC_DIR / "admin.html", 200, headers, media_type="text/html")
 
 
 async def client_js(request: Request) -> Response:
@@ -156,6 +163,7 @@ ROUTES: list[Any] = [
     Route("/q/{queue}", _page("customer.html", framable=True), name="customer_page"),
     Route("/staff/{queue}", _page("staff.html", framable=False)),
     Route("/board/{queue}", _page("board.html", framable=True)),
+    Route("/admin", admin_page),
     Route("/static/vqueue.js", client_js),
     Mount("/static", _Static(directory=STATIC_DIR), name="static"),
     Route("/v1/queues/{queue}/qr.svg", join_qr, methods=["GET"]),

@@ -93,5 +93,6 @@ async def summary(svc: Services, queue: str) -> dict[str, Any]:
         "name": meta.get("name", queue),
         "state": meta.get("state", "open"),
         "waiting": int(meta["waiting"]),
+        "archived": "archived" in meta,
         **settings_view(meta),
     }

@@ -22,7 +22,13 @@ from protocol.ticket import FINISHED_KEEP_MS, TicketRecord
 
 log = logging.getLogger(__name__)
 
-STATE_AFTER = {"paused": "paused", "resumed": "open", "closed": "closed", "opened": "open"}
+STATE_AFTER = {
+    "paused": "paused",
+    "resumed": "open",
+    "closed": "closed",
+    "opened": "open",
+    "archived": "closed",
+}
 FINAL = frozenset({"served", "no_show", "left"})  # finished by their own event type
 PLACEMENTS = frozenset({"joined", "requeued", "transfer_in"})
 
@@ -53,6 +59,7 @@ class LiveQueue:
     counters: dict[str, int] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     hours_ms: int = 0  # the last opening-hours boundary acted on
+    archived_ms: int = 0  # when an admin archived the queue (0: not archived)
     missing_seqs: int = 0  # events the log never got (lost with Redis before being persisted)
     new_nonces: int = 0  # tickets whose nonce was not logged: their tokens no longer work
 
@@ -66,6 +73,9 @@ class LiveQueue:
             self.state = STATE_AFTER[kind]
             if "boundary" in data:
                 self.hours_ms = max(self.hours_ms, int(data["boundary"]))
+            if kind == "archived":  # as archive.lua: closed for good, no schedule
+                self.archived_ms = event.at_ms
+                self.settings.pop("hours", None)
         elif kind == "settings":
             self._settings(event)
         elif kind == "removed" and "numbers" in data:
@@ -205,6 +215,8 @@ def restore_payload(
     fields = settings_fields(live.settings)
     if live.hours_ms:
         fields["hours_ms"] = str(live.hours_ms)
+    if live.archived_ms:
+        fields["archived"] = str(live.archived_ms)
     return {
         "venue": head.venue_id,
         "name": head.name,

@@ -43,6 +43,8 @@ async def put_queue(request: Request) -> Response:
     existing = await svc.db.queue(queue)
     if existing is not None and existing.venue_id != venue:
         raise ApiError.from_code("forbidden", "this queue belongs to another venue")
+    if existing is not None and existing.archived:
+        raise ApiError.from_code("queue_archived", "this queue is archived; its slug stays taken")
     row = await svc.db.upsert_queue(queue, venue, name or (existing.name if existing else queue))
     if row.venue_id != venue:  # lost a race for the slug to another venue
         raise ApiError.from_code("forbidden", "this queue belongs to another venue")

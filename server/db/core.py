@@ -36,6 +36,7 @@ class QueueRow:
     slug: str
     venue_id: str
     name: str
+    archived: bool = False  # archived queues keep their slug, events and statistics
 
 
 def migration_files() -> list[tuple[str, str]]:
@@ -127,16 +128,32 @@ class Database:
     async def queue(self, slug: str) -> QueueRow | None:
         row = await self._fetch(
             "fetchrow",
-            "SELECT slug, venue_id::text AS venue_id, name FROM queues WHERE slug = $1",
+            "SELECT slug, venue_id::text AS venue_id, name, archived_at IS NOT NULL AS archived"
+            " FROM queues WHERE slug = $1",
             slug,
         )
-        return None if row is None else QueueRow(row["slug"], row["venue_id"], row["name"])
+        if row is None:
+            return None
+        return QueueRow(row["slug"], row["venue_id"], row["name"], row["archived"])
 
     async def venue_queues(self, venue_id: str) -> list[str]:
+        """The venue's queues that are not archived, by slug."""
         rows = await self._fetch(
-            "fetch", "SELECT slug FROM queues WHERE venue_id = $1 ORDER BY slug", venue_id
+            "fetch",
+            "SELECT slug FROM queues WHERE venue_id = $1 AND archived_at IS NULL ORDER BY slug",
+            venue_id,
         )
         return [row["slug"] for row in rows]
+
+    async def archive_queue(self, slug: str, venue_id: str) -> None:
+        """Mark the venue's queue archived (once: a second call keeps the first time)."""
+        await self._fetch(
+            "execute",
+            "UPDATE queues SET archived_at = coalesce(archived_at, now()), updated_at = now()"
+            " WHERE slug = $1 AND venue_id = $2",
+            slug,
+            venue_id,
+        )
 
     async def queue_slugs(self) -> set[str]:
         """Every queue's slug (a few bytes each; read whole so unknown slugs cost no query)."""

@@ -211,6 +211,7 @@ class EventLog:
         args = (queue, to_time(since_ms), to_time(until_ms))
         async with self._connection() as conn:
             hourly = await conn.fetch(STATS_HOURLY, *args)
+            line = await conn.fetch(STATS_WAITING, *args)
             wait = await conn.fetchrow(STATS_WAIT, *args)
             service = await conn.fetchrow(STATS_SERVICE, *args)
             interval = await conn.fetchval(STATS_INTERVAL, *args)
@@ -218,6 +219,8 @@ class EventLog:
         hours: dict[datetime, dict[str, int]] = {}
         for r in hourly:
             hours.setdefault(r["hour"].replace(tzinfo=UTC), {})[r["type"]] = r["n"]
+        for r in line:
+            hours.setdefault(r["hour"].replace(tzinfo=UTC), {})["waiting"] = r["waiting"]
         assert wait is not None and service is not None and eta is not None
         return {
             "hours": sorted(hours.items()),
@@ -231,8 +234,17 @@ class EventLog:
 
 _WINDOW = "queue = $1 AND at >= $2 AND at < $3"
 STATS_HOURLY = (
-    "SELECT date_trunc('hour', at AT TIME ZONE 'UTC') AS hour, type, count(*)::int AS n"
+    # A bulk removal is one event naming many tickets (`numbers`): count the tickets.
+    "SELECT date_trunc('hour', at AT TIME ZONE 'UTC') AS hour, type,"
+    " sum(CASE WHEN data ? 'numbers'"
+    "  THEN cardinality(string_to_array(data->>'numbers', ',')) ELSE 1 END)::int AS n"
     f" FROM queue_events WHERE {_WINDOW} GROUP BY 1, 2"
+)
+# The line's length after each hour's last event that logged it (for the day's plot).
+STATS_WAITING = (
+    "SELECT DISTINCT ON (1) date_trunc('hour', at AT TIME ZONE 'UTC') AS hour,"
+    " (data->>'waiting')::int AS waiting"
+    f" FROM queue_events WHERE {_WINDOW} AND data ? 'waiting' ORDER BY 1, seq DESC"
 )
 STATS_WAIT = (
     "SELECT avg(w)::float8 AS avg, percentile_cont(0.9) WITHIN GROUP (ORDER BY w) AS p90"

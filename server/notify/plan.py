@@ -36,9 +36,16 @@ EVENT_TYPES = {
     "closed": "queue.state",
     "paused": "queue.state",
     "resumed": "queue.state",
+    "archived": "queue.state",  # an archived queue is closed for good
 }
 WEBHOOK_EVENTS = tuple(sorted(set(EVENT_TYPES.values())))
-STATE_AFTER = {"opened": "open", "closed": "closed", "paused": "paused", "resumed": "open"}
+STATE_AFTER = {
+    "opened": "open",
+    "closed": "closed",
+    "paused": "paused",
+    "resumed": "open",
+    "archived": "closed",
+}
 # Events after which some waiting ticket may have moved up (or in) to `notify_ahead`.
 LINE_MOVES = frozenset(
     {"joined", "transfer_in", "called", "left", "removed", "requeued", "transferred", "settings"}

@@ -7,6 +7,7 @@ from typing import Any
 from server.openapi.common import (
     BODY_CODES,
     IDEMPOTENCY_CODES,
+    QUEUE_PARAM,
     STAFF_CODES,
     STORE_CODES,
     answer,
@@ -18,6 +19,21 @@ from server.openapi.common import (
 )
 from server.openapi.queue_paths import STAFF_KEY
 
+FORCE_PARAM = {
+    "name": "force",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "enum": ["true", "false"]},
+    "description": "`true` removes the waiting tickets first (their watchers get `removed`).",
+}
+ARCHIVED = obj(
+    {
+        "queue": {"type": "string"},
+        "archived": {"const": True},
+        "archived_at": {"type": "string", "format": "date-time"},
+        "removed": {"type": "integer", "minimum": 0},
+    }
+)
 KEY_ID_PARAM = {"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
 PATHS: dict[str, dict[str, Any]] = {
@@ -74,6 +90,29 @@ PATHS: dict[str, dict[str, Any]] = {
                 **errors(*STAFF_CODES, *STORE_CODES),
             },
             security=STAFF_KEY,
+        )
+    },
+    "/v1/queues/{queue}": {
+        "delete": operation(
+            "Archive a queue (admin)",
+            "staff",
+            {
+                "200": answer("Archived (again: nothing changes, `removed` is 0).", ARCHIVED),
+                **errors(
+                    "invalid_query",
+                    *IDEMPOTENCY_CODES,
+                    *STAFF_CODES,
+                    "queue_not_found",
+                    "queue_not_empty",
+                    *STORE_CODES,
+                ),
+            },
+            params=[QUEUE_PARAM, FORCE_PARAM],
+            security=STAFF_KEY,
+            description="An archived queue is closed for good: joins get `queue_closed`, "
+            "opening and settings `queue_archived`, its slug stays taken, `GET /v1/queues` "
+            "leaves it out, and its events and statistics stay readable. Tickets waiting: 409 "
+            "`queue_not_empty`, unless `force=true`, which removes them first.",
         )
     },
 }

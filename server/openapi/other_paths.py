@@ -105,6 +105,13 @@ PATHS: dict[str, dict[str, Any]] = {
     "/q/{queue}": _page("The customer page"),
     "/staff/{queue}": _page("The staff console"),
     "/board/{queue}": _page("The display board"),
+    "/admin": {
+        "get": operation(
+            "The venue's admin page (the admin key is entered on the page)",
+            "pages",
+            {"200": _text("The page.", "text/html")},
+        )
+    },
     "/static/vqueue.js": {
         "get": operation(
             "The browser client library (an ES module)",

@@ -35,6 +35,7 @@ def _state_action(action: str) -> dict[str, Any]:
                 *STAFF_CODES,
                 "queue_not_found",
                 *(["queue_closed"] if on_open_only else []),
+                *([] if action == "close" else ["queue_archived"]),
                 *STORE_CODES,
             ),
         },
@@ -84,7 +85,12 @@ PATHS: dict[str, dict[str, Any]] = {
                 "200": answer("Updated.", ref("QueueSummary")),
                 "201": answer("Created.", ref("QueueSummary")),
                 **errors(
-                    *BODY_CODES, "invalid_slug", *IDEMPOTENCY_CODES, *STAFF_CODES, *STORE_CODES
+                    *BODY_CODES,
+                    "invalid_slug",
+                    *IDEMPOTENCY_CODES,
+                    *STAFF_CODES,
+                    "queue_archived",
+                    *STORE_CODES,
                 ),
             },
             params=[QUEUE_PARAM, IDEMPOTENCY_PARAM],

@@ -21,7 +21,10 @@ def short_text(max_chars: int) -> Schema:
     }
 
 
-QUEUE_SUMMARY = obj({"queue": SLUG, "name": {"type": "string"}, "state": STATE, "waiting": COUNT})
+QUEUE_SUMMARY = obj(
+    {"queue": SLUG, "name": {"type": "string"}, "state": STATE, "waiting": COUNT},
+    {"archived": {"type": "boolean", "description": "retired by DELETE: closed for good"}},
+)
 
 B64URL = {"type": "string", "pattern": "^[A-Za-z0-9_-]+=*$", "maxLength": 200}
 CONTACT = obj(
@@ -180,7 +183,14 @@ SCHEMAS: dict[str, Schema] = {
                     {
                         "hour": ISO_TIME,
                         **dict.fromkeys(("joins", "called", "served", "no_shows", "left"), COUNT),
-                    }
+                    },
+                    {
+                        "waiting": {
+                            "type": ["integer", "null"],
+                            "minimum": 0,
+                            "description": "the line's length after the hour's last event",
+                        }
+                    },
                 ),
             },
             "eta_error": obj(

@@ -8,8 +8,9 @@
 local meta, line, tickets, events, finished, called = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local boundary = tonumber(ARGV[2])
 if not boundary or (ARGV[3] ~= 'open' and ARGV[3] ~= 'close') then return err('bad_boundary') end
-local found = redis.call('HMGET', meta, 'state', 'hours_ms')
+local found = redis.call('HMGET', meta, 'state', 'hours_ms', 'archived')
 if not found[1] then return err('queue_not_found') end
+if found[3] then return cjson.encode({acted = false}) end  -- archived: closed for good
 if boundary <= (tonumber(found[2]) or 0) then return cjson.encode({acted = false}) end
 
 redis.call('HSET', meta, 'hours_ms', ARGV[2])

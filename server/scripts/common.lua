@@ -3,6 +3,10 @@
 -- that fails half-way, so a check after a write would leave a half-made change behind.
 -- The constants shared with Python (FINISHED_KEEP_MS, ...) come first, from protocol/ticket.py.
 
+-- Store._run passes the acting staff key's id first ('' when no staff key acts, e.g. a customer
+-- or the hours scheduler); it is taken off here, so each script's ARGV reads as its header says.
+local ACTING_KEY = table.remove(ARGV, 1)
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -16,6 +20,7 @@ end
 -- persister copies to PostgreSQL) and publish a compact notice for the nodes' watchers.
 -- SPUBLISH (sharded pub/sub, Redis 7+): on a Redis Cluster the notice stays in the queue's shard
 -- instead of being copied to every node; the channel shares the queue's hash tag.
+-- The acting staff key's id goes into the stream entry as `key_id` (never into the notice).
 -- `extra` goes into the stream entry (its `counter` also into the notice); `note` holds the
 -- notice-only fields a node needs to move its mirror without a Redis call (see protocol/line.py).
 local function emit(meta, events, channel, kind, number, waiting, at, extra, note)
@@ -23,6 +28,9 @@ local function emit(meta, events, channel, kind, number, waiting, at, extra, not
   local epoch = redis.call('HGET', meta, 'epoch')
   local fields = {'seq', seq, 'type', kind, 'at', at, 'epoch', epoch, 'waiting', waiting}
   local notice = {e = epoch, s = seq, k = kind, w = waiting, at = at}
+  if ACTING_KEY ~= '' then
+    table.insert(fields, 'key_id'); table.insert(fields, ACTING_KEY)
+  end
   if number then
     table.insert(fields, 'ticket'); table.insert(fields, number)
     notice.n = number

@@ -44,7 +44,7 @@ for _, item in ipairs(p.line) do
   end
 end
 local SETTINGS = {max_waiting = true, board_names = true, notify_ahead = true, channels = true,
-                  hours = true, hours_ms = true}
+                  hours = true, hours_ms = true, archived = true}
 for _, item in ipairs(p.settings) do
   if not (SETTINGS[item[1]] and is_text(item[2])) then return err('bad_payload') end
 end

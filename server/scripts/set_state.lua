@@ -2,11 +2,13 @@
 -- KEYS: 1 meta, 2 line, 3 events
 -- ARGV: 1 channel, 2 action ('pause' | 'resume' | 'close' | 'open')
 -- Atomic so the state check and change are one step; a no-op (pausing a paused queue) records
--- no event.
+-- no event. An archived queue stays closed (archive.lua).
 local meta, line, events = KEYS[1], KEYS[2], KEYS[3]
-local state = redis.call('HGET', meta, 'state')
+local found = redis.call('HMGET', meta, 'state', 'archived')
+local state = found[1]
 if not state then return err('queue_not_found') end
 local action = ARGV[2]
+if found[2] and action ~= 'close' then return err('queue_archived') end
 local target, kind
 if action == 'pause' then
   if state == 'closed' then return err('queue_closed') end

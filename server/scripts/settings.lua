@@ -8,6 +8,7 @@ local meta, line, events = KEYS[1], KEYS[2], KEYS[3]
 local FIELDS = {max_waiting = true, board_names = true, notify_ahead = true, channels = true,
                 hours = true}
 if redis.call('EXISTS', meta) == 0 then return err('queue_not_found') end
+if redis.call('HEXISTS', meta, 'archived') == 1 then return err('queue_archived') end
 if (#ARGV - 3) % 2 ~= 0 then return err('bad_settings') end
 for i = 4, #ARGV, 2 do
   if not FIELDS[ARGV[i]] then return err('bad_settings') end

@@ -13,6 +13,7 @@ const client = new Client();
 let latestCall = null;
 let clockFormat = null;
 let queueName = queue;
+let archived = false; // retired by the venue: the board says so instead of "closed"
 
 async function main() {
   await loadMessages();
@@ -22,7 +23,9 @@ async function main() {
   showJoin();
   tick();
   try {
-    queueName = (await client.queue(queue)).name || queue; // once: the board's title
+    const info = await client.queue(queue); // once: the board's title
+    queueName = info.name || queue;
+    archived = info.archived === true;
   } catch (error) {
     if (error instanceof VQueueError && error.status === 404) return missing();
   }
@@ -48,7 +51,8 @@ function render(board) {
   const banner = byId("banner");
   banner.hidden = board.state === "open";
   banner.dataset.state = board.state;
-  banner.textContent = board.state === "open" ? "" : t(`board.state.${board.state}`);
+  const state = archived && board.state === "closed" ? "archived" : board.state;
+  banner.textContent = board.state === "open" ? "" : t(`board.state.${state}`);
   const entries = [...board.called].reverse().slice(0, MAX_TILES); // the latest call first
   const top = entries[0] ? `${entries[0].number}@${entries[0].counter}` : null;
   const isNew = latestCall !== null && top !== null && top !== latestCall;

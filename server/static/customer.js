@@ -137,8 +137,10 @@ function showJoin(info, message = "") {
   view("join");
   const closed = info?.state === "closed";
   const waiting = info?.waiting;
-  byId("join-waiting").textContent = closed
-    ? t("customer.join.closed")
+  byId("join-waiting").textContent = info?.archived
+    ? t("customer.join.archived")
+    : closed
+      ? t("customer.join.closed")
     : typeof waiting !== "number"
       ? ""
       : waiting === 0

@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from protocol.line import Snapshot
 from protocol.ticket import TicketRecord, TicketView, lua_constants
+from server.acting import acting_key
 from server.errors import ApiError, RateLimited, Unavailable
 from server.keys import QueueKeys, join_rate_keys, queue_keys, queues_index
 from server.store.lineops import LineOps
@@ -53,6 +54,7 @@ SCRIPT_NAMES = (
     "transfer_out",
     "settings",
     "boundary",
+    "archive",
 )
 # Reads that must agree run as scripts too: a MULTI is not usable on redis-py's asyncio cluster.
 READ_SCRIPT_NAMES = ("read_meta", "read_ticket", "read_snapshot")
@@ -135,8 +137,9 @@ class Store(LineOps):
         return queue_keys(self.prefix, queue)
 
     async def _run(self, name: str, keys: list[str], args: list[str | int]) -> dict[str, Any]:
+        """Run a change script; the acting key goes first (common.lua takes it off ARGV)."""
         try:
-            raw = await self._scripts[name](keys=keys, args=args)
+            raw = await self._scripts[name](keys=keys, args=[acting_key(), *args])
         except self._down as exc:
             log.warning("redis script %s failed: %s", name, exc)
             raise Unavailable("the live queue store is unreachable") from exc
@@ -214,6 +217,12 @@ class Store(LineOps):
     async def set_state(self, queue: str, action: str) -> dict[str, Any]:
         k = self.keys(queue)
         return await self._run("set_state", [k.meta, k.line, k.events], [k.channel, action])
+
+    async def archive(self, queue: str, force: bool) -> dict[str, Any]:
+        """Archive the queue (archive.lua); `force` removes its waiting tickets first."""
+        k = self.keys(queue)
+        keys = [k.meta, k.line, k.tickets, k.events, k.finished, k.called]
+        return await self._run("archive", keys, [k.channel, "1" if force else "0"])
 
     async def remembered(self, name: str) -> bytes | None:
         """A stored first answer for an idempotency key (see server.idempotency)."""

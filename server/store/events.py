@@ -396,7 +396,8 @@ class EventStreams:
         """Run restore.lua: replace the queue's live state if it is still as `payload` expects."""
         k = self.store.keys(queue)
         keys = [k.meta, k.line, k.tickets, k.called, k.counters, k.finished]
-        args = [k.channel, orjson.dumps(payload).decode()]
+        # '' first: no acting key (common.lua takes it off ARGV; a rebuild is nobody's action).
+        args = ["", k.channel, orjson.dumps(payload).decode()]
         raw = await self._call(self._restore(keys=keys, args=args))
         result = cast(dict[str, Any], orjson.loads(raw))
         if "error" in result:

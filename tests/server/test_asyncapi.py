@@ -1,5 +1,6 @@
 """`docs/asyncapi.yaml` against what a real server sends: every frame of a watch's whole life, in
-JSON and msgpack, and the error frames, validated against the document's message schemas."""
+JSON and msgpack, the staff console's and the board's frames, and the error frames, validated
+against the document's message schemas."""
 
 from __future__ import annotations
 
@@ -65,7 +66,14 @@ def test_the_document_hangs_together() -> None:
         for m in op["messages"]
         if op["action"] == "send"
     }
-    assert sent == {"position", "called", "status", "queue", "moved", "error"}
+    assert sent == {"position", "called", "status", "queue", "moved", "line", "board", "error"}
+    received = {
+        m["$ref"].rsplit("/", 1)[1]
+        for op in doc["operations"].values()
+        for m in op["messages"]
+        if op["action"] == "receive"
+    }
+    assert received == {"watch", "leave", "watch_queue", "watch_board"}
 
 
 class Recorder:
@@ -152,6 +160,74 @@ async def test_real_frames_match_the_message_schemas(shared_server: SharedServer
     documented = {int(c) for c in doc["channels"]["live"]["x-close-codes"]}
     assert sorted(set(rec.close_codes)) == [1000, 1003, 1008]
     assert set(rec.close_codes) <= documented
+
+
+async def test_staff_line_and_board_frames_match_the_message_schemas(
+    shared_server: SharedServer,
+) -> None:
+    doc = load_doc()
+    check = validators(doc)
+    rec = Recorder(shared_server)
+    staff = {"Authorization": f"Bearer {shared_server.key}"}
+    queue = f"a-{secrets.token_hex(3)}"
+    sent: list[dict[str, Any]] = []
+
+    async def first(ws: ClientConnection, message: dict[str, Any]) -> None:
+        sent.append(message)
+        packed = ws.subprotocol == "vq1.msgpack"
+        await ws.send(msgpack.packb(message) if packed else json.dumps(message))
+
+    async with httpx.AsyncClient(base_url=shared_server.url, timeout=10) as http:
+        made = await http.put(f"/v1/queues/{queue}", json={"board_names": True}, headers=staff)
+        assert made.status_code == 201
+        await http.post(f"/v1/queues/{queue}/tickets", json={"name": "Ann"})
+        await http.post(f"/v1/queues/{queue}/tickets", json={"name": "Bob"})
+        line, board, packed_board = (
+            await rec.open(),
+            await rec.open(),
+            await rec.open("vq1.msgpack"),
+        )
+        await first(line, {"type": "watch_queue", "queue": queue, "key": shared_server.key})
+        assert len((await rec.read(line, until="line"))["waiting"]) == 2
+        for ws in (board, packed_board):
+            await first(ws, {"type": "watch_board", "queue": queue})
+            await rec.read(ws, until="board")
+        r = await http.post(f"/v1/queues/{queue}/call-next", json={"counter": "3"}, headers=staff)
+        assert r.status_code == 200
+        while not (await rec.read(line, until="line"))["called"]:
+            pass
+        for ws in (board, packed_board):
+            while not (await rec.read(ws, until="board"))["called"]:
+                pass
+        await http.post(f"/v1/queues/{queue}/pause", json={}, headers=staff)
+        for ws in (line, board, packed_board):
+            assert (await rec.read(ws, until="queue"))["state"] == "paused"
+            await ws.close()
+        # Refusals: another venue's key, a key that is no key, an unknown queue's board.
+        refusals = [
+            {"type": "watch_queue", "queue": queue, "key": shared_server.other_key},
+            {"type": "watch_queue", "queue": queue, "key": "vqk_0123456789abcdef_" + "x" * 43},
+            {"type": "watch_board", "queue": f"none-{secrets.token_hex(3)}"},
+        ]
+        for message in refusals:
+            ws = await rec.open()
+            await first(ws, message)
+            await rec.closed(ws)
+    for message in sent:
+        assert [e.message for e in check[message["type"]].iter_errors(message)] == []
+    for frame in rec.frames:
+        errors = [e.message for e in check[frame["type"]].iter_errors(frame)]
+        assert errors == [], (frame, errors)
+    assert {f["type"] for f in rec.frames} == {"line", "board", "queue", "error"}
+    assert any(
+        c.get("name") == "Ann" for f in rec.frames if f["type"] == "board" for c in f["called"]
+    )
+    assert [f["code"] for f in rec.frames if f["type"] == "error"] == [
+        "forbidden",
+        "unauthorized",
+        "queue_not_found",
+    ]
+    assert rec.close_codes == [1008, 1008, 1008]
 
 
 def test_a_frame_the_document_does_not_describe_fails(tmp_path: Path) -> None:

@@ -67,8 +67,9 @@ async def test_insert_is_idempotent_and_stats_add_up(db: Database) -> None:
     stats = await log.stats(queue, BASE_MS, BASE_MS + 2 * HOUR_MS)
     hours = {h.hour: counts for h, counts in stats["hours"]}
     assert hours == {
-        23: {"joined": 3, "called": 2, "served": 1, "no_show": 1, "paused": 1},
-        0: {"resumed": 1, "called": 1, "joined": 1, "left": 1},
+        # `waiting`: the line's length after the hour's last event (for the admin page's plot).
+        23: {"joined": 3, "called": 2, "served": 1, "no_show": 1, "paused": 1, "waiting": 1},
+        0: {"resumed": 1, "called": 1, "joined": 1, "left": 1, "waiting": 0},
     }
     assert stats["wait_avg_s"] == pytest.approx((60 + 120 + 3600) / 3)
     assert stats["wait_p90_s"] == pytest.approx(120 + 0.8 * (3600 - 120))

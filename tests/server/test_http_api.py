@@ -112,6 +112,7 @@ def test_queue_summary(client: httpx.Client, queue: str) -> None:
         "name": "Front desk",
         "state": "open",
         "waiting": 1,
+        "archived": False,
         "max_waiting": None,
         "board_names": False,
         "notify_ahead": 3,
