@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 from array import array
 from bisect import bisect_left, bisect_right, insort
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,6 +155,16 @@ class LineMirror:
         if score is None:
             return None
         return bisect_left(self.scores, score) + 1
+
+    def positions(self, numbers: AbstractSet[int]) -> list[tuple[int, int]]:
+        """`(number, position)` for those of `numbers` that are waiting.
+
+        A flush asks this for most of the line at once: one pass over the line beats a lookup
+        and a binary search per number, unless the numbers are few.
+        """
+        if len(numbers) * 16 < len(self.numbers):
+            return [(n, p) for n in numbers if (p := self.position(n)) is not None]
+        return [(n, i) for i, n in enumerate(self.numbers, 1) if n in numbers]
 
     def score(self, number: int) -> float | None:
         return self.score_of.get(number)

@@ -30,7 +30,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from protocol.codec import Codec, position_json
+from protocol.codec import Codec, PositionsJson
 from protocol.connection import Connection, Role
 from protocol.eta import EtaEstimator, eta_for
 from protocol.flush import FlushPolicy
@@ -466,12 +466,12 @@ class QueueWatch(Generic[W]):
         dirty, self._dirty = self._dirty, set()
         interval = self.eta.current_interval_s(now) if mirror.state == "open" else None
         waiting, seq, queue, quoted = mirror.waiting, mirror.seq, self.queue, self._quoted
+        groups, json_positions = self._groups, PositionsJson(queue, waiting, seq)
         watchers: list[W] = []
         frames: list[bytes] = []
-        for number in dirty:
-            group = self._groups.get(number)
-            position = mirror.position(number)
-            if not group or position is None:
+        for number, position in mirror.positions(dirty):
+            group = groups.get(number)
+            if not group:
                 continue
             eta = eta_for(position, interval)
             if eta is not None and number not in quoted:
@@ -483,7 +483,7 @@ class QueueWatch(Generic[W]):
                     continue
                 if conn.codec is Codec.JSON:  # encoded once per ticket, from a template
                     if json_frame is None:
-                        json_frame = position_json(f"{queue}.{number}", position, waiting, eta, seq)
+                        json_frame = json_positions.encode(number, position, eta)
                     frames.append(json_frame)
                 else:
                     tid = f"{queue}.{number}"

@@ -29,7 +29,7 @@ from server.fanout import Fanout
 from server.guard import Guard
 from server.httpio import JSONResponse, error_response
 from server.openapi import docs as openapi_docs
-from server.outbox import Outbox
+from server.outbox import SENT, Outbox
 from server.persister import Persister
 from server.queues import KnownQueues
 from server.recovery import Recovery
@@ -67,7 +67,7 @@ async def readyz(request: Request) -> Response:
         "redis": redis_ok,
         "postgres": db_ok,
         "watchers": svc.fanout.watcher_count,
-        "frames_sent": Outbox.sent_total,
+        "frames_sent": SENT.value,
         "resyncs": svc.fanout.resyncs,
         "closes": close_counts(),
     }

@@ -34,6 +34,7 @@ from websockets.http11 import Request, Response
 
 from server.logs import REQUEST_ID_SCOPE_KEY
 from server.wsframes import (
+    SHORT_TEXT,
     MessageAssembler,
     SansIOServer,
     accept_response,
@@ -102,7 +103,9 @@ class PushChannel:
         if transport.get_write_buffer_size() > high_water_bytes:
             return 0
         # write_message(), inlined: this runs once per frame of every broadcast.
-        transport.write(frame_header(len(payload), text) + payload)
+        size = len(payload)
+        header = SHORT_TEXT[size] if text and size < 126 else frame_header(size, text)
+        transport.write(header + payload)
         return 1
 
     def buffered_bytes(self) -> int:
