@@ -467,6 +467,7 @@ class QueueWatch(Generic[W]):
         interval = self.eta.current_interval_s(now) if mirror.state == "open" else None
         waiting, seq, queue, quoted = mirror.waiting, mirror.seq, self.queue, self._quoted
         groups, json_positions = self._groups, PositionsJson(queue, waiting, seq)
+        json_codec = Codec.JSON  # an enum member lookup costs ~0.1 us on Python 3.11
         watchers: list[W] = []
         frames: list[bytes] = []
         for number, position in mirror.positions(dirty):
@@ -481,7 +482,7 @@ class QueueWatch(Generic[W]):
             for watcher, conn in group.items():
                 if not conn.allow_position(position, waiting, eta, seq):
                     continue
-                if conn.codec is Codec.JSON:  # encoded once per ticket, from a template
+                if conn.codec is json_codec:  # encoded once per ticket, from a template
                     if json_frame is None:
                         json_frame = json_positions.encode(number, position, eta)
                     frames.append(json_frame)
