@@ -57,6 +57,19 @@ class Reject:
 
 
 class Connection:
+    __slots__ = (
+        "_last_event",
+        "_shown_eta",
+        "_shown_position",
+        "_shown_waiting",
+        "codec",
+        "last_seq",
+        "queue",
+        "role",
+        "state",
+        "ticket_id",
+    )
+
     def __init__(self, codec: Codec) -> None:
         self.codec = codec
         self.state = State.AWAITING_WATCH

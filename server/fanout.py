@@ -61,7 +61,7 @@ async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
     log.warning("some background tasks would not stop")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Watcher:
     """One WebSocket connection watching one ticket."""
 
@@ -77,7 +77,7 @@ class Watcher:
             self.outbox.offer(self.conn.codec.encode(message), replaceable=False)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class ViewWatcher(Watcher):
     """One WebSocket connection watching a queue's line (staff) or board; `number` is 0."""
 

@@ -22,7 +22,7 @@ import enum
 import logging
 import random
 import socket
-from collections import Counter, deque
+from collections import Counter
 from typing import Any, ClassVar, assert_never, cast
 
 from uvicorn._types import ASGIReceiveEvent, ASGISendEvent, WebSocketDisconnectEvent, WebSocketScope
@@ -125,6 +125,37 @@ class PushChannel:
 class WebSocketProtocol(asyncio.Protocol):
     """One WebSocket connection under uvicorn, from the upgrade request to connection_lost."""
 
+    # Slots: ten thousand idle watchers are ten thousand of these (docs/architecture.md).
+    __slots__ = (
+        "_abort_timer",
+        "_accepted",
+        "_app_state",
+        "_assembler",
+        "_channel",
+        "_client",
+        "_config",
+        "_conn",
+        "_connections",
+        "_denial",
+        "_disconnect",
+        "_drain_timeout_s",
+        "_drained",
+        "_inbox",
+        "_loop",
+        "_path",
+        "_ping_payload",
+        "_ping_timeout_s",
+        "_ping_timer",
+        "_pong_timer",
+        "_reading_paused",
+        "_receiver",
+        "_response",
+        "_scope",
+        "_server_state",
+        "phase",
+        "transport",
+    )
+
     close_timeout_s: ClassVar[float] = 10.0  # a close handshake longer than this is aborted
     # Connections this process cut for a client that stopped answering, by cause (/readyz).
     closes: ClassVar[Counter[str]] = Counter()
@@ -156,7 +187,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self._response: Response | None = None  # the 101 answer, until the app decides
         # The status, headers and body chunks of a denial response the app is sending.
         self._denial: tuple[int, list[tuple[bytes, bytes]], list[bytes]] | None = None
-        self._inbox: deque[ASGIReceiveEvent] = deque()
+        # Short (reading pauses at INBOX_HIGH_MESSAGES): a list is a tenth of an empty deque.
+        self._inbox: list[ASGIReceiveEvent] = []
         self._receiver: asyncio.Future[None] | None = None
         self._disconnect: WebSocketDisconnectEvent | None = None
         self._reading_paused = False
@@ -360,7 +392,7 @@ class WebSocketProtocol(asyncio.Protocol):
                 await self._receiver
             finally:
                 self._receiver = None
-        message = self._inbox.popleft()
+        message = self._inbox.pop(0)
         if not self._inbox and self.phase is Phase.OPEN:
             self._resume_reading()
         return message
