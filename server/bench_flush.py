@@ -25,9 +25,11 @@ from uvicorn.server import ServerState
 from protocol.codec import Codec
 from protocol.connection import Connection
 from protocol.line import EventKind, Notice, Snapshot
+from protocol.ticket import TicketView
 from protocol.watch import FlushAt, QueueWatch
 from server.fanout import Fanout, Watcher, _Queue
 from server.outbox import SENT, ChannelOutbox
+from server.ticketreads import TicketReads
 from server.wsprotocol import Phase, WebSocketProtocol
 
 QUEUE = "bench-flush"
@@ -54,6 +56,10 @@ class _NoStore:
         return None
 
 
+async def _no_reads(numbers: list[int]) -> list[TicketView | None]:
+    return [None] * len(numbers)
+
+
 async def _app(scope: Any, receive: Any, send: Any) -> None:
     pass
 
@@ -62,7 +68,7 @@ def build(watchers: int) -> tuple[Fanout, _Queue]:
     """A fan-out with one live queue of `watchers` tickets, each watched by one connection."""
     fanout = Fanout(_NoStore(), flush_ms=0.0, stuck_close_s=10.0, check_s=0.0)  # type: ignore[arg-type]
     watch: QueueWatch[Watcher] = QueueWatch(QUEUE, 0.0)
-    q = _Queue(QUEUE, watch)
+    q = _Queue(QUEUE, watch, TicketReads(_no_reads))
     fanout.queues[QUEUE] = q
     numbers = tuple(range(1, watchers + 1))
     watch.receive_snapshot(Snapshot("e1", 1, "open", numbers), {}, time.time())
