@@ -48,8 +48,11 @@ def specs(quick: bool) -> list[Spec]:
     return [
         Spec("latency", (*target, "--duration", "10", "--call-rate", "1", *fixed), True),
         Spec("fanout", (*target, "--duration", "8", "--call-rate", "20", *fixed), True),
-        Spec("reconnect-storm", ("--scenario", "reconnect-storm", *scenario, "--call-rate", "1"),
-             False),
+        # A connect storm of `big` watchers beside a bare server's storm (its own target).
+        Spec("storm", ("--scenario", "reconnect-storm", "--watchers", big, "--processes", "4",
+                       "--duration", "12", "--call-rate", "1", "--baseline"), False),
+        Spec("reconnect-storm", ("--scenario", "reconnect-storm", *scenario, "--call-rate", "1",
+                                 "--baseline"), False),
         Spec("join-spike", ("--scenario", "join-spike", *scenario, "--call-rate", "1"), False),
         Spec("slow-readers", ("--scenario", "slow-readers", *scenario, "--call-rate", "2"), False),
     ]  # fmt: skip
@@ -207,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[dict[str, Any]]] = {}
     try:
         for spec in specs(args.quick):
-            reps = args.repeat if spec.target else 1
+            reps = args.repeat if spec.target or spec.name == "storm" else 1
             results[spec.name] = [run_one(server, key, spec, r + 1, out_dir) for r in range(reps)]
     finally:
         server.stop()

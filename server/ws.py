@@ -109,7 +109,10 @@ class _Session:
 
     async def _run(self) -> None:
         try:
-            frame = await asyncio.wait_for(self._next_frame(), timeout=WATCH_TIMEOUT_S)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for runs the wait in a task of
+            # its own, one more per connection in a connect storm.
+            async with asyncio.timeout(WATCH_TIMEOUT_S):
+                frame = await self._next_frame()
         except TimeoutError:
             await self._reject(self.conn.watch_timed_out())
             return
