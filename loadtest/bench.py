@@ -224,9 +224,26 @@ def main(argv: list[str] | None = None) -> int:
 
     text += "\n" + render_scale(_scale(work / "scale.json", args.quick))
     text += "\n" + bench_metrics.section(bench_metrics.summary(overhead))
+    text += _kept_profile(args.out)
     args.out.write_text(text)
     print(f"bench: wrote {args.out} in {time.time() - started:.0f} s (reports in {out_dir})")
     return 0
+
+
+PROFILE_HEADING = "## Profile"
+
+
+def _kept_profile(path: Path) -> str:
+    """The "Profile" section of the BENCHMARKS.md being replaced, carried over as it is: it is
+    written by hand from profiles (py-spy, callgrind of `server.bench_flush`), not by a run."""
+    if not path.exists():
+        return ""
+    old = path.read_text()
+    start = old.find("\n" + PROFILE_HEADING + "\n")
+    if start < 0:
+        return ""
+    end = old.find("\n## ", start + len(PROFILE_HEADING) + 2)
+    return "\n" + (old[start + 1 :] if end < 0 else old[start + 1 : end + 1])
 
 
 def _persistence(path: Path | None) -> dict[str, Any] | None:
