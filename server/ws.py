@@ -32,6 +32,8 @@ from server.services import Services
 
 log = logging.getLogger(__name__)
 
+WATCH_PATH = "/v1/ws"
+
 
 class WatchEndpoint:
     """A raw ASGI app: the fast path needs the scope extension and exact close codes."""
