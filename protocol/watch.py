@@ -470,7 +470,7 @@ class QueueWatch(Generic[W]):
         json_codec = Codec.JSON  # an enum member lookup costs ~0.1 us on Python 3.11
         watchers: list[W] = []
         frames: list[bytes] = []
-        for number, position in mirror.positions(dirty):
+        for number, position in zip(*mirror.positions(dirty), strict=True):
             group = groups.get(number)
             if not group:
                 continue
