@@ -39,7 +39,7 @@ unit: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m pytest -m soak $(PYTEST_ARGS)
 
-## bench: the fixed harness, persistence, scale, metrics on/off, priority-join and notifier runs that write BENCHMARKS.md (about 40 minutes)
+## bench: the fixed harness, persistence, scale, metrics on/off, priority-join and notifier runs that write BENCHMARKS.md (about 45 minutes)
 bench: $(STAMP)
 	$(BIN)/python -m server.bench_persist --out bench-results/persist.json
 	$(BIN)/python -m loadtest.bench --out BENCHMARKS.md --persist bench-results/persist.json

@@ -2,9 +2,11 @@
 
 The harness starts it in its own process, on the same event loop implementation as vqueue
 (uvloop) and, with `--baseline-cpus`, pinned like the server under test. It accepts any number of
-sockets, reads nothing from them, and on command broadcasts a position frame the size of
-vqueue's (one encode, one write per socket, no await per socket): one frame at a time for the
-push-to-all time, or round after round for a while for the frames-per-second ceiling.
+sockets, sends each one position frame when it opens (a connect storm's bare reference: vqueue
+sends a watcher its position at watch), reads nothing from them, and on command broadcasts a
+position frame the size of vqueue's (one encode, one write per socket, no await per socket):
+one frame at a time for the push-to-all time, or round after round for a while for the
+frames-per-second ceiling.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from websockets.asyncio.server import ServerConnection, broadcast, serve
 
 from loadtest.pipes import listen
 
+# uvicorn's default listen backlog, which vqueue serves with: in a connect storm a full accept
+# queue drops SYNs and the client retries a second later, so both sides get the same one.
+BACKLOG = 2048
 HIGH_WATER_BYTES = 64 * 1024  # pause a burst while sampled sockets hold this much unsent
 SAMPLE_SOCKETS = 32
 
@@ -47,6 +52,7 @@ class BaselineServer:
     async def handler(self, websocket: ServerConnection) -> None:
         self.sockets.add(websocket)
         try:
+            await websocket.send(frame(0, len(self.sockets)).decode())
             await websocket.wait_closed()
         finally:
             self.sockets.discard(websocket)
@@ -110,7 +116,7 @@ async def _serve(port: int, conn: Connection) -> None:
         compression=None,
         ping_interval=None,
         subprotocols=["vq1.json"],  # type: ignore[list-item]
-        backlog=4096,
+        backlog=BACKLOG,
     ):
         conn.send({"ready": True})
         listen(conn, on_message, server.done.set)

@@ -143,6 +143,46 @@ def _scenarios(results: dict[str, list[dict[str, Any]]]) -> list[str]:
     return [*out, ""]
 
 
+def _storms(results: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Connect storms: every watcher's socket dropped at once, against a bare server's storm of
+    as many sockets (loadtest/comparison.py), each run's ratio and the median with its spread."""
+    out = [
+        "## Connect storms",
+        "",
+        "Time until the last watcher has its position back after every socket dropped at once, "
+        "beside a bare `websockets` server (same listen backlog) until the last of as many new "
+        "sockets has the one frame it sends at open. Watchers per second = watchers / that time.",
+        "",
+        "| run | watchers | vqueue storm s | bare storm s | time ratio | watchers/s ratio "
+        "| update p99 ms (whole run) | mismatches | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, target in (("storm", "watchers/s >= 0.8x bare"), ("reconnect-storm", "<= 1.25x")):
+        runs = results.get(name, [])
+        ratios = []
+        for i, r in enumerate(runs, 1):
+            rc, bare = r.get("reconnect_ms") or {}, (r.get("baseline") or {}).get("storm") or {}
+            mine = None if rc.get("max") is None else rc["max"] / 1000.0
+            ratio = r["ratios"].get("storm_time") if r.get("ratios") else None
+            ratios.append(ratio)
+            speed = None if not ratio else round(1.0 / ratio, 3)
+            errors = ", ".join(f"{k} {v}" for k, v in r["errors"].items()) or "none"
+            out.append(
+                f"| {name} {i} | {_n(r['watchers'])} | {_n(mine, 2)} | {_n(bare.get('time_s'), 2)} "
+                f"| {_n(ratio, 2)} | {_n(speed, 2)} | {_n(r['update_latency_ms']['p99'])} "
+                f"| {r['final_position_mismatches']} | {errors} |"
+            )
+        present = [x for x in ratios if x is not None]
+        if present:
+            med = statistics.median(present)
+            spread = f"{min(present):.2f}-{max(present):.2f}"
+            out.append(
+                f"| **{name} median** | | | | **{med:.2f}** ({spread}) "
+                f"| **{1 / med:.2f}** | | | target {target} |"
+            )
+    return [*out, ""]
+
+
 def render(
     results: dict[str, list[dict[str, Any]]],
     started: float,
@@ -156,6 +196,7 @@ def render(
     for name in ("latency", "fanout"):
         lines += _runs(name, results.get(name, []))
     lines += _scenarios(results)
+    lines += _storms(results)
     if persist is not None:
         lines += _persistence(persist)
     lines += _method()

@@ -5,6 +5,10 @@ each sink stamps its arrival the way the customers' sockets do; the push-all tim
 arrival minus that stamp (the same clock, the same client path as vqueue's update latency).
 It is measured `PUSHES` times, a pause apart, and the median is reported.
 
+Connect storm: after the broadcasts, every worker opens its share of the sockets all at once,
+and the time until the last one has the frame the bare server sends at open is the storm time
+that vqueue's reconnect storm (the last watcher to have its position back) is compared with.
+
 Frames per second: the server broadcasts round after round for a few seconds (pausing only
 while sockets hold more than 64 KiB unsent, so no buffer grows without bound), and the sinks
 count frames per 0.1 s; frames/s is the frames received divided by the time from the first
@@ -62,6 +66,8 @@ async def measure(run: Run) -> dict[str, Any]:
         harness_cpu = run.pool.cpu_s() - harness_before
         collected = await run.pool.all("baseline_collect")
         await run.pool.all("baseline_close")
+        await asyncio.sleep(1.0)  # the server lets the closed sockets go
+        storm = await run.pool.each("baseline_storm", [{"url": url, "count": n} for n in shares])
     finally:
         await server.stop()
     seqs, times = array("q"), array("d")
@@ -73,6 +79,7 @@ async def measure(run: Run) -> dict[str, Any]:
         result["frames_per_cpu_s"] = round(burst["sent"] / (cpu_after - cpu_before), 1)
     if rss_before is not None and rss_after is not None and connected:
         result["rss_per_watcher_kib"] = round((rss_after - rss_before) / connected, 2)
+    result["storm"] = _storm(storm)
     result["sink_errors"] = sum(r["errors"] for r in collected)
     # Near 1.0 the harness's own core, not the server, limited frames per second.
     window = result["burst"]["window_s"] + 1.0
@@ -125,6 +132,20 @@ def _analyse(
         "burst": {**burst, "received": len(burst_times), "window_s": round(end - start, 3)},
         "frame_buckets": buckets,
         "measured_at": time.time(),
+    }
+
+
+def _storm(replies: list[dict[str, Any]]) -> dict[str, Any]:
+    """The bare connect storm: every socket at once, until the last has its frame at open."""
+    started = min(r["t0"] for r in replies)
+    firsts = [t for r in replies for t in r["firsts"]]
+    last_s = (max(firsts) - started) if firsts else None
+    return {
+        "watchers": len(firsts),
+        "failed": sum(r["failed"] for r in replies),
+        "first_frame_ms": summarize([(t - started) * 1000.0 for t in firsts]),
+        "time_s": None if last_s is None else round(last_s, 3),
+        "watchers_per_s": round(len(firsts) / last_s, 1) if last_s else None,
     }
 
 

@@ -280,7 +280,17 @@ def _ratios(update: Summary, frames_per_s: float | None, result: dict[str, Any])
         "frames_per_cpu_s": ratio(
             result["server"]["frames_per_cpu_s"], base.get("frames_per_cpu_s")
         ),
+        # A reconnect storm's time until the last watcher has its position back, over a bare
+        # server's storm of as many sockets until the last has its frame at open.
+        "storm_time": ratio(_storm_s(result), (base.get("storm") or {}).get("time_s")),
     }
+
+
+def _storm_s(result: dict[str, Any]) -> float | None:
+    reconnect = result.get("reconnect_ms")
+    if not reconnect or reconnect.get("max") is None:
+        return None
+    return float(reconnect["max"]) / 1000.0
 
 
 def machine() -> dict[str, Any]:

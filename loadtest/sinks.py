@@ -7,6 +7,8 @@ sides of every ratio pay the same price on the harness's core.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from array import array
 from typing import Any
 
@@ -18,6 +20,7 @@ from protocol.errors import ProtocolError
 from protocol.messages import server_message
 
 CONNECT_CONCURRENCY = 200
+STORM_WAIT_S = 30.0  # after the last handshake, how long a storm's first frames may take
 
 
 class BaselineSinks:
@@ -68,6 +71,38 @@ class BaselineSinks:
 
         await asyncio.gather(*(one() for _ in range(count)))
         return {"connected": len(self.clients), "failed": failed}
+
+    async def storm(self, url: str, count: int) -> dict[str, Any]:
+        """`count` sockets connecting all at once, each until its first frame (the one the bare
+        server sends at open): when the storm began and when each got it."""
+        firsts: list[float] = []
+        failed = 0
+        target = count
+        all_in = asyncio.Event()
+
+        def first(opcode: int, payload: bytes, now: float) -> None:
+            firsts.append(now)
+            if len(firsts) >= target:
+                all_in.set()
+
+        async def one() -> WsClient | None:
+            nonlocal failed
+            try:
+                return await open_ws(url, "vq1.json", first, self._on_closed, self.local_addr)
+            except (OSError, TimeoutError, HandshakeError):
+                failed += 1
+                return None
+
+        started = time.time()
+        clients = await asyncio.gather(*(one() for _ in range(count)))
+        opened = [c for c in clients if c is not None]
+        target = len(opened)
+        if len(firsts) < target:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(all_in.wait(), STORM_WAIT_S)
+        for client in opened:
+            client.close()
+        return {"t0": started, "firsts": firsts, "failed": failed}
 
     async def collect(self) -> dict[str, Any]:
         """Every position frame received: (seq, arrival) as raw arrays."""

@@ -95,6 +95,7 @@ class Worker:
             "baseline_connect": self.sinks.connect,
             "baseline_collect": self.sinks.collect,
             "baseline_close": self.sinks.close,
+            "baseline_storm": self.sinks.storm,
             "disconnect": self.disconnect,
             "close": self.close,
         }

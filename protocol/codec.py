@@ -81,15 +81,32 @@ def position_json(
 ) -> bytes:
     """`Codec.JSON.encode(Position(...))`, byte for byte, without building the message.
 
-    The hot path of the fan-out writes one of these per moved watcher; a template is about
-    three times cheaper than a dataclass, a dict and orjson. Ticket ids are `[a-z0-9.-]` only,
-    so nothing needs escaping.
+    Ticket ids are `[a-z0-9.-]` only, so nothing needs escaping.
     """
     eta = "null" if eta_s is None else str(eta_s)
     return (
         f'{{"type":"position","ticket_id":"{ticket_id}","position":{position},'
         f'"waiting":{waiting},"eta_s":{eta},"seq":{seq}}}'
     ).encode()
+
+
+class PositionsJson:
+    """`position_json()` for the tickets of one queue in one flush (same `waiting` and `seq`).
+
+    The hot path of the fan-out writes one of these per moved watcher; a template with the
+    shared parts formatted once is several times cheaper than a dataclass, a dict and orjson.
+    """
+
+    __slots__ = ("_head", "_mid", "_tail")
+
+    def __init__(self, queue: str, waiting: int, seq: int) -> None:
+        self._head = f'{{"type":"position","ticket_id":"{queue}.'
+        self._mid = f',"waiting":{waiting},"eta_s":'
+        self._tail = f',"seq":{seq}}}'
+
+    def encode(self, number: int, position: int, eta_s: int | None) -> bytes:
+        eta = "null" if eta_s is None else eta_s
+        return f'{self._head}{number}","position":{position}{self._mid}{eta}{self._tail}'.encode()
 
 
 def negotiate(offered: Iterable[str]) -> tuple[Codec, str | None]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 from array import array
 from bisect import bisect_left, bisect_right, insort
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,6 +157,21 @@ class LineMirror:
         if score is None:
             return None
         return bisect_left(self.scores, score) + 1
+
+    def positions(self, numbers: AbstractSet[int]) -> tuple[list[int], list[int]]:
+        """Those of `numbers` that are waiting, and their positions: two lists, pairwise.
+
+        A flush asks this for most of the line at once: one pass over the line beats a lookup
+        and a binary search per number, unless the numbers are few. Two lists of ints rather
+        than a tuple per ticket: thousands of tuples per flush would wake the cyclic garbage
+        collector, which then walks every object of every connection (BENCHMARKS.md, Profile).
+        """
+        if len(numbers) * 16 < len(self.numbers):
+            found = [n for n in numbers if n in self.score_of]
+            return found, [bisect_left(self.scores, self.score_of[n]) + 1 for n in found]
+        line = self.numbers
+        places = [i for i, n in enumerate(line, 1) if n in numbers]
+        return [line[i - 1] for i in places], places
 
     def score(self, number: int) -> float | None:
         return self.score_of.get(number)

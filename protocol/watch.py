@@ -32,7 +32,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from protocol.codec import Codec, position_json
+from protocol.codec import Codec, PositionsJson
 from protocol.connection import Connection, Role
 from protocol.eta import EtaEstimator, eta_for
 from protocol.flush import FlushPolicy
@@ -494,12 +494,13 @@ class QueueWatch(Generic[W]):
         dirty, self._dirty = self._dirty, set()
         interval = self.eta.current_interval_s(now) if mirror.state == "open" else None
         waiting, seq, queue, quoted = mirror.waiting, mirror.seq, self.queue, self._quoted
+        groups, json_positions = self._groups, PositionsJson(queue, waiting, seq)
+        json_codec = Codec.JSON  # an enum member lookup costs ~0.1 us on Python 3.11
         watchers: list[W] = []
         frames: list[bytes] = []
-        for number in dirty:
-            group = self._groups.get(number)
-            position = mirror.position(number)
-            if not group or position is None:
+        for number, position in zip(*mirror.positions(dirty), strict=True):
+            group = groups.get(number)
+            if not group:
                 continue
             eta = eta_for(position, interval)
             if eta is not None and number not in quoted:
@@ -509,9 +510,9 @@ class QueueWatch(Generic[W]):
             for watcher, conn in group.items():
                 if not conn.allow_position(position, waiting, eta, seq):
                     continue
-                if conn.codec is Codec.JSON:  # encoded once per ticket, from a template
+                if conn.codec is json_codec:  # encoded once per ticket, from a template
                     if json_frame is None:
-                        json_frame = position_json(f"{queue}.{number}", position, waiting, eta, seq)
+                        json_frame = json_positions.encode(number, position, eta)
                     frames.append(json_frame)
                 else:
                     tid = f"{queue}.{number}"

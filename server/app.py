@@ -16,7 +16,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import ASGIApp, Scope
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server import (
     archiving,
@@ -43,7 +43,7 @@ from server.httpio import JSONResponse, error_response
 from server.notify import webhooks
 from server.notify.setup import COMPANION_GROUPS, build_notifier
 from server.openapi import docs as openapi_docs
-from server.outbox import Outbox
+from server.outbox import SENT, Outbox
 from server.persister import Persister
 from server.queues import KnownQueues
 from server.recovery import Recovery
@@ -52,7 +52,7 @@ from server.scheduler import Scheduler
 from server.services import Services
 from server.store import KeyRing, Store
 from server.webpush import load_vapid_key
-from server.ws import WatchEndpoint
+from server.ws import WATCH_PATH, WatchEndpoint
 from server.wsprotocol import WebSocketProtocol
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ async def readyz(request: Request) -> Response:
         "redis": redis_ok,
         "postgres": db_ok,
         "watchers": svc.fanout.watcher_count,
-        "frames_sent": Outbox.sent_total,
+        "frames_sent": SENT.value,
         "resyncs": svc.fanout.resyncs,
         "closes": close_counts(),
     }
@@ -169,18 +169,41 @@ async def build_services(settings: Settings) -> Services:
 
 
 class VqueueApp(Starlette):
-    """Starlette with the request context outermost, around its own error middleware."""
+    """Starlette with the request context outermost, around its own error middleware.
 
-    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+    The watch socket (`WATCH_PATH`) goes from the request context straight to its endpoint:
+    the middleware and the router have nothing to do for it (the endpoint checks its own
+    Origin; server.guard and CORS let WebSockets through) and each would keep one more
+    coroutine frame alive for as long as the socket is open, ten thousand times over.
+    """
+
+    def __init__(self, settings: Settings, watch: ASGIApp, **kwargs: Any) -> None:
         self.settings = settings
+        self.watch = watch
         super().__init__(**kwargs)
 
     def build_middleware_stack(self) -> ASGIApp:
         return RequestContext(
-            super().build_middleware_stack(),
+            _WatchFirst(super().build_middleware_stack(), self.watch),
             access_log=self.settings.access_log,
             count=self.settings.metrics,
         )
+
+
+class _WatchFirst:
+    """`WATCH_PATH` WebSockets to the watch endpoint, everything else to the Starlette stack."""
+
+    __slots__ = ("app", "watch")
+
+    def __init__(self, app: ASGIApp, watch: ASGIApp) -> None:
+        self.app = app
+        self.watch = watch
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == WATCH_PATH:
+            await self.watch(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 async def close_services(svc: Services) -> None:
@@ -218,6 +241,7 @@ def create_app(settings: Settings) -> Starlette:
         found: Services = scope["app"].state.services
         return found
 
+    watch = WatchEndpoint(services_of)
     routes: list[Any] = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
@@ -233,7 +257,7 @@ def create_app(settings: Settings) -> Starlette:
         *pushroutes.ROUTES,
         *pages.ROUTES,
         *openapi_docs.ROUTES,
-        WebSocketRoute("/v1/ws", WatchEndpoint(services_of)),
+        WebSocketRoute(WATCH_PATH, watch),  # reached through _WatchFirst; listed for the docs
     ]
     middleware = [Middleware(Guard, settings=settings)]
     if settings.allowed_origins:
@@ -249,6 +273,7 @@ def create_app(settings: Settings) -> Starlette:
         )
     return VqueueApp(
         settings,
+        watch,
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,

@@ -42,6 +42,7 @@ from server.outbox import Outbox
 from server.store import Resubscribed, Store
 from server.store.books import read_book
 from server.sweeper import Sweeper
+from server.ticketreads import TicketReads
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
     log.warning("some background tasks would not stop")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Watcher:
     """One WebSocket connection watching one ticket."""
 
@@ -80,7 +81,7 @@ class Watcher:
             self.outbox.offer(self.conn.codec.encode(message), replaceable=False)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class ViewWatcher(Watcher):
     """One WebSocket connection watching a queue's line (staff) or board; `number` is 0."""
 
@@ -91,10 +92,12 @@ class ViewWatcher(Watcher):
 
 @dataclass(eq=False)
 class _Queue:
-    """A queue's watch plus what the driver keeps for it: its timer and when it went idle."""
+    """A queue's watch plus what the driver keeps for it: its ticket reads, its timer and when
+    it went idle."""
 
     name: str
     watch: QueueWatch[Watcher]
+    reads: TicketReads
     flush_handle: asyncio.TimerHandle | None = None
     idle_since: float | None = None
 
@@ -150,7 +153,7 @@ class Fanout:
         q.idle_since = None
         q.watch.register(watcher, watcher.number, watcher.conn)
         try:
-            view = await self.store.ticket(watcher.queue, watcher.number)
+            view = await q.reads.read(watcher.number)  # with the other watches arriving now
         except Unavailable:
             self.remove(watcher)
             raise
@@ -193,7 +196,8 @@ class Fanout:
 
     async def _open(self, name: str) -> _Queue:
         watch: QueueWatch[Watcher] = QueueWatch(name, self.flush_s)
-        q = self.queues[name] = _Queue(name, watch)
+        reads = TicketReads(lambda numbers: self.store.tickets(name, numbers))
+        q = self.queues[name] = _Queue(name, watch, reads)
         try:
             if self.seed_eta is not None:
                 await self.seed_eta(name, watch.eta)

@@ -34,7 +34,7 @@ from server.config import Settings
 from server.counters import PUSH_LATENCY, Tally
 from server.errors import ApiError
 from server.limits import Refused
-from server.outbox import Outbox
+from server.outbox import SENT
 from server.services import Services, services
 
 # No `_created` series: they would double every counter and nothing here reads them.
@@ -68,7 +68,7 @@ class NodeCollector(Collector):
             "vqueue_watchers", "WebSocket watchers connected to this node", fanout.watcher_count
         )
         yield CounterMetricFamily(
-            "vqueue_frames_sent", "WebSocket frames written to watchers", value=Outbox.sent_total
+            "vqueue_frames_sent", "WebSocket frames written to watchers", value=SENT.value
         )
         resyncs = CounterMetricFamily(
             "vqueue_resyncs", "Queue reloads from a Redis snapshot, by cause", labels=["reason"]

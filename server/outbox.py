@@ -39,8 +39,22 @@ class PushChannel(Protocol):
     def abort(self) -> None: ...
 
 
+class _Tally:
+    """A process-wide count kept on an instance: bumping a class attribute on every frame would
+    change the class, and so throw away the interpreter's attribute caches for every outbox."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
+SENT = _Tally()  # frames written by every outbox of this process (/readyz, /metrics)
+
+
 class Outbox:
-    sent_total: ClassVar[int] = 0  # frames written by every outbox of this process (/readyz)
+    __slots__ = ("_backlog", "_on_backlog", "closed", "stuck_since", "text")
+
     # Connections aborted by this process's outboxes, by cause (/readyz): "stuck_outbox" (the
     # sweeper: a backlog that did not clear in time), "backlog_overflow" (too many frames kept).
     closes: ClassVar[Counter[str]] = Counter()
@@ -49,8 +63,7 @@ class Outbox:
         self.text = text
         self.closed = False
         self.stuck_since: float | None = None
-        self.frames_sent = 0
-        self._backlog: deque[tuple[bytes, bool]] = deque()
+        self._backlog: deque[tuple[bytes, bool]] | None = None  # made when a frame must wait
         self._on_backlog = on_backlog
 
     def offer(self, frame: bytes, replaceable: bool) -> None:
@@ -58,11 +71,20 @@ class Outbox:
             return
         if not self._backlog and self._try_write(frame):
             return
-        if replaceable and self._backlog and self._backlog[-1][1]:
-            self._backlog[-1] = (frame, True)
+        self._hold(frame, replaceable)
+
+    def _hold(self, frame: bytes, replaceable: bool) -> None:
+        """Keep a frame the socket would not take now; the sweeper retries it."""
+        if self.closed:
+            return
+        backlog = self._backlog
+        if backlog is None:
+            backlog = self._backlog = deque()
+        if replaceable and backlog and backlog[-1][1]:
+            backlog[-1] = (frame, True)
         else:
-            self._backlog.append((frame, replaceable))
-        if len(self._backlog) > MAX_BACKLOG_FRAMES:
+            backlog.append((frame, replaceable))
+        if len(backlog) > MAX_BACKLOG_FRAMES:
             self.abort("backlog_overflow")
             return
         if self.stuck_since is None:
@@ -71,16 +93,18 @@ class Outbox:
 
     def retry(self) -> bool:
         """Write what the socket now takes; True when the backlog is empty."""
-        while self._backlog and not self.closed:
-            if not self._try_write(self._backlog[0][0]):
+        backlog = self._backlog
+        while backlog and not self.closed:
+            if not self._try_write(backlog[0][0]):
                 return False
-            self._backlog.popleft()
+            backlog.popleft()
+        self._backlog = None  # an idle connection keeps no deque (about 600 bytes each)
         self.stuck_since = None
         return True
 
     @property
     def pending(self) -> int:
-        return len(self._backlog)
+        return len(self._backlog or ())
 
     def _busy(self) -> bool:
         return bool(self._backlog)
@@ -107,24 +131,37 @@ class Outbox:
 
 
 class ChannelOutbox(Outbox):
+    __slots__ = ("channel",)
+
     def __init__(
         self, channel: PushChannel, text: bool, on_backlog: Callable[[Outbox], None]
     ) -> None:
         super().__init__(text, on_backlog)
         self.channel = channel
 
+    def offer(self, frame: bytes, replaceable: bool) -> None:
+        # Outbox.offer with _try_write inlined: this runs once per frame of every flush.
+        if not self._backlog and not self.closed:
+            sent = self.channel.try_send(frame, self.text, HIGH_WATER_BYTES)
+            if sent > 0:
+                SENT.value += 1
+                return
+            if sent < 0:
+                self.closed = True  # dropped with the connection: not counted as sent
+                return
+        self._hold(frame, replaceable)
+
     def _try_write(self, frame: bytes) -> bool:
         sent = self.channel.try_send(frame, self.text, HIGH_WATER_BYTES)
         if sent > 0:
-            self.frames_sent += 1
-            Outbox.sent_total += 1
+            SENT.value += 1
         elif sent < 0:
             self.closed = True  # the frame is dropped with the connection: not counted as sent
         return sent != 0
 
     def _drop(self) -> None:
         self.closed = True
-        self._backlog.clear()
+        self._backlog = None
         self.channel.abort()
 
 
@@ -165,8 +202,7 @@ class AsgiOutbox(Outbox):
                 except (OSError, RuntimeError):
                     self.closed = True
                     return
-                self.frames_sent += 1
-                Outbox.sent_total += 1
+                SENT.value += 1
                 self._busy_since = None
                 if not self._queue and self._backlog:
                     self.retry()
@@ -176,7 +212,7 @@ class AsgiOutbox(Outbox):
 
     def _drop(self) -> None:
         self.closed = True
-        self._backlog.clear()
+        self._backlog = None
         self._task.cancel()
 
     async def aclose(self) -> None:

@@ -32,6 +32,8 @@ from server.services import Services
 
 log = logging.getLogger(__name__)
 
+WATCH_PATH = "/v1/ws"
+
 
 class WatchEndpoint:
     """A raw ASGI app: the fast path needs the scope extension and exact close codes."""
@@ -42,14 +44,10 @@ class WatchEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         svc: Services = self._services(scope)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         connect = await receive()
         if connect["type"] != "websocket.connect":
             return
-        if not origin_allowed(headers, svc.settings, own_always=False):
-            origin = headers.get("origin", "")[:100]
-            client = client_address(scope, svc.settings.trusted_proxies)
-            log.info("refused a WebSocket from origin %r (client %s)", origin, client)
+        if not _origin_allowed(scope, svc):
             await send({"type": "websocket.close", "code": closecodes.POLICY_VIOLATION})
             return
         if self._sockets is None:
@@ -67,6 +65,18 @@ class WatchEndpoint:
             self._sockets.release(held)
 
 
+def _origin_allowed(scope: Scope, svc: Services) -> bool:
+    """The handshake's Origin check. A function of its own so that the decoded headers are not
+    kept, in the endpoint's frame, for as long as the connection lives."""
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    if origin_allowed(headers, svc.settings, own_always=False):
+        return True
+    origin = headers.get("origin", "")[:100]
+    client = client_address(scope, svc.settings.trusted_proxies)
+    log.info("refused a WebSocket from origin %r (client %s)", origin, client)
+    return False
+
+
 async def _refuse_busy(send: Send) -> None:
     """HTTP 429 instead of the handshake: this address holds its share of sockets already."""
     body = b'{"error":{"code":"rate_limited","message":"too many WebSockets from this address"}}'
@@ -76,6 +86,8 @@ async def _refuse_busy(send: Send) -> None:
 
 
 class _Session:
+    __slots__ = ("claim", "closing", "conn", "receive", "scope", "send", "svc", "watcher")
+
     def __init__(
         self, svc: Services, scope: Scope, receive: Receive, send: Send, conn: Connection
     ) -> None:
@@ -99,7 +111,10 @@ class _Session:
 
     async def _run(self) -> None:
         try:
-            frame = await asyncio.wait_for(self._next_frame(), timeout=WATCH_TIMEOUT_S)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for runs the wait in a task of
+            # its own, one more per connection in a connect storm.
+            async with asyncio.timeout(WATCH_TIMEOUT_S):
+                frame = await self._next_frame()
         except TimeoutError:
             await self._reject(self.conn.watch_timed_out())
             return

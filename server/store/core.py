@@ -246,16 +246,29 @@ class Store(LineOps):
         return fields
 
     async def ticket(self, queue: str, number: int) -> TicketView | None:
+        return (await self.tickets(queue, [number]))[0]
+
+    async def tickets(self, queue: str, numbers: list[int]) -> list[TicketView | None]:
+        """Several tickets of one queue as of one moment (one seq), in the order asked."""
         k = self.keys(queue)
-        reply = await self._read("read_ticket", [k.meta, k.line, k.tickets], [number])
-        raw, rank, waiting, (seq, epoch, state) = reply
-        if raw is None or seq is None:
-            return None
-        record = TicketRecord.decode(raw)
-        rank = None if rank is None else int(rank)
-        return TicketView.of(
-            number, record, rank, int(waiting), int(seq), epoch.decode(), state.decode()
-        )
+        reply = await self._read("read_ticket", [k.meta, k.line, k.tickets], list(numbers))
+        raws, ranks, waiting, (seq, epoch, state) = reply
+        if seq is None:
+            return [None] * len(numbers)
+        return [
+            None
+            if raw is None
+            else TicketView.of(
+                number,
+                TicketRecord.decode(raw),
+                None if rank is None else int(rank),
+                int(waiting),
+                int(seq),
+                epoch.decode(),
+                state.decode(),
+            )
+            for number, raw, rank in zip(numbers, raws, ranks, strict=True)
+        ]
 
     async def waiting_list(
         self, queue: str, limit: int | None = None

@@ -3,7 +3,7 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from protocol.codec import Codec, negotiate, position_json
+from protocol.codec import Codec, PositionsJson, negotiate, position_json
 from protocol.errors import InvalidUtf8, MalformedMessage, MessageTooBig, UnsupportedFrame
 from protocol.messages import Called, Error, Leave, Position, Status, Watch
 
@@ -105,3 +105,6 @@ def test_close_codes_follow_the_contract() -> None:
 def test_position_template_matches_the_codec(message: Position) -> None:
     fields = (message.ticket_id, message.position, message.waiting, message.eta_s, message.seq)
     assert position_json(*fields) == Codec.JSON.encode(message)
+    queue, number = message.ticket_id.rsplit(".", 1)
+    flush = PositionsJson(queue, message.waiting, message.seq)
+    assert flush.encode(int(number), message.position, message.eta_s) == Codec.JSON.encode(message)

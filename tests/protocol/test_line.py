@@ -231,3 +231,15 @@ def test_notice_from_wire_reads_every_field() -> None:
         7,
         True,
     )
+
+
+@pytest.mark.parametrize("asked", [3, 60, 400])  # few (a lookup each) and most (one pass)
+def test_positions_of_many_numbers_agree_with_each_position(asked: int) -> None:
+    rng = random.Random(asked)
+    numbers = tuple(rng.sample(range(1, 5000), 500))
+    mirror = LineMirror(Snapshot("e", 1, "open", numbers))
+    wanted = set(rng.sample(range(1, 5000), asked)) | {numbers[0], numbers[-1]}
+    found, places = mirror.positions(wanted)
+    expected = {n: mirror.position(n) for n in wanted if mirror.position(n) is not None}
+    assert dict(zip(found, places, strict=True)) == expected
+    assert len(found) == len(expected)
