@@ -51,10 +51,8 @@ class Cluster:
         created = self.services.vqueue("venue", "create", "Scale", "--json").splitlines()[-1]
         self.key: str = orjson.loads(created)["staff_key"]
         self.services.start()
-        log = (work / "node-0" / "server.log").read_text()
         self.shared = {
-            "REDIS_URL": _announced(log, "Redis"),
-            "DATABASE_URL": _announced(log, "PostgreSQL"),
+            **_embedded_urls(work / "node-0"),
             "VQ_SECRET_KEY": (work / "node-0" / "secret_key").read_text().strip(),
         }
         self.nodes: list[Server] = []
@@ -79,11 +77,23 @@ class Cluster:
         self.services.stop()
 
 
-def _announced(log: str, what: str) -> str:
-    found = re.search(rf"embedded {what} at (\S+)", log)
-    if found is None:
-        raise RuntimeError(f"node 0 did not announce its embedded {what}")
-    return found.group(1)
+def _embedded_urls(folder: Path) -> dict[str, str]:
+    """REDIS_URL and DATABASE_URL of the embedded services node 0 started in `folder`.
+
+    Its log names their ports, never their passwords: those are in the data folder (mode 0600,
+    ours), where server/embedded.py keeps them.
+    """
+    log = (folder / "server.log").read_text()
+    redis = re.search(r"embedded Redis at (\S+) ", log)
+    postgres = re.search(r"embedded PostgreSQL on port (\d+) ", log)
+    if redis is None or postgres is None:
+        raise RuntimeError(f"node 0 did not announce its embedded services in {folder}")
+    redis_password = (folder / "redis" / "redis.password").read_text().strip()
+    pg_password = (folder / "postgres" / "postgres.password").read_text().strip()
+    return {
+        "REDIS_URL": f"redis://:{redis_password}@{redis.group(1)}/0",
+        "DATABASE_URL": f"postgresql://postgres:{pg_password}@127.0.0.1:{postgres.group(1)}/vqueue",
+    }
 
 
 def harness(urls: list[str], cluster: Cluster, watchers: int, out: Path) -> dict[str, Any]:
