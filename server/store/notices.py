@@ -184,7 +184,7 @@ class NoticeStream:
                 self._drop(shard)
                 await shard.close()
                 continue
-            if shard.reader is None:
+            if shard.reader is None or shard.reader.done():
                 shard.reader = asyncio.get_running_loop().create_task(
                     self._read(shard), name=f"notices-{address}"
                 )
@@ -249,6 +249,10 @@ class NoticeStream:
                 message = await shard.pubsub.get_message(timeout=GET_TIMEOUT_S)
             except (RedisError, OSError, RuntimeError) as exc:
                 log.warning("notices from %s lost (%s); placing them again", shard.address, exc)
+                self._inbox.put_nowait(_Lost(shard, set(shard.channels)))
+                return
+            except Exception:  # never a reader that stops in silence: its queues would too
+                log.exception("notice reader of %s failed; placing again", shard.address)
                 self._inbox.put_nowait(_Lost(shard, set(shard.channels)))
                 return
             if message is not None:
