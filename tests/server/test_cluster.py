@@ -268,6 +268,10 @@ async def test_exact_after_the_queue_primary_is_killed_mid_test(
 
     gone = {t["token"] for t, _ in lost}
     await assert_exact_at_quiet(run, skip=lambda w: w.token in gone, failover=True)
-    assert run.retried > 0  # the failover did interrupt requests in flight
+    # The kill came mid-test: calls were acknowledged on both sides of it. (Whether a request
+    # saw the failover as a 503 depends on how long redis-py's own retries take to reach the
+    # promoted replica on a busy machine, so `run.retried` is not asserted.)
+    acknowledged = [at for _, at in run.calls]
+    assert min(acknowledged) < killed_at < max(acknowledged), (killed_at, acknowledged)
     for client in run.clients:  # and every node resubscribed after it (the first is "initial")
         assert (await client.get("/readyz")).json()["resyncs"]["resubscribe"] >= 1
