@@ -389,6 +389,16 @@ def test_a_notice_in_flight_is_not_drift() -> None:
     assert node.resyncs == [Resync(ResyncReason.INITIAL)]
 
 
+def test_a_node_catching_up_under_load_is_not_drift() -> None:
+    node = Node()
+    node.live(LINE)  # seq 10
+    node.run(node.watch.check("e1", 13))  # 11, 12 and 13 in flight
+    node.notice(notice(11, E.CALLED, 1, 4))
+    node.notice(notice(12, E.CALLED, 2, 3))  # moving, but still behind 13
+    assert node.run(node.watch.check("e1", 14)) == []
+    assert node.run(node.watch.check("e1", 14)) == [Resync(ResyncReason.DRIFT)]  # then stalled
+
+
 def test_a_leave_during_a_resync_sends_it_nothing() -> None:
     node = Node()
     node.live(LINE)
