@@ -206,6 +206,8 @@ class Fanout:
                 q = self.queues[name] = _Queue(name, QueueWatch(name, self.flush_s))
                 q.opening = asyncio.get_running_loop().create_task(self._open(q))
                 q.opening.add_done_callback(_retrieve)
+                self._resync_tasks.add(q.opening)  # stop() cancels one still under way
+                q.opening.add_done_callback(self._resync_tasks.discard)
             assert q.opening is not None
             await asyncio.shield(q.opening)  # a watcher that goes away does not cancel it
             if self.queues.get(name) is q:
