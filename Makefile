@@ -39,7 +39,7 @@ unit: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m pytest -m soak $(PYTEST_ARGS)
 
-## bench: the fixed harness, persistence, scale and metrics on/off runs that write BENCHMARKS.md (about 26 minutes)
+## bench: the fixed harness, persistence, scale, metrics on/off and priority-join runs that write BENCHMARKS.md (about 28 minutes)
 bench: $(STAMP)
 	$(BIN)/python -m server.bench_persist --out bench-results/persist.json
 	$(BIN)/python -m loadtest.bench --out BENCHMARKS.md --persist bench-results/persist.json

@@ -225,12 +225,16 @@ def main(argv: list[str] | None = None) -> int:
     from loadtest import bench_metrics  # it builds on this module's Server and run_one
 
     overhead = bench_metrics.measure(work, args.metrics_rounds, args.quick)
+    from loadtest import bench_priority  # likewise
+
+    priority = bench_priority.measure(work, args.quick)
     text = render(results, started, load_before, os.getloadavg(), args.quick, persist)
     text += "\n" + _limits(work / "limits.md", args.quick)
     from loadtest.bench_scale import render as render_scale  # it builds on this module
 
     text += "\n" + render_scale(_scale(work / "scale.json", args.quick))
     text += "\n" + bench_metrics.section(bench_metrics.summary(overhead))
+    text += "\n" + bench_priority.section(priority)
     args.out.write_text(text)
     print(f"bench: wrote {args.out} in {time.time() - started:.0f} s (reports in {out_dir})")
     return 0

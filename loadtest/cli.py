@@ -59,7 +59,7 @@ OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     (TARGET, "--staff-key", {"required": True, "help": "a staff key of the queue's venue"}),
     (RUN, "--scenario", {"choices": [s.value for s in Scenario], "default": "steady",
                          "help": "steady | join-spike | reconnect-storm | slow-readers | "
-                                 "failover (default: steady)"}),
+                                 "failover | priority-join (default: steady)"}),
     (RUN, "--failover-url", {"dest": "failover_urls", "action": "append", "default": [],
                              "metavar": "URL",
                              "help": "failover: another node of the same deployment (repeat "

@@ -18,6 +18,7 @@ class Scenario(enum.Enum):
     RECONNECT_STORM = "reconnect-storm"
     SLOW_READERS = "slow-readers"
     FAILOVER = "failover"
+    PRIORITY_JOIN = "priority-join"
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,8 @@ def verdict(run: Run) -> dict[str, Any]:
         "calls_twice": len(run.final["calls_twice"]),
         # reconnected but never sent their state before the check: exactness not shown
         "awaiting_state": run.final["awaiting_state"],
+        # dropped by a storm and never back on a socket: never checked, so never shown exact
+        "storm_not_resumed": run.final["errors"].get("storm_not_resumed", 0),
     }
     if run.failover:
         checks["failover_not_recovered"] = run.failover["not_recovered"]

@@ -201,7 +201,7 @@ def _beyond(row: tuple[str, str, int | None], truth: dict[str, int], listed: int
 
 def call_table(run: Run) -> tuple[list[Call], int]:
     """The calls whose seq the called ticket's watcher saw, sorted by seq; and how many not."""
-    seqs = run.final["called_seqs"]
+    seqs = {**run.final["called_seqs"], **run.staff.join_seqs}
     table, unknown = [], 0
     for record in run.staff.calls:
         if record.ticket_id is None:

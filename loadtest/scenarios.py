@@ -11,6 +11,10 @@ staff calls for `--duration` with churn (customers joining and leaving). What di
   `--failover-url`. A third of the way in, the harness kills `--kill-pid` with SIGKILL; each
   watcher reconnects with jittered backoff to a surviving node, and the time from losing its
   socket to its first frame there (its state, read when it registered) is its recovery time.
+- priority-join: instead of calling, staff join at the top priority at `--call-rate`: each join
+  goes ahead of every customer and moves every watcher back by one. Each join stands where a
+  call stands in the report (its seq read from the events API), so the update latency is that
+  of a change that moves everyone.
 """
 
 from __future__ import annotations
@@ -88,6 +92,8 @@ async def _measure(run: Run) -> None:
     assert run.calls_window is not None
     run.calls_window = (run.calls_window[0], max(last_frame, run.calls_window[0] + 0.001))
     run.phase("check")
+    if options.scenario is Scenario.PRIORITY_JOIN:
+        await run.staff.read_join_seqs()
     await check_final(run)
     run.server_counts["frames_sent_after"] = await server_frames_sent(options.urls)
     await measure_latency(run)
@@ -110,7 +116,8 @@ async def _calls(run: Run) -> None:
     )
     event = asyncio.get_running_loop().create_task(_event(run))
     try:
-        await run.staff.call_at_rate(options.call_rate, options.duration_s)
+        priority = options.scenario is Scenario.PRIORITY_JOIN
+        await run.staff.call_at_rate(options.call_rate, options.duration_s, priority)
         await event
     finally:
         event.cancel()

@@ -1,4 +1,5 @@
-"""The staff side: call-next at a set rate, and the true line from the staff list endpoint.
+"""The staff side: call-next (or priority joins) at a set rate, and the true line from the staff
+list endpoint.
 
 It runs in the main process, whose loop has little else to do, so the moment a call-next
 response is read (the anchor of update latency) is stamped without waiting behind the thousands
@@ -16,6 +17,8 @@ from typing import Any
 from loadtest.httpc import HttpClient, HttpError, error_kind
 
 STAFF_COUNTER = "loadtest"
+TOP_PRIORITY = 9  # a priority join ahead of every customer: it moves every watcher
+EVENTS_PAGE = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +35,9 @@ class Staff:
     queue: str
     key: str
     local_addr: str | None = None
-    calls: list[CallRecord] = field(default_factory=list)
+    calls: list[CallRecord] = field(default_factory=list)  # or priority joins (status 201)
     errors: Counter[str] = field(default_factory=Counter)
+    join_seqs: dict[str, int] = field(default_factory=dict)  # priority join's ticket id -> seq
 
     def __post_init__(self) -> None:
         self.http = HttpClient(self.base_url, 2, self.local_addr)
@@ -55,6 +59,40 @@ class Staff:
             self.calls.append(call)
         return call
 
+    async def priority_join(self) -> CallRecord | None:
+        """A staff join at the top priority: it goes ahead of everyone, moving every watcher."""
+        path = f"/v1/queues/{self.queue}/tickets"
+        body = {"name": "priority", "priority": TOP_PRIORITY}
+        sent = time.time()
+        try:
+            reply = await self.http.request("POST", path, body, self.key)
+        except HttpError as exc:
+            self.errors[f"join_{exc.kind}"] += 1
+            return None
+        if reply.status != 201:
+            self.errors[f"join_{error_kind(reply)}"] += 1
+            return None
+        call = CallRecord(sent, reply.done_at, reply.status, reply.body["ticket_id"])
+        self.calls.append(call)
+        return call
+
+    async def read_join_seqs(self, timeout_s: float = 30.0) -> None:
+        """Each priority join's seq, from the events API (the log may lag the line a little)."""
+        wanted = {c.ticket_id for c in self.calls if c.status == 201 and c.ticket_id}
+        deadline = time.monotonic() + timeout_s
+        after = 0
+        while wanted - self.join_seqs.keys() and time.monotonic() < deadline:
+            path = f"/v1/queues/{self.queue}/events?after_seq={after}&limit={EVENTS_PAGE}"
+            reply = await self.http.request("GET", path, None, self.key)
+            if reply.status != 200:
+                raise RuntimeError(f"the events API answered {error_kind(reply)}")
+            for event in reply.body["events"]:
+                if event["type"] == "joined" and event["ticket_id"] in wanted:
+                    self.join_seqs[event["ticket_id"]] = int(event["seq"])
+            if not reply.body["events"]:
+                await asyncio.sleep(0.2)
+            after = int(reply.body["next_after_seq"])
+
     async def drain(self, limit: int) -> int:
         """Call next until the line is empty (at most `limit` times); returns how many."""
         for count in range(limit):
@@ -63,8 +101,9 @@ class Staff:
                 return count
         return limit
 
-    async def call_at_rate(self, rate: float, duration_s: float) -> None:
-        """Call next every 1/rate seconds on a fixed schedule (late calls do not pile up)."""
+    async def call_at_rate(self, rate: float, duration_s: float, priority: bool = False) -> None:
+        """Call next (or, with `priority`, join at the top priority) every 1/rate seconds on a
+        fixed schedule (late ones do not pile up)."""
         if rate <= 0:
             await asyncio.sleep(duration_s)
             return
@@ -78,7 +117,7 @@ class Staff:
             delay = due - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            await self.call_next()
+            await (self.priority_join() if priority else self.call_next())
             k = max(k + 1, int((time.monotonic() - start) / interval))
 
     async def queue_state(self) -> dict[str, Any]:

@@ -15,7 +15,9 @@ the sockets, Redis and the clock, feeds events in and carries the returned actio
     resubscribed()                                                      call receive_snapshot
     receive_snapshot(snapshot, views, now)   FlushAt(at_s)              call flush(at_s) then
     check(epoch, seq): the drift check       Quote(number, position, eta_s)
-    flush(now)
+    flush(now)                               Reconnect(watchers)        Redis came back behind
+                                                                        what they were shown:
+                                                                        close them with 1012
 
 Why each rule holds is in docs/architecture.md ("The watch state machine"). The one race that
 matters: a watcher is registered (and so moved by every notice applied from then on) *before*
@@ -65,6 +67,7 @@ class ResyncReason(enum.Enum):
     DRIFT = "drift"  # the periodic check saw Redis ahead twice
     MISSING = "missing"  # the last snapshot found no queue
     READER_RESTART = "reader_restart"  # the driver's notice reader failed and restarted
+    REWOUND = "rewound"  # a snapshot found Redis behind what was shown: watchers reconnect
 
 
 class Phase(enum.Enum):
@@ -132,7 +135,16 @@ class ReadBook:
     delay_s: float = 0.0
 
 
-Action = Frames[W] | End[W] | Resync | FlushAt | Quote | Follow[W] | ReadBook
+@dataclass(frozen=True, slots=True)
+class Reconnect(Generic[W]):
+    """Close these watchers with 1012 (the server restarts: reconnect): Redis came back behind
+    what they were shown, and a connection's seq never goes back, so the truth can only reach
+    them on a new connection."""
+
+    watchers: list[W]
+
+
+Action = Frames[W] | End[W] | Resync | FlushAt | Quote | Follow[W] | ReadBook | Reconnect[W]
 
 
 class QueueWatch(Generic[W]):
@@ -383,6 +395,9 @@ class QueueWatch(Generic[W]):
             self._pending.clear()
             self._again = False
             return self._request(ResyncReason.MISSING, MISSING_RETRY_S) if self._groups else []
+        actions: list[Action[W]] = []
+        if self.mirror is not None and snapshot.seq < self.mirror.seq:
+            actions.append(self._rewound())
         if self.mirror is None:
             self.mirror = LineMirror(snapshot)
             self.eta.set_state(snapshot.state, now)
@@ -395,7 +410,7 @@ class QueueWatch(Generic[W]):
         # older than the snapshot and so skipped, is told here (a connection drops an older one).
         # It goes first, so that a ticket that finished meanwhile ends on its final status.
         state = QueueState(self.queue, snapshot.state, snapshot.seq)
-        actions: list[Action[W]] = [self._frames(g, state) for g in self._groups.values()]
+        actions += [self._frames(g, state) for g in self._groups.values()]
         actions += self._correct(views)
         if self.views.invalidate():  # notices may have been lost: the book too
             actions += self._read_book()
@@ -427,6 +442,19 @@ class QueueWatch(Generic[W]):
                 elif view.status in ENDS_WATCH:
                     actions += [End(watcher) for watcher in group]
         return actions
+
+    def _rewound(self) -> Reconnect[W]:
+        """Redis holds less than the mirror took from its notices: a restart from the append-only
+        file lost its last writes after their notices went out, and the next changes reuse their
+        seqs. Every watcher here was shown seqs the truth now lies under, so each is let go, to
+        start over on a new connection; this node counts none of them from now on."""
+        watchers = [w for group in self._groups.values() for w in group]
+        self._groups.clear()
+        self._dirty.clear()
+        for view in self.views.watchers:
+            self.views.unregister(view)
+            watchers.append(view)
+        return Reconnect(watchers)
 
     def check(self, epoch: str | None, seq: int | None) -> list[Action[W]]:
         """The periodic drift check: Redis's (epoch, seq) against the mirror's.

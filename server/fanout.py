@@ -32,6 +32,7 @@ from protocol.watch import (
     QueueWatch,
     Quote,
     ReadBook,
+    Reconnect,
     Resync,
     ResyncReason,
 )
@@ -76,6 +77,8 @@ class Watcher:
     conn: Connection
     outbox: Outbox
     end: Callable[[], None]  # close the connection normally once its ticket is finished
+    # close it with 1012 so that the client reconnects and starts over (see protocol.watch)
+    restart: Callable[[], None] = lambda: None
 
     def send(self, message: ServerMessage) -> None:
         """One message outside the watch (the answer to `leave`), through the same outbox."""
@@ -246,6 +249,15 @@ class Fanout:
                 self._spawn(self._read_book(q, action.delay_s))
             elif isinstance(action, Follow):
                 self._spawn(self._follow(q, action))
+            elif isinstance(action, Reconnect):
+                self.resyncs[ResyncReason.REWOUND.value] += 1
+                log.warning(
+                    "queue %s: Redis came back behind what %d watchers were shown; they reconnect",
+                    q.name,
+                    len(action.watchers),
+                )
+                for watcher in action.watchers:
+                    watcher.restart()
             else:
                 assert_never(action)
 

@@ -147,7 +147,9 @@ class _Session:
             return False
         self.conn.watching(claim.ticket_id)
         self.claim = claim
-        watcher = Watcher(claim.queue, claim.number, self.conn, self._outbox(), self._end)
+        watcher = Watcher(
+            claim.queue, claim.number, self.conn, self._outbox(), self._end, self._restart
+        )
         self.watcher = watcher
         try:
             view = await self.svc.fanout.add(watcher, claim.nonce)
@@ -176,7 +178,7 @@ class _Session:
             await self._close(closecodes.TRY_AGAIN_LATER)
             return False
         self.conn.watching_queue(queue, role)
-        view = ViewWatcher(queue, 0, self.conn, self._outbox(), self._end, role)
+        view = ViewWatcher(queue, 0, self.conn, self._outbox(), self._end, self._restart, role)
         view.key_id = None if key is None else parse_staff_key(key)
         view.revoked = self._revoked
         self.watcher = view
@@ -229,6 +231,12 @@ class _Session:
         if not self.closing:
             self.closing = True
             asyncio.get_running_loop().create_task(self._close(closecodes.NORMAL))
+
+    def _restart(self) -> None:
+        """What this connection was shown is no longer true of Redis: 1012, reconnect."""
+        if not self.closing:
+            self.closing = True
+            asyncio.get_running_loop().create_task(self._close(closecodes.SERVICE_RESTART))
 
     async def _reject(self, reject: Reject) -> None:
         frame = self.conn.codec.encode(reject.error)

@@ -137,6 +137,7 @@ async def test_counts_agree_with_the_servers_own(
             "calls_lost": 0,
             "calls_twice": 0,
             "awaiting_state": 0,
+            "storm_not_resumed": 0,
         },
         "calls_lost_examples": [],
         "calls_twice_examples": [],
@@ -240,6 +241,31 @@ async def test_reconnect_storm_resumes_every_watcher(
     assert report["reconnect_ms"]["count"] == report["storm"]["dropped"]
     assert report["final_position_mismatches"] == 0
     assert not [k for k in report["errors"] if k.startswith(("reconnect_gave_up", "storm_"))]
+
+
+async def test_priority_joins_move_every_watcher_and_each_is_timed(
+    start_server: Callable[..., ServerProcess], make_venue: Any, tmp_path: Path
+) -> None:
+    """`--scenario priority-join`: staff joins at the top priority instead of calls; each join's
+    seq comes from the events API, so every join is timed at every watcher it moved."""
+    _venue, key = await make_venue("Priority")
+    server = start_server()
+    await _queue(server, key, "prio")
+    report = await run_harness(
+        server.url,
+        "prio",
+        key,
+        tmp_path / "r.json",
+        *("--watchers", "200", "--duration", "3", "--call-rate", "2"),
+        *("--leave-rate", "0", "--join-rate", "0", "--scenario", "priority-join"),
+    )
+    joins = report["calls"]["made"]
+    assert report["errors"] == {} and joins >= 4
+    assert report["calls"]["called_a_ticket"] == 0  # nobody was called
+    assert report["calls"]["attributed"] == joins  # every join's seq was found
+    assert report["final_position_mismatches"] == 0 and report["final_checked"] == 200
+    assert report["waiting_at_end"] == 200 + joins
+    assert report["update_latency_ms"]["count"] == joins * 200  # every watcher moved each time
 
 
 def test_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None:

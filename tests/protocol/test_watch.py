@@ -27,6 +27,7 @@ from protocol.watch import (
     QueueWatch,
     Quote,
     ReadBook,
+    Reconnect,
     Resync,
     ResyncReason,
 )
@@ -85,6 +86,7 @@ class Node:
     resyncs: list[Resync] = field(default_factory=list)
     flushes: list[float] = field(default_factory=list)
     quotes: list[Quote] = field(default_factory=list)
+    reconnects: list[Reconnect[int]] = field(default_factory=list)
     now: float = 100.0
 
     def run(self, actions: list[Action[int]]) -> list[Action[int]]:
@@ -104,6 +106,8 @@ class Node:
                 self.follows.append(action)
             elif isinstance(action, ReadBook):
                 self.book_reads.append(action)
+            elif isinstance(action, Reconnect):
+                self.reconnects.append(action)
             else:
                 self.quotes.append(action)
         return actions
@@ -397,6 +401,46 @@ def test_a_node_catching_up_under_load_is_not_drift() -> None:
     node.notice(notice(12, E.CALLED, 2, 3))  # moving, but still behind 13
     assert node.run(node.watch.check("e1", 14)) == []
     assert node.run(node.watch.check("e1", 14)) == [Resync(ResyncReason.DRIFT)]  # then stalled
+
+
+def test_redis_back_behind_what_was_shown_lets_every_watcher_start_over() -> None:
+    """Redis restarted from its append-only file without its last writes (calls 11 and 12,
+    whose notices went out), and the next change reuses seq 11. A connection never goes back
+    in seq, so no frame could show these watchers the truth: they are let go (1012), and a
+    watcher that comes back on a new connection is exact."""
+    node = Node()
+    node.live(LINE)
+    node.watch_ticket(7, 5, 10, LINE)
+    node.watch_ticket(8, 1, 10, LINE)
+    node.notice(notice(11, E.CALLED, 1, 4))
+    node.notice(notice(12, E.CALLED, 2, 3))
+    node.flush()
+    assert (node.shown(7), node.shown(8)) == (3, "called")
+    node.run(node.watch.resubscribed())  # Redis is back, at seq 10
+    node.notice(notice(11, E.CALLED, 1, 4))  # staff call ticket 1 again: seq 11 is reused
+    before = {w: len(node.sent[w]) for w in (7, 8)}
+    node.snapshot(snap(11, AFTER), {1: view(1, 11, AFTER, "called", counter="desk 1")})
+    assert [sorted(r.watchers) for r in node.reconnects] == [[7, 8]]
+    node.flush()
+    assert {w: len(node.sent[w]) for w in (7, 8)} == before  # nothing more on old connections
+    assert node.watch.idle
+    node.watch_ticket(9, 5, 11, AFTER)  # watcher 7, back on a new connection
+    node.notice(notice(12, E.CALLED, 2, 3))
+    node.flush()
+    assert node.shown(9) == 3
+
+
+def test_a_snapshot_at_or_after_the_mirror_lets_nobody_go() -> None:
+    node = Node()
+    node.live(LINE)
+    node.watch_ticket(7, 5, 10, LINE)
+    node.run(node.watch.resubscribed())
+    node.snapshot(snap(10, LINE))
+    node.run(node.watch.resubscribed())
+    node.snapshot(snap(11, AFTER))
+    assert node.reconnects == []
+    node.flush()
+    assert node.shown(7) == 4
 
 
 def test_a_leave_during_a_resync_sends_it_nothing() -> None:

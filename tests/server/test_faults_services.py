@@ -240,3 +240,66 @@ async def test_postgres_killed_while_events_flow_loses_and_doubles_nothing(
         f"\nFIGURES postgres x{rounds}: restart s {figures}; joins acked {len(load.acked)}; "
         f"events 1..{seq} each logged once"
     )
+
+
+@pytest.mark.timeout(180)
+async def test_redis_back_behind_what_watchers_were_shown_is_put_right(
+    settings: Settings,
+    own_redis: EmbeddedRedis,
+    start_server: Callable[..., ServerProcess],
+    clients: Callable[[ServerProcess], httpx.AsyncClient],
+    outside_tmp: Path,
+) -> None:
+    """Redis comes back without its last writes, whose notices the watchers were already shown
+    (the AOF's last second), and PostgreSQL never got them either. Connections never go back in
+    seq and the changes made after the restart reuse the lost seqs, so no frame could put these
+    watchers right: the nodes close them with 1012 and, reconnecting like the customer page,
+    they are exact."""
+    assert settings.database_url is not None
+    dsn = settings.database_url.reveal()
+    key = await _venue_key(dsn)
+    ours = replace(settings, redis_url=Secret(own_redis.url))
+    servers = [start_server(ours, VQ_RESYNC_CHECK_S="0") for _ in range(2)]
+    http = [clients(s) for s in servers]
+    queue = await _new_queue(http[0], key)
+    watchers = []
+    for i in range(20):
+        r = await http[i % 2].post(f"/v1/queues/{queue}/tickets", json={})
+        t = r.json()
+        watchers.append(RecordingWatcher(t["ticket_id"], t["token"], servers[i % 2].ws_url))
+        await watchers[-1].start()
+    await call_next(http[1], queue, key, 2)
+    assert await settle_after_restart(watchers, http[0], queue, key) == []
+    # The Redis it will come back as: everything up to here, and nothing after.
+    own_redis.kill()
+    older = outside_tmp / "older-redis"
+    shutil.copytree(own_redis.data_dir / "redis", older)
+    own_redis.start()
+    with redis.Redis.from_url(own_redis.url) as client:
+        kept_seq = int(client.hget(queue_keys(ours.redis_prefix, queue).meta, "seq") or 0)
+    await call_next(http[1], queue, key, 3)  # shown to every watcher, then lost
+    assert await settle_after_restart(watchers, http[0], queue, key) == []
+    await wait_persisted(http[0], queue, key, kept_seq + 3, timeout_s=10)
+    conn = await asyncpg.connect(dsn)
+    try:  # as if the persister had not copied them yet
+        await conn.execute(
+            "DELETE FROM queue_events WHERE queue = $1 AND seq > $2", queue, kept_seq
+        )
+    finally:
+        await conn.close()
+    own_redis.kill()
+    shutil.rmtree(own_redis.data_dir / "redis")
+    shutil.copytree(older, own_redis.data_dir / "redis")
+    own_redis.start()
+    await call_next(http[1], queue, key, 2)  # after the restart: seqs the lost calls had
+    wrong = await settle_after_restart(watchers, http[0], queue, key)
+    assert wrong == [], f"{len(wrong)} watchers off: {wrong[:10]}"
+    rewound = 0
+    for h in http:
+        resyncs = (await h.get("/readyz")).json()["resyncs"]
+        assert resyncs["drift"] == 0, resyncs
+        rewound += resyncs["rewound"]
+    assert rewound >= 1  # put right by reconnecting, on the node(s) that saw it
+    assert sum(w.reconnects for w in watchers) >= len(watchers)
+    for w in watchers:
+        await w.stop()

@@ -1,6 +1,7 @@
 """Opening hours across 3 real server processes: the queue opens and closes by itself, one event
 per boundary however many nodes race for it; `clear` removes the waiting line at closing (called
-tickets stay) and every node hears it; a manual change holds until the next boundary."""
+tickets stay) and every watcher, on whichever node, is told; a manual change holds until the next
+boundary."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import redis.asyncio as aioredis
 
 from server.config import Settings
 from server.keys import queue_keys
+from tests.server.watchers import RecordingWatcher
 
 NODES = 3
 
@@ -59,6 +61,7 @@ async def test_hours_open_and_close_once_across_nodes(
     tickets = [(await http[i % NODES].post(f"/v1/queues/{queue}/tickets")).json() for i in range(5)]
     called = (await http[1].post(f"/v1/queues/{queue}/call-next", headers=auth)).json()
     await http[2].post(f"/v1/queues/{queue}/close", headers=auth)  # closed until the opening
+    watchers = await watch_on_every_node(tickets, nodes)
 
     # Subscribe as a node would: the notices every node's watchers are moved by.
     assert settings.redis_url is not None
@@ -95,16 +98,14 @@ async def test_hours_open_and_close_once_across_nodes(
 
     # Every watcher is told: the removal notice names every removed ticket, and each ticket
     # reads as removed; the called one stays called.
-    notices = []
-    while (message := await sub.get_message(timeout=0.2)) is not None or len(notices) < 3:
-        if message and message["type"] == "smessage":
-            notices.append(orjson.loads(message["data"]))
-    removed = [n for n in notices if n["k"] == "removed"]
+    removed = await removal_notices(sub)
     assert sorted(removed[0]["ns"]) == sorted(t["number"] for t in waiting)
     for t in tickets:
         got = (await http[2].get(f"/v1/tickets/{t['ticket_id']}", headers=_bearer(t))).json()
         expected = "called" if t["ticket_id"] == called["ticket_id"] else "removed"
         assert got["status"] == expected
+
+    await every_watcher_told(watchers, called["ticket_id"])
 
     # A manual open holds until the next boundary (next week): nothing closes it again, not
     # even a node started now, whose scheduler has seen no boundary yet.
@@ -114,8 +115,47 @@ async def test_hours_open_and_close_once_across_nodes(
         await asyncio.sleep(2.5)
         assert (await fresh.get(f"/v1/queues/{queue}")).json()["state"] == "open"
     await sub.aclose()
+    await asyncio.gather(*(w.stop() for w in watchers))
     for c in http:
         await c.aclose()
+
+
+async def removal_notices(sub: Any) -> list[dict[str, Any]]:
+    """The `removed` notices among those published so far (at least the first three)."""
+    notices = []
+    while (message := await sub.get_message(timeout=0.2)) is not None or len(notices) < 3:
+        if message and message["type"] == "smessage":
+            notices.append(orjson.loads(message["data"]))
+    return [n for n in notices if n["k"] == "removed"]
+
+
+async def watch_on_every_node(tickets: list[Any], nodes: list[Any]) -> list[RecordingWatcher]:
+    watchers = [
+        RecordingWatcher(t["ticket_id"], t["token"], nodes[i % NODES].ws_url)
+        for i, t in enumerate(tickets)
+    ]
+    await asyncio.gather(*(w.start() for w in watchers))
+    return watchers
+
+
+async def every_watcher_told(watchers: list[RecordingWatcher], called_id: str) -> None:
+    """Each watcher heard it live: the opening, then the closing (removed ones: their status)."""
+
+    def status_of(tid: str) -> str:
+        return "called" if tid == called_id else "removed"
+
+    async def told() -> bool:
+        return all(w.last_state[0] == status_of(w.ticket_id) for w in watchers)
+
+    await wait_for(told, 10, "every watcher told")
+    for w in watchers:
+        states = [m["state"] for m in w.messages if m["type"] == "queue"]
+        assert states[0] == "closed" and "open" in states, (w.ticket_id, states)
+        if status_of(w.ticket_id) == "called":
+            assert states[-1] == "closed", states
+            assert not w.closed  # a called ticket keeps watching
+        else:
+            assert w.closed  # a removed ticket's watch ends, normally
 
 
 async def _is(read: Any, expected: str) -> bool:

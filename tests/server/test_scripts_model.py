@@ -2,10 +2,11 @@
 
 Every change script is a rule: join (with priorities), call-next, served / no-show, leave,
 pause / resume / close / open, remove, bulk remove, recall, requeue at a position, transfer
-(whole, or crashed between its two scripts and completed by the recovery check) and
-`max_waiting`. After every step Redis must equal the model, and a line mirror fed only by the
-published notices (no Redis reads) must equal it too: positions are exact for every watcher
-without a Redis call per watcher.
+(whole, or crashed between its two scripts and completed by the recovery check), `max_waiting`
+and the opening-hours boundary (open, close, close with `clear`; every node runs it for the same
+boundary, and it acts once). After every step Redis must equal the model, and a line mirror fed
+only by the published notices (no Redis reads) must equal it too: positions are exact for every
+watcher without a Redis call per watcher.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class QueueModel:
     seq: int = 0
     max_waiting: int | None = None
     called_once: set[int] = field(default_factory=set)
+    hours_ms: int = 0  # the last opening-hours boundary acted on
 
     def place(self, number: int, priority: int) -> int:
         """Insert at the tail of `priority` (higher first, FIFO within); the 1-based position."""
@@ -264,6 +266,7 @@ class ScriptsMachine(RuleBasedStateMachine):
             assert error is None and result is not None
             assert result["position"] == m.insert_at(number, k, 0)
             assert result["priority"] == m.priority[number]
+            m.called_once.discard(number)  # back in line: it may be called once more
             m.seq += 1
 
     def _intent(self, src: str, number: int, k: int | None) -> dict[str, Any]:
@@ -348,6 +351,36 @@ class ScriptsMachine(RuleBasedStateMachine):
         assert self.run(self.store.change_settings(q, change, fields, now_ms))["changed"]
         self.models[q].max_waiting = limit
         self.models[q].seq += 1
+
+    @rule(
+        q=st.sampled_from(QUEUES),
+        at_ms=st.integers(1, 12),
+        action=st.sampled_from(["open", "close"]),
+        clear=st.booleans(),
+    )
+    def boundary(self, q: str, at_ms: int, action: str, clear: bool) -> None:
+        """Two nodes' schedulers run the same boundary at once: one acts, and only on a boundary
+        newer than the last one acted on."""
+        m = self.models[q]
+
+        async def two_nodes() -> list[dict[str, Any]]:
+            runs = (self.store.boundary(q, at_ms, action, clear) for _ in range(2))
+            return list(await asyncio.gather(*runs))
+
+        both = self.run(two_nodes())
+        acted = [r for r in both if r["acted"]]
+        if at_ms <= m.hours_ms:
+            assert acted == []
+            return
+        assert len(acted) == 1
+        m.hours_ms = at_ms
+        target = "open" if action == "open" else "closed"
+        removed = list(m.line) if action == "close" and clear else []  # called ones stay
+        for number in removed:
+            m.finish(number, "removed")
+        assert acted[0]["removed"] == len(removed)
+        m.seq += bool(removed) + (m.state != target)
+        m.state = target
 
     # -- what must hold after every step --------------------------------------------------------
 
