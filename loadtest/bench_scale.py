@@ -57,10 +57,14 @@ class Cluster:
         created = self.services.vqueue("venue", "create", "Scale", "--json").splitlines()[-1]
         self.key: str = orjson.loads(created)["staff_key"]
         self.services.start()
-        self.shared = {
-            **_embedded_urls(work / "node-0"),
-            "VQ_SECRET_KEY": (work / "node-0" / "secret_key").read_text().strip(),
-        }
+        try:
+            self.shared = {
+                **_embedded_urls(work / "node-0"),
+                "VQ_SECRET_KEY": (work / "node-0" / "secret_key").read_text().strip(),
+            }
+        except BaseException:  # no node 0 left running behind a failed start
+            self.services.stop()
+            raise
         self.nodes: list[Server] = []
         self.started = 0
 
