@@ -164,6 +164,7 @@ class QueueWatch(Generic[W]):
         self._unflushed_since: float | None = None  # the oldest notice not yet flushed
         self._quoted: set[int] = set()
         self._drift_seq: int | None = None
+        self._drift_from = 0  # the mirror's seq at the drift check's first look
         self._resync_requested = False
         self.views: QueueViews[W] = QueueViews(queue)  # `watch_queue` / `watch_board` watchers
         self._book_requested = False
@@ -458,8 +459,10 @@ class QueueWatch(Generic[W]):
     def check(self, epoch: str | None, seq: int | None) -> list[Action[W]]:
         """The periodic drift check: Redis's (epoch, seq) against the mirror's.
 
-        Being behind once may just be a notice in flight; behind the same seq twice means the
-        last notices were lost (a gap only shows when a later notice comes).
+        Being behind once may just be a notice in flight; behind the same seq twice, with no
+        notice applied in between, means the last notices were lost (a gap only shows when a
+        later notice comes). A mirror that moved on but is still behind is a node catching up
+        under load, not a loss: it is looked at again from where it stands now.
         """
         mirror = self.mirror
         if mirror is None or self.phase is not Phase.LIVE:
@@ -468,10 +471,12 @@ class QueueWatch(Generic[W]):
         if not behind:
             self._drift_seq = None
             return []
-        if self._drift_seq is not None and mirror.seq < self._drift_seq:
+        stalled = mirror.seq == self._drift_from
+        if self._drift_seq is not None and mirror.seq < self._drift_seq and stalled:
             self.phase = Phase.RESYNCING
             return self._request(ResyncReason.DRIFT)
         self._drift_seq = seq if epoch == mirror.epoch and seq is not None else mirror.seq + 1
+        self._drift_from = mirror.seq
         return []
 
     # -- flushing -------------------------------------------------------------------------------

@@ -51,6 +51,12 @@ UNSUBSCRIBE_GRACE_S = 10.0
 __all__ = ["FINAL_STATUSES", "Fanout", "ViewWatcher", "Watcher"]
 
 
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """Mark an opening's failure as seen: the watchers awaiting it were told (Unavailable)."""
+    if not task.cancelled():
+        task.exception()
+
+
 async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
     """Cancel and await tasks, cancelling again if a cancel was swallowed (redis-py can)."""
     for _ in range(10):
@@ -100,6 +106,8 @@ class _Queue:
     reads: TicketReads
     flush_handle: asyncio.TimerHandle | None = None
     idle_since: float | None = None
+    # Seeding and subscribing, once: every watcher of the queue awaits it before it registers.
+    opening: asyncio.Task[None] | None = None
 
 
 class Fanout:
@@ -147,9 +155,7 @@ class Fanout:
         moves it too, and `QueueWatch.start` settles the read against the mirror by seq.
         Returns None for an unknown ticket or another ticket's token (nothing is sent then).
         """
-        q = self.queues.get(watcher.queue)
-        if q is None:
-            q = await self._open(watcher.queue)
+        q = await self._followed(watcher.queue)
         q.idle_since = None
         q.watch.register(watcher, watcher.number, watcher.conn)
         try:
@@ -176,9 +182,7 @@ class Fanout:
 
     async def add_view(self, watcher: ViewWatcher) -> None:
         """Register a staff or board watcher; its first frames come once the book is read."""
-        q = self.queues.get(watcher.queue)
-        if q is None:
-            q = await self._open(watcher.queue)
+        q = await self._followed(watcher.queue)
         q.idle_since = None
         self._run(q, q.watch.register_view(watcher, watcher.role, watcher.conn))
 
@@ -194,19 +198,38 @@ class Fanout:
             view.revoked()
         return len(views)
 
-    async def _open(self, name: str) -> _Queue:
-        watch: QueueWatch[Watcher] = QueueWatch(name, self.flush_s)
-        reads = TicketReads(lambda numbers: self.store.tickets(name, numbers))
-        q = self.queues[name] = _Queue(name, watch, reads)
+    async def _followed(self, name: str) -> _Queue:
+        """The queue's watch once its notices are subscribed to; Unavailable if they cannot be.
+
+        The first watcher opens it and the ones that arrive meanwhile wait for the same opening:
+        a watcher registers only in a watch whose subscription stands. (Registering them at once
+        left those of an opening that failed in a watch the node no longer held: no notice, no
+        resync and no drift check ever reached them again.)
+        """
+        while True:
+            q = self.queues.get(name)
+            if q is None:
+                watch: QueueWatch[Watcher] = QueueWatch(name, self.flush_s)
+                reads = TicketReads(lambda numbers: self.store.tickets(name, numbers))
+                q = self.queues[name] = _Queue(name, watch, reads)
+                q.opening = asyncio.get_running_loop().create_task(self._open(q))
+                q.opening.add_done_callback(_retrieve)
+                self._resync_tasks.add(q.opening)  # stop() cancels one still under way
+                q.opening.add_done_callback(self._resync_tasks.discard)
+            assert q.opening is not None
+            await asyncio.shield(q.opening)  # a watcher that goes away does not cancel it
+            if self.queues.get(name) is q:
+                return q
+
+    async def _open(self, q: _Queue) -> None:
         try:
             if self.seed_eta is not None:
-                await self.seed_eta(name, watch.eta)
-            await self._notices.subscribe(name)  # its confirmation starts the first snapshot
-        except Unavailable:
-            if self.queues.get(name) is q:
-                del self.queues[name]
+                await self.seed_eta(q.name, q.watch.eta)
+            await self._notices.subscribe(q.name)  # its confirmation starts the first snapshot
+        except BaseException:  # Unavailable, or cancelled: the next watcher opens it anew
+            if self.queues.get(q.name) is q:
+                del self.queues[q.name]
             raise
-        return q
 
     # -- actions --------------------------------------------------------------------------------
 

@@ -63,6 +63,7 @@ class RedisCluster:
     folder: Path
     primaries: int = 3
     nodes: list[ClusterNode] = field(default_factory=list)
+    _met_at: float = float("-inf")  # when MEET was last sent
 
     @property
     def url(self) -> str:
@@ -92,15 +93,30 @@ class RedisCluster:
         for i, node in enumerate(primaries):
             last = SLOTS - 1 if i == self.primaries - 1 else (i + 1) * per - 1
             node.client().execute_command("CLUSTER", "ADDSLOTSRANGE", i * per, last)
-        first = self.nodes[0].client()
-        for node in self.nodes[1:]:
-            first.execute_command("CLUSTER", "MEET", HOST, node.port)
-        everyone = len(self.nodes)
-        _wait(lambda: all(len(self._known(n)) == everyone for n in self.nodes), "MEET")
+        _wait(self._met, "MEET")
         for primary, replica in zip(primaries, replicas, strict=True):
             primary_id = primary.client().execute_command("CLUSTER", "MYID").decode()
             replica.client().execute_command("CLUSTER", "REPLICATE", primary_id)
         _wait(self._healthy, "every slot served and every replica in sync")
+
+    def _met(self) -> bool:
+        """Whether every node knows every other; if not, node 0 meets the ones it lacks again.
+
+        A node drops a handshake that timed out (`cluster-node-timeout`, 1 s here, which a busy
+        machine can exceed) and does not retry it: the MEET must be sent again.
+        """
+        everyone = len(self.nodes)
+        if all(len(self._known(n)) == everyone for n in self.nodes):
+            return True
+        now = time.monotonic()
+        if now - self._met_at >= 1.0:
+            self._met_at = now
+            first = self.nodes[0]
+            known = " ".join(self._known(first))
+            for node in self.nodes[1:]:
+                if f"{HOST}:{node.port}@" not in known:
+                    first.client().execute_command("CLUSTER", "MEET", HOST, node.port)
+        return False
 
     def _known(self, node: ClusterNode) -> list[str]:
         raw = node.client().execute_command("CLUSTER", "NODES")

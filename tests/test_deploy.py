@@ -1,12 +1,16 @@
 """deploy/compose.yaml and deploy/haproxy.cfg, checked without a container engine: every vqueue
-service runs a command this version's CLI accepts with variables server/config.py reads and
-accepts, and the balancer's configuration is one HAProxy 2.6 accepts."""
+service runs a command this version's CLI accepts, through the image's `vqueue` entrypoint, with
+only variables server/config.py reads, values it accepts, and the deployment's own Redis and
+PostgreSQL (never embedded ones in a container); and the balancer's configuration is one HAProxy
+2.6 accepts. Each check is shown to fail on a compose file with one thing wrong."""
 
 from __future__ import annotations
 
+import copy
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +18,46 @@ import pytest
 import yaml
 
 from server.cli import _parser
-from server.config import Settings
+from server.config import ConfigError, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 SAMPLE_SECRET = "s" * 40
-# Every variable server/config.py reads: a quoted name passed to the environment mapping.
-READ_VARIABLES = set(
-    re.findall(r'"((?:VQ|REDIS|DATABASE)_[A-Z_]+)"', (ROOT / "server/config.py").read_text())
-)
+
+
+class _Reads(Mapping[str, str]):
+    """An empty environment that notes every name looked up in it."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+
+    def __getitem__(self, name: str) -> str:
+        self.names.add(name)
+        raise KeyError(name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        self.names.add(name)
+        return default
+
+    def __contains__(self, name: object) -> bool:
+        self.names.add(str(name))
+        return False
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def _read_variables() -> set[str]:
+    """Every variable `Settings.from_environ` looks up: what server/config.py reads."""
+    reads = _Reads()
+    Settings.from_environ(reads)
+    return reads.names
+
+
+READ_VARIABLES = _read_variables()
 
 
 def _compose() -> dict[str, Any]:
@@ -35,8 +70,30 @@ def _interpolate(value: str) -> str:
     return re.sub(r"\$\{(\w+)(?::[?-][^}]*)?\}", lambda m: SAMPLE_SECRET, value)
 
 
-def _vqueue_services() -> dict[str, dict[str, Any]]:
-    return {n: s for n, s in _compose()["services"].items() if s.get("build") == ".."}
+def _vqueue_services(compose: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    services = (compose or _compose())["services"]
+    return {n: s for n, s in services.items() if s.get("build") == ".."}
+
+
+def problems(service: dict[str, Any]) -> list[str]:
+    """What is wrong with one vqueue service for this version (nothing: an empty list)."""
+    found: list[str] = []
+    try:
+        _parser().parse_args([str(arg) for arg in service.get("command", [])])
+    except SystemExit:  # argparse's answer to an unknown command or option
+        found.append(f"command {service.get('command')} is not one the CLI accepts")
+    env = {key: _interpolate(str(value)) for key, value in service.get("environment", {}).items()}
+    unknown = sorted(set(env) - READ_VARIABLES)
+    if unknown:
+        found.append(f"variables this version does not read: {unknown}")
+    try:
+        settings = Settings.from_environ(env)
+    except ConfigError as exc:
+        found.append(f"a value server/config.py refuses: {exc}")
+    else:
+        if settings.embedded:  # it would start its own Redis or PostgreSQL in the container
+            found.append("REDIS_URL or DATABASE_URL unset: the service would embed its own")
+    return found
 
 
 def test_the_compose_file_runs_nodes_a_balancer_a_redis_cluster_and_postgresql() -> None:
@@ -55,12 +112,43 @@ def test_the_compose_file_runs_nodes_a_balancer_a_redis_cluster_and_postgresql()
 
 @pytest.mark.parametrize("name", sorted(_vqueue_services()))
 def test_each_vqueue_service_has_a_valid_command_and_variables(name: str) -> None:
-    service = _vqueue_services()[name]
-    _parser().parse_args(service["command"])  # exits (SystemExit) on an unknown command/option
-    env = {key: _interpolate(str(value)) for key, value in service["environment"].items()}
-    unknown = set(env) - READ_VARIABLES
-    assert not unknown, f"{name} sets variables this version does not read: {unknown}"
-    Settings.from_environ(env)  # and their values are valid (ConfigError otherwise)
+    assert problems(_vqueue_services()[name]) == []
+
+
+def test_the_image_runs_the_vqueue_command() -> None:
+    """The services' commands are `vqueue` arguments: the image's entrypoint is that script."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["vqueue"]' in dockerfile
+    assert 'vqueue = "server.cli:main"' in (ROOT / "pyproject.toml").read_text()
+
+
+def _broken(change: Any) -> list[str]:
+    compose = copy.deepcopy(_compose())
+    service = _vqueue_services(compose)["node1"]
+    service["environment"] = dict(service["environment"])
+    change(service)
+    return problems(service)
+
+
+@pytest.mark.parametrize(
+    ("what", "change"),
+    [
+        ("an unknown option", lambda s: s.__setitem__("command", ["serve", "--hots", "0.0.0.0"])),
+        ("an unknown command", lambda s: s.__setitem__("command", ["run"])),
+        ("an unknown variable", lambda s: s["environment"].__setitem__("VQ_FLUSH_MSS", "50")),
+        ("a bad value", lambda s: s["environment"].__setitem__("VQ_REDIS_CLUSTER", "maybe")),
+        ("a short secret", lambda s: s["environment"].__setitem__("VQ_SECRET_KEY", "short")),
+        ("no Redis", lambda s: s["environment"].pop("REDIS_URL")),
+    ],
+)
+def test_the_check_fails_on_a_service_with_one_thing_wrong(what: str, change: Any) -> None:
+    assert problems(_vqueue_services()["node1"]) == []  # the same service, unbroken
+    assert len(_broken(change)) == 1, what
+
+
+def test_the_variables_read_are_found_by_running_the_config() -> None:
+    assert {"REDIS_URL", "DATABASE_URL", "VQ_SECRET_KEY", "VQ_REDIS_CLUSTER"} <= READ_VARIABLES
+    assert "VQ_FORWARDED_ALLOW_IPS" not in READ_VARIABLES  # a variable of an earlier version
 
 
 def test_every_variable_read_is_in_the_readme_table() -> None:

@@ -3,7 +3,8 @@
 Scripts publish each queue's notices with SPUBLISH on a channel in the queue's hash slot, so on a
 Redis Cluster a notice reaches only the primary (and replicas) owning that slot, not every node.
 A node keeps one connection per primary that owns one of its watched queues; on a single Redis
-there is one "shard", the server itself.
+there is one "shard", the server itself. Each shard has a client of its own: a subscription never
+waits behind the store's pool.
 
 Pub/sub is at-most-once. Every (re)confirmed subscription is reported as `Resubscribed`, so the
 fan-out reloads that queue: whatever was published while a connection was down is lost, and only
@@ -76,9 +77,8 @@ class _Shard:
                 await self.reader
         with contextlib.suppress(RedisError, OSError, RuntimeError):
             await self.pubsub.aclose()  # type: ignore[no-untyped-call]
-        if self.address != SINGLE:  # the single shard borrows the store's own client
-            with contextlib.suppress(RedisError, OSError, RuntimeError):
-                await self.client.aclose()
+        with contextlib.suppress(RedisError, OSError, RuntimeError):
+            await self.client.aclose()
 
 
 class NoticeStream:
@@ -184,7 +184,7 @@ class NoticeStream:
                 self._drop(shard)
                 await shard.close()
                 continue
-            if shard.reader is None:
+            if shard.reader is None or shard.reader.done():
                 shard.reader = asyncio.get_running_loop().create_task(
                     self._read(shard), name=f"notices-{address}"
                 )
@@ -197,17 +197,13 @@ class NoticeStream:
         return f"{node.host}:{node.port}"
 
     def _open(self, address: str) -> _Shard:
-        if address == SINGLE:
-            client = self._store.redis
-        else:
+        """A shard with a client of its own: its subscription never waits for a connection of
+        the store's pool, which a connect storm's ticket reads can keep busy for seconds."""
+        options: dict[str, Any] = {**parse_url(self._store.url)}
+        if address != SINGLE:
             host, _, port = address.rpartition(":")
-            options: dict[str, Any] = {
-                **parse_url(self._store.url),
-                "host": host,
-                "port": int(port),
-            }
-            client = redis.Redis(**options)
-        shard = self._shards[address] = _Shard(address, client)
+            options = {**options, "host": host, "port": int(port)}
+        shard = self._shards[address] = _Shard(address, redis.Redis(**options))
         return shard
 
     def _drop(self, shard: _Shard) -> None:
@@ -249,6 +245,10 @@ class NoticeStream:
                 message = await shard.pubsub.get_message(timeout=GET_TIMEOUT_S)
             except (RedisError, OSError, RuntimeError) as exc:
                 log.warning("notices from %s lost (%s); placing them again", shard.address, exc)
+                self._inbox.put_nowait(_Lost(shard, set(shard.channels)))
+                return
+            except Exception:  # never a reader that stops in silence: its queues would too
+                log.exception("notice reader of %s failed; placing again", shard.address)
                 self._inbox.put_nowait(_Lost(shard, set(shard.channels)))
                 return
             if message is not None:

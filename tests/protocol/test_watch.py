@@ -393,6 +393,16 @@ def test_a_notice_in_flight_is_not_drift() -> None:
     assert node.resyncs == [Resync(ResyncReason.INITIAL)]
 
 
+def test_a_node_catching_up_under_load_is_not_drift() -> None:
+    node = Node()
+    node.live(LINE)  # seq 10
+    node.run(node.watch.check("e1", 13))  # 11, 12 and 13 in flight
+    node.notice(notice(11, E.CALLED, 1, 4))
+    node.notice(notice(12, E.CALLED, 2, 3))  # moving, but still behind 13
+    assert node.run(node.watch.check("e1", 14)) == []
+    assert node.run(node.watch.check("e1", 14)) == [Resync(ResyncReason.DRIFT)]  # then stalled
+
+
 def test_redis_back_behind_what_was_shown_lets_every_watcher_start_over() -> None:
     """Redis restarted from its append-only file without its last writes (calls 11 and 12,
     whose notices went out), and the next change reuses seq 11. A connection never goes back

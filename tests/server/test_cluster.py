@@ -169,7 +169,9 @@ async def lost_joins(run: Run) -> list[tuple[dict[str, Any], float]]:
     return lost
 
 
-async def assert_exact_at_quiet(run: Run, skip: Callable[[RecordingWatcher], bool]) -> None:
+async def assert_exact_at_quiet(
+    run: Run, skip: Callable[[RecordingWatcher], bool], failover: bool
+) -> None:
     watched = [w for w in run.watchers if not skip(w)]
     wrong = await settle(watched, run.clients[0], run.queue, run.key)
     assert wrong == [], f"{len(wrong)} watchers off: {wrong[:10]}"
@@ -178,8 +180,10 @@ async def assert_exact_at_quiet(run: Run, skip: Callable[[RecordingWatcher], boo
     await asyncio.sleep(1.0)
     assert await mismatches(watched, run.clients[0], run.queue, run.key) == []
     for client in run.clients:
-        ready = (await client.get("/readyz")).json()
-        assert ready["resyncs"]["drift"] == 0, ready
+        resyncs = (await client.get("/readyz")).json()["resyncs"]
+        assert resyncs["drift"] == 0, resyncs  # the check is off: it cannot have run
+        if not failover:  # and nothing but the first snapshot and the notices: no gap, no resync
+            assert sum(resyncs.values()) == resyncs["initial"] == 1, resyncs
 
 
 @pytest_asyncio.fixture
@@ -207,7 +211,7 @@ async def test_watchers_on_every_node_end_exact_on_a_redis_cluster(
     counts = Counter(c["ticket_id"] for c, _ in run.calls)
     assert len(run.calls) == 2 * CALLS and max(counts.values()) == 1  # no ticket called twice
     assert await lost_joins(run) == []
-    await assert_exact_at_quiet(run, skip=lambda w: False)
+    await assert_exact_at_quiet(run, skip=lambda w: False, failover=False)
     assert_every_call_was_told(run.watchers, [c for c, _ in run.calls])
     await assert_persisted(run, redis_cluster, db)
 
@@ -263,7 +267,11 @@ async def test_exact_after_the_queue_primary_is_killed_mid_test(
         assert first == at or killed_at - LOSS_WINDOW_S < first <= killed_at, (call, first, at)
 
     gone = {t["token"] for t, _ in lost}
-    await assert_exact_at_quiet(run, skip=lambda w: w.token in gone)
-    assert run.retried > 0  # the failover did interrupt requests in flight
+    await assert_exact_at_quiet(run, skip=lambda w: w.token in gone, failover=True)
+    # The kill came mid-test: calls were acknowledged on both sides of it. (Whether a request
+    # saw the failover as a 503 depends on how long redis-py's own retries take to reach the
+    # promoted replica on a busy machine, so `run.retried` is not asserted.)
+    acknowledged = [at for _, at in run.calls]
+    assert min(acknowledged) < killed_at < max(acknowledged), (killed_at, acknowledged)
     for client in run.clients:  # and every node resubscribed after it (the first is "initial")
         assert (await client.get("/readyz")).json()["resyncs"]["resubscribe"] >= 1

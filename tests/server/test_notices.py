@@ -65,3 +65,23 @@ async def test_a_join_is_noticed_on_plain_redis_7(tmp_path: Path) -> None:
         await _join_is_noticed(server.url)
     finally:
         server.stop()
+
+
+async def test_a_subscription_does_not_wait_for_the_store_pool(
+    redis_server: EmbeddedRedis,
+) -> None:
+    """A connect storm keeps the store's pool busy with ticket reads: the first watcher's
+    subscription must not queue behind them (it failed after the pool's wait, and the watchers
+    that arrived meanwhile failed with it)."""
+    store = Store(redis_server.url, "pool", max_connections=1)
+    notices = store.notices()
+    pool = store.redis.connection_pool
+    busy = await pool.get_connection()  # the pool's only connection, taken by a ticket read
+    try:
+        await asyncio.wait_for(notices.subscribe("q"), timeout=2)
+        first = await _next(notices.messages())
+        assert isinstance(first, Resubscribed) and first.queue == "q"
+    finally:
+        await pool.release(busy)
+        await notices.close()
+        await store.close()
