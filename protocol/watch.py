@@ -234,10 +234,15 @@ class QueueWatch(Generic[W]):
         return actions
 
     def _first_queue_state(self, watcher: W, conn: Connection, view: TicketView) -> list[Action[W]]:
-        """The queue's state, first of all (the mirror's when it is past the read)."""
+        """The queue's state, first of all (the mirror's when it is past the read).
+
+        Not for a ticket the read found called or finished: its `called`/`status` goes out at the
+        read's seq, which a queue frame at the mirror's newer seq would make the connection drop
+        (a call applied before this watcher registered reaches it only this way). Any change of
+        state after the read was sent to this watcher, registered by then, as it happened."""
         mirror, state, seq = self.mirror, view.queue_state, view.seq
         live = mirror is not None and self.phase is Phase.LIVE and mirror.epoch == view.epoch
-        if live and mirror is not None and mirror.seq > view.seq:
+        if live and mirror is not None and mirror.seq > view.seq and view.status == "waiting":
             state, seq = mirror.state, mirror.seq
         message = QueueState(self.queue, state, seq)
         if not conn.outgoing(message):

@@ -201,6 +201,17 @@ def test_the_first_state_of_a_read_older_than_the_mirror_comes_from_the_mirror()
     }
 
 
+def test_a_ticket_called_before_its_watcher_came_is_told_when_the_mirror_is_past_the_read() -> None:
+    node = Node()
+    node.live(LINE)
+    node.notice(notice(11, E.CALLED, 1, 4))  # before the watcher registers
+    node.register(7, 1)
+    called = view(1, 11, AFTER, "called", counter="desk 1")  # read at 11
+    node.notice(notice(12, E.CALLED, 2, 3))  # the mirror moves past the read
+    node.start(7, called)
+    assert node.shown(7) == "called"
+
+
 def test_a_read_of_a_called_ticket_older_than_its_called_frame_sends_nothing_stale() -> None:
     node = Node()
     node.live(LINE)
