@@ -322,7 +322,13 @@ async def _populate(
 
 
 async def _staff_line(http: httpx.AsyncClient, queue: str, auth: dict[str, str]) -> list[str]:
-    r = await http.get(f"/v1/queues/{queue}/tickets", headers=auth)
+    # After a Redis restart a pooled connection that died with it answers 503 once (the
+    # contract's answer, with Retry-After): a client asks again.
+    for _ in range(20):
+        r = await http.get(f"/v1/queues/{queue}/tickets", headers=auth)
+        if r.status_code != 503:
+            break
+        await asyncio.sleep(0.1)
     assert r.status_code == 200, r.text
     return [row["ticket_id"] for row in r.json()["waiting"]]
 

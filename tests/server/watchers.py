@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from protocol.closecodes import SERVICE_RESTART, TRY_AGAIN_LATER
 
@@ -63,7 +63,10 @@ class RecordingWatcher:
                 await asyncio.sleep(0.1 * min(self.reconnects, 10))
             else:
                 return
-            ws = self.ws = await self._watch()
+            try:
+                ws = self.ws = await self._watch()
+            except (OSError, TimeoutError, InvalidHandshake):  # the node is down: end quietly
+                return
 
     async def stop(self) -> None:
         self.stopping = True
