@@ -104,6 +104,27 @@ async def _load_for(load: JoinLoad, more: int, seconds: float) -> None:
         await asyncio.sleep(0.05)
 
 
+async def _watched_on_two_nodes(
+    settings: Settings,
+    key: str,
+    start_server: Callable[..., ServerProcess],
+    clients: Callable[[ServerProcess], httpx.AsyncClient],
+    count: int,
+) -> tuple[list[httpx.AsyncClient], str, list[RecordingWatcher]]:
+    """Two nodes with the drift check off, a new queue, and `count` tickets, each joined and
+    watched on one node, the nodes alternating."""
+    servers = [start_server(settings, VQ_RESYNC_CHECK_S="0") for _ in range(2)]
+    http = [clients(s) for s in servers]
+    queue = await _new_queue(http[0], key)
+    watchers = []
+    for i in range(count):
+        r = await http[i % 2].post(f"/v1/queues/{queue}/tickets", json={})
+        t = r.json()
+        watchers.append(RecordingWatcher(t["ticket_id"], t["token"], servers[i % 2].ws_url))
+        await watchers[-1].start()
+    return http, queue, watchers
+
+
 def _numbers_in_aof_copy(server: EmbeddedRedis, scratch: Path, prefix: str, queue: str) -> set[int]:
     """The ticket numbers a Redis started on a copy of the dead one's AOF holds: what the AOF
     alone kept, before any node or the recovery from PostgreSQL could touch it."""
@@ -133,15 +154,7 @@ async def test_redis_killed_under_load_restarts_from_its_aof(
     assert settings.database_url is not None
     key = await _venue_key(settings.database_url.reveal())
     ours = replace(settings, redis_url=Secret(own_redis.url))
-    servers = [start_server(ours, VQ_RESYNC_CHECK_S="0") for _ in range(2)]
-    http = [clients(s) for s in servers]
-    queue = await _new_queue(http[0], key)
-    watchers = []
-    for i in range(WATCHED):
-        r = await http[i % 2].post(f"/v1/queues/{queue}/tickets", json={})
-        t = r.json()
-        watchers.append(RecordingWatcher(t["ticket_id"], t["token"], servers[i % 2].ws_url))
-        await watchers[-1].start()
+    http, queue, watchers = await _watched_on_two_nodes(ours, key, start_server, clients, WATCHED)
     async with running(JoinLoad(http[0], queue)) as load:
         figures = []
         kills: list[float] = []
@@ -259,15 +272,7 @@ async def test_redis_back_behind_what_watchers_were_shown_is_put_right(
     dsn = settings.database_url.reveal()
     key = await _venue_key(dsn)
     ours = replace(settings, redis_url=Secret(own_redis.url))
-    servers = [start_server(ours, VQ_RESYNC_CHECK_S="0") for _ in range(2)]
-    http = [clients(s) for s in servers]
-    queue = await _new_queue(http[0], key)
-    watchers = []
-    for i in range(20):
-        r = await http[i % 2].post(f"/v1/queues/{queue}/tickets", json={})
-        t = r.json()
-        watchers.append(RecordingWatcher(t["ticket_id"], t["token"], servers[i % 2].ws_url))
-        await watchers[-1].start()
+    http, queue, watchers = await _watched_on_two_nodes(ours, key, start_server, clients, 20)
     await call_next(http[1], queue, key, 2)
     assert await settle_after_restart(watchers, http[0], queue, key) == []
     # The Redis it will come back as: everything up to here, and nothing after.
