@@ -453,9 +453,11 @@ class QueueWatch(Generic[W]):
         file lost its last writes after their notices went out, and the next changes reuse their
         seqs. Every watcher here was shown seqs the truth now lies under, so each is let go, to
         start over on a new connection; this node counts none of them from now on."""
-        watchers = [w for group in self._groups.values() for w in group]
-        self._groups.clear()
-        self._dirty.clear()
+        watchers: list[W] = []
+        for number, group in list(self._groups.items()):
+            for watcher in list(group):
+                self.unregister(watcher, number)  # the mirror stops watching its number too
+                watchers.append(watcher)
         for view in self.views.watchers:
             self.views.unregister(view)
             watchers.append(view)

@@ -435,6 +435,7 @@ def test_redis_back_behind_what_was_shown_lets_every_watcher_start_over() -> Non
     node.flush()
     assert {w: len(node.sent[w]) for w in (7, 8)} == before  # nothing more on old connections
     assert node.watch.idle
+    assert node.watch.mirror is not None and node.watch.mirror.watched == set()
     node.watch_ticket(9, 5, 11, AFTER)  # watcher 7, back on a new connection
     node.notice(notice(12, E.CALLED, 2, 3))
     node.flush()
