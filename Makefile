@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format types unit soak bench browser-deps balancer-deps clean
+.PHONY: run test lint format types unit soak bench bench-deps browser-deps balancer-deps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,13 +40,17 @@ soak: $(STAMP)
 	$(BIN)/python -m pytest -m soak $(PYTEST_ARGS)
 
 ## bench: the fixed harness, persistence, scale, metrics on/off, priority-join and notifier runs that write BENCHMARKS.md (about 45 minutes)
-bench: $(STAMP)
+bench: $(STAMP) bench-deps
 	$(BIN)/python -m server.bench_persist --out bench-results/persist.json
 	$(BIN)/python -m loadtest.bench --out BENCHMARKS.md --persist bench-results/persist.json
 
 ## browser-deps: Debian's Chromium for the browser tests (Playwright cannot download one here)
 browser-deps:
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+## bench-deps: wrk (the joins-per-second run) and HAProxy (the balancer step), from Debian
+bench-deps: balancer-deps
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)
 
 ## balancer-deps: Debian's HAProxy 2.6 for the load-balancer tests and bench (skipped without it)
 balancer-deps:

@@ -233,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     priority = bench_priority.measure(work, args.quick)
     text = render(results, started, load_before, os.getloadavg(), args.quick, persist)
     text += "\n" + _limits(work / "limits.md", args.quick)
+    text += "\n" + _joins(work / "joins.md", args.quick)
     from loadtest.bench_scale import render as render_scale  # it builds on this module
 
     text += "\n" + render_scale(_scale(work / "scale.json", args.quick))
@@ -289,6 +290,14 @@ def _limits(out: Path, quick: bool) -> str:
     """Run the join-throughput comparison with and without the abuse limits; its section."""
     runs, joins = ("3", "500") if quick else ("5", "3000")
     argv = [sys.executable, "-m", "loadtest.bench_limits", "--runs", runs, "--joins", joins]
+    subprocess.run([*argv, "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
+    return out.read_text()
+
+
+def _joins(out: Path, quick: bool) -> str:
+    """Run the joins-per-second comparison with the bare join; its section."""
+    runs, seconds = ("1", "3") if quick else ("3", "8")
+    argv = [sys.executable, "-m", "loadtest.bench_joins", "--runs", runs, "--seconds", seconds]
     subprocess.run([*argv, "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
     return out.read_text()
 

@@ -2,9 +2,10 @@
 
 Two `vqueue serve` processes run side by side (each with its own embedded Redis and PostgreSQL,
 both pinned to the server CPU): one counts every join against a per-address and a per-queue limit
-too high to refuse anything (loopback not exempt), the other has the limits `off`. Runs alternate
-between them (A B A B ...), so a slow moment of the shared machine falls on both arms; each arm's
-median of `runs` runs is reported with its spread, and the ratio limited/off.
+too high to refuse anything (loopback not exempt), the other has the limits `off`. After a
+warm-up of each, runs alternate between them (A B A B ...), so a slow moment of the shared
+machine falls on both arms; each arm's median of `runs` runs is reported with its spread, and
+the ratio limited/off.
 
 Run: python -m loadtest.bench_limits [--runs 5] [--joins 3000] [--out FILE.md]
 """
@@ -70,6 +71,9 @@ def measure(runs: int, joins: int, work: Path) -> dict[str, Any]:
         server.start()
     rates: dict[str, list[float]] = {arm: [] for arm in ARMS}
     try:
+        for server, key in servers.values():  # warm-up: the first joins of a process are slow
+            _put_queue(server.url, key, "joins-warm")
+            asyncio.run(joins_per_second(server.url, "joins-warm", min(joins, 1000)))
         for run in range(runs):
             for arm, (server, key) in servers.items():
                 queue = f"joins-{run}"

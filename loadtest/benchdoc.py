@@ -154,15 +154,20 @@ def _storms(results: dict[str, list[dict[str, Any]]]) -> list[str]:
         "sockets has the one frame it sends at open. Watchers per second = watchers / that time.",
         "",
         "| run | watchers | vqueue storm s | bare storm s | time ratio | watchers/s ratio "
-        "| update p99 ms (whole run) | mismatches | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| update p99 ms (whole run) | update p99 ms after the storm | mismatches | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for name, target in (("storm", "watchers/s >= 0.8x bare"), ("reconnect-storm", "<= 1.25x")):
+    targets = {
+        "storm": "watchers/s >= 0.8x bare",
+        "reconnect-storm": "<= 1.25x; update p99 after the storm < 2 s",
+    }
+    for name, target in targets.items():
         runs = results.get(name, [])
         ratios = []
         for i, r in enumerate(runs, 1):
             rc, bare = r.get("reconnect_ms") or {}, (r.get("baseline") or {}).get("storm") or {}
             mine = None if rc.get("max") is None else rc["max"] / 1000.0
+            after = r.get("update_latency_after_storm_ms") or {}
             ratio = r["ratios"].get("storm_time") if r.get("ratios") else None
             ratios.append(ratio)
             speed = None if not ratio else round(1.0 / ratio, 3)
@@ -170,7 +175,7 @@ def _storms(results: dict[str, list[dict[str, Any]]]) -> list[str]:
             out.append(
                 f"| {name} {i} | {_n(r['watchers'])} | {_n(mine, 2)} | {_n(bare.get('time_s'), 2)} "
                 f"| {_n(ratio, 2)} | {_n(speed, 2)} | {_n(r['update_latency_ms']['p99'])} "
-                f"| {r['final_position_mismatches']} | {errors} |"
+                f"| {_n(after.get('p99'))} | {r['final_position_mismatches']} | {errors} |"
             )
         present = [x for x in ratios if x is not None]
         if present:
@@ -178,7 +183,7 @@ def _storms(results: dict[str, list[dict[str, Any]]]) -> list[str]:
             spread = f"{min(present):.2f}-{max(present):.2f}"
             out.append(
                 f"| **{name} median** | | | | **{med:.2f}** ({spread}) "
-                f"| **{1 / med:.2f}** | | | target {target} |"
+                f"| **{1 / med:.2f}** | | | | target {target} |"
             )
     return [*out, ""]
 

@@ -164,6 +164,10 @@ def _summary_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     if result.get("reconnect_ms"):
         rc = result["reconnect_ms"]
         rows.append(("reconnect p50 / p99 (ms)", f"{_fmt(rc['p50'])} / {_fmt(rc['p99'])}", "", ""))
+        after = result.get("update_latency_after_storm_ms") or {}
+        if after.get("count"):
+            shown = f"{_fmt(after['p50'])} / {_fmt(after['p99'])}"
+            rows.append(("update p50 / p99 after the storm (ms)", shown, "", ""))
     if result.get("failover"):
         fo = result["failover"]
         rc = fo["recovery_ms"]

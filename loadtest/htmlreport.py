@@ -132,6 +132,10 @@ def _cards(r: dict[str, Any]) -> str:
     if r.get("reconnect_ms"):
         rc = r["reconnect_ms"]
         cards.append(_card("reconnect p99", _num(rc["p99"], " ms"), f"p50 {_num(rc['p50'])} ms"))
+        after = r.get("update_latency_after_storm_ms") or {}
+        if after.get("count"):
+            note = f"p50 {_num(after['p50'])} ms, {after['calls']} calls"
+            cards.append(_card("update p99 after the storm", _num(after["p99"], " ms"), note))
     if r.get("failover"):
         fo, rc = r["failover"], r["failover"]["recovery_ms"]
         note = f"{fo['recovered']}/{fo['watching']} back; p50 {_num(rc['p50'])} ms"

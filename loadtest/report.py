@@ -29,7 +29,9 @@ METHOD = {
         "such samples are negative, kept as they are, and counted in "
         "update_latency_negative_samples. update_latency_per_call_ms: each call-next's own "
         "p99 (and max) over its watchers, as the median over the run's calls; its ratio to "
-        "push_all_ms (itself a median over single broadcasts) compares one event with one event."
+        "push_all_ms (itself a median over single broadcasts) compares one event with one event. "
+        "update_latency_after_storm_ms (reconnect-storm only): the samples of the calls sent "
+        "after every dropped watcher had its position back."
     ),
     "join_latency": "From writing POST /v1/queues/{q}/tickets on a kept-alive connection "
     "to reading the whole 201 response.",
@@ -68,6 +70,7 @@ def build(run: Run, command: str) -> dict[str, Any]:
         # A frame can arrive before the staff process has read the response that caused it.
         "update_latency_negative_samples": sum(1 for x in from_resp if x < 0),
         "update_latency_per_call_ms": _per_call_summary(per_call),
+        "update_latency_after_storm_ms": _after_storm(run, from_resp),
         "frames_per_s": frames_per_s,
         "peak_frames_per_s": _peak(buckets),
         "frames": run.final["frames"],
@@ -237,6 +240,22 @@ def _per_call(run: Run, from_resp: list[float]) -> list[list[float]]:
         at = run.latency["calls"][k].answered_at - run.calls_window[0]
         rows.append([round(at, 3), s["p50"] or 0.0, s["p99"] or 0.0, s["max"] or 0.0])
     return rows
+
+
+def _after_storm(run: Run, from_resp: list[float]) -> dict[str, Any] | None:
+    """Update latency of the calls made once a reconnect storm was over (every dropped watcher
+    had its position back): what customers feel after a node restart, without the calls whose
+    watchers were still reconnecting (those wait for their socket, not for the fan-out)."""
+    ended = [end for name, _, end in run.phases if name == "calls+storm" and end is not None]
+    if not ended:
+        return None
+    calls = run.latency["calls"]
+    after = [
+        value
+        for k, value in zip(run.latency["call_index"], from_resp, strict=True)
+        if calls[k].sent_at >= ended[0]
+    ]
+    return {**summarize(after), "calls": sum(1 for c in calls if c.sent_at >= ended[0])}
 
 
 def _per_call_summary(per_call: list[list[float]]) -> dict[str, Any]:

@@ -168,7 +168,16 @@ class PlanWriter:
         )
         return [Reach(r["number"], r["email"], r["phone"], r["push"]) for r in rows]
 
-    async def finish(self, queue: str, numbers: Sequence[int]) -> None:
+    async def finish(self, queue: str, numbers: Sequence[int], *, at_once: bool) -> None:
+        """These tickets ended: their contacts are deleted, or only marked when an earlier event
+        of the queue may still need them (`purge_contacts` deletes them a little later)."""
+        if at_once:
+            await self.conn.execute(
+                "DELETE FROM ticket_contacts WHERE queue = $1 AND number = ANY($2::bigint[])",
+                queue,
+                list(numbers),
+            )
+            return
         await self.conn.execute(
             "UPDATE ticket_contacts SET finished_at = now() WHERE queue = $1"
             " AND number = ANY($2::bigint[]) AND finished_at IS NULL",

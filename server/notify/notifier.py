@@ -21,8 +21,10 @@ order, and a webhook's first attempts in `seq` order per queue. Several sends ru
 failure is retried after growing, jittered delays (`VQ_WEBHOOK_RETRY_S`), then the delivery is
 dead.
 
-Contacts of a finished ticket are marked at once and deleted `CONTACT_GRACE_S` later: an event
-of the same ticket claimed late by another node (its call) still finds them.
+Contacts of a finished ticket are deleted in the transaction that plans its finishing event.
+Only when another node holds an earlier event of the queue, unacknowledged (it died mid-batch, and
+its events are claimed after `claim_idle_ms`), are they marked instead and deleted
+`CONTACT_GRACE_S` later, so that the ticket's call, planned late, still finds them.
 """
 
 from __future__ import annotations
@@ -256,20 +258,34 @@ class Notifier:
         venues = {m["venue"] for m in metas.values() if m is not None and "venue" in m}
         hooks = await self._hooks(venues)
         tops = await self._line_tops(by_queue, metas)
-        events = [e for queued in by_queue.values() for e in queued]
+        notifying = {q for q, meta in metas.items() if meta is not None and self._enabled(meta)}
         if (
             not hooks
             and not tops
             and not any(
-                e.kind in CALLS or e.kind in FINISHES or e.kind == "transferred" for e in events
+                (e.kind in CALLS and queue in notifying)
+                or e.kind in FINISHES
+                or e.kind == "transferred"
+                for queue, queued in by_queue.items()
+                for e in queued
             )
         ):
             return 0  # nothing owed, no contact to touch: PostgreSQL is not asked
+        # A finished ticket's contacts go at once, unless another node still holds an earlier
+        # event of its queue (it died mid-batch): that event's "your turn" may still need them.
+        last_finish = {
+            queue: [e.entry_id for e in queued if e.kind in FINISHES][-1]
+            for queue, queued in by_queue.items()
+            if any(e.kind in FINISHES for e in queued)
+        }
+        held = set()
+        if last_finish:
+            held = await self.streams.held_by_others(last_finish, self.consumer)
         planned = 0
         async with self.deliveries.planning() as writer:
             for queue, queued in by_queue.items():
                 planned += await self._plan_queue(
-                    writer, queue, queued, metas[queue], hooks, tops.get(queue, [])
+                    writer, queue, queued, metas[queue], hooks, tops.get(queue, []), queue in held
                 )
         return planned
 
@@ -318,7 +334,9 @@ class Notifier:
             if meta is None:
                 continue
             ahead = int(settings_view(meta)["notify_ahead"])
-            if ahead > 0 and any(_may_move_top(e, ahead) for e in queued):
+            if ahead <= 0 or not self._enabled(meta):  # no "almost" to plan on this node
+                continue
+            if any(_may_move_top(e, ahead) for e in queued):
                 wanted.append((queue, ahead))
         if not wanted:
             return {}
@@ -346,6 +364,7 @@ class Notifier:
         meta: dict[str, str] | None,
         hooks: dict[str, list[Hook]],
         top: list[int],
+        earlier_held: bool,
     ) -> int:
         planned: list[Planned] = []
         venue_hooks = hooks.get(meta.get("venue", "") if meta else "", [])
@@ -392,7 +411,7 @@ class Notifier:
                 )
         finished = [n for e in events if e.kind in FINISHES for n in ticket_numbers(e)]
         if finished:
-            await writer.finish(queue, finished)
+            await writer.finish(queue, finished, at_once=not earlier_held)
         for event in events:
             if event.kind == "transferred" and event.ticket is not None:
                 to_queue, to_number = event.data.get("to_queue"), event.data.get("to_ticket")

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 INT_FIELDS = frozenset({"waiting", "waited_ms", "service_ms", "priority"})
 CORE_FIELDS = frozenset({"seq", "type", "at", "epoch", "ticket"})
+HELD_LOOK = 1000  # pending entries read to tell whether another consumer holds older ones
 STREAMS_PER_READ = 500  # keys per XREADGROUP: bounds one command's size on a node with many queues
 
 
@@ -280,6 +281,26 @@ class EventStreams:
         if gone:
             log.warning("acknowledging %d deleted pending entries of queue %s", len(gone), queue)
             await self._call(self.redis.xack(key, self.group, *gone))
+
+    async def held_by_others(self, below: dict[str, str], consumer: str) -> set[str]:
+        """The queues of `below` (queue: entry id) where a consumer of this group other than
+        `consumer` holds a pending entry older than the given id (a node that died mid-batch,
+        or one still at work on it). Unsure (more pending than one look shows): held."""
+        queues = list(below)
+        pipe = self.redis.pipeline(transaction=False)
+        for queue in queues:
+            upper = f"({below[queue]}"  # exclusive
+            pipe.xpending_range(self.stream(queue), self.group, "-", upper, HELD_LOOK)
+        held: set[str] = set()
+        for queue, rows in zip(queues, await self._execute(pipe), strict=True):
+            if isinstance(rows, Exception):
+                if "NOGROUP" in str(rows):
+                    continue
+                raise Unavailable(f"redis: {rows}")
+            others = (row for row in rows if row["consumer"].decode() != consumer)
+            if len(rows) >= HELD_LOOK or any(True for _ in others):
+                held.add(queue)
+        return held
 
     async def ack(self, entries: Iterable[tuple[str, str]], trim: bool = True) -> None:
         """XACK (queue, entry id) pairs, then (unless told not to) trim their streams."""

@@ -241,6 +241,10 @@ async def test_reconnect_storm_resumes_every_watcher(
     assert report["reconnect_ms"]["count"] == report["storm"]["dropped"]
     assert report["final_position_mismatches"] == 0
     assert not [k for k in report["errors"] if k.startswith(("reconnect_gave_up", "storm_"))]
+    # The calls once every watcher was back are timed on their own (a subset of the run's).
+    after = report["update_latency_after_storm_ms"]
+    assert after["calls"] >= 1
+    assert 0 < after["count"] < report["update_latency_ms"]["count"]
 
 
 async def test_priority_joins_move_every_watcher_and_each_is_timed(

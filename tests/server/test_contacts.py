@@ -134,3 +134,24 @@ async def test_a_transfer_moves_the_contacts(
     assert await contacts.get(queue, ticket["number"]) is None
     moved = await contacts.get(target, number)
     assert moved is not None and moved.email == "cy@example.net"
+
+
+async def test_a_finished_tickets_contacts_are_deleted_once_the_notifier_handled_it(
+    http: httpx.AsyncClient, queue: str, contacts: ContactTable, shared_server: SharedServer
+) -> None:
+    staff = {"Authorization": f"Bearer {shared_server.key}"}
+    ticket = (await join(http, queue, {"email": "di@example.net"})).json()
+    waiting = (await join(http, queue, {"email": "ed@example.net"})).json()
+    r = await http.post(f"/v1/queues/{queue}/call-next", json={"counter": "1"}, headers=staff)
+    assert r.status_code == 200, r.text
+    r = await http.post(f"/v1/tickets/{ticket['ticket_id']}/served", headers=staff)
+    assert r.status_code == 200, r.text
+    # Nothing else holds the queue's events: no grace, gone as soon as the event is planned
+    # (the planner reads new events every half second at most).
+    for _ in range(50):
+        if await contacts.get(queue, ticket["number"]) is None:
+            break
+        await asyncio.sleep(0.1)
+    assert await contacts.get(queue, ticket["number"]) is None
+    kept = await contacts.get(queue, waiting["number"])
+    assert kept is not None and kept.email == "ed@example.net"

@@ -1,6 +1,7 @@
 """The notifier's reading of the streams, in process on real Redis and PostgreSQL: events a dead
-node read but never handled are taken over (XAUTOCLAIM), and a stream keeps every entry the
-notifier has not acknowledged even once the persister has committed it."""
+node read but never handled are taken over (XAUTOCLAIM), a stream keeps every entry the
+notifier has not acknowledged even once the persister has committed it, and a finished ticket's
+contacts outlive the finish while another node holds an earlier event of its queue."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import secrets
 from typing import Any
 
 from server.db import Database
+from server.db.contacts import Contact, ContactTable
 from server.db.deliveries import WebhookTable
 from server.keys import NOTIFIER_GROUP, PERSISTER_GROUP
 from server.notify.notifier import Notifier
@@ -80,3 +82,41 @@ async def test_the_stream_keeps_what_the_notifier_has_not_acknowledged(
     rest = await notifier_side.read("n", [queue], 100, 0)
     await notifier_side.ack((e.queue, e.entry_id) for e in rest)
     assert await store.redis.xlen(key) == 0
+
+
+async def test_a_finished_tickets_contacts_wait_while_another_node_holds_an_earlier_event(
+    store: Store, db: Database, make_venue: Any
+) -> None:
+    venue, _ = await make_venue()
+    queue = await queue_of(store, db, venue)
+    contacts = ContactTable(db)
+    streams = EventStreams(store, NOTIFIER_GROUP, companions=(PERSISTER_GROUP,))
+    await streams.ensure_groups([queue])
+    done_one = (await store.join(queue, None, None))["number"]
+    waiting = (await store.join(queue, None, None))["number"]
+    for number in (done_one, waiting):
+        await contacts.put(queue, number, Contact(email=f"t{number}@example.org"))
+    assert len(await streams.read("dead-node", [queue], 1, 0)) == 1  # the first join, held
+    assert (await store.call_next(queue, "1", None))["number"] == done_one
+    await store.finish(queue, done_one, "served")
+    # Claimed only after a minute: while the test runs, the dead node's join stays held.
+    alive = Notifier(store, db, {}, retry_s=(60.0,), claim_idle_ms=60_000, block_ms=50)
+    await alive.start()
+    try:
+        for _ in range(100):
+            async with db.connection() as conn:
+                finished = await conn.fetchval(
+                    "SELECT finished_at IS NOT NULL FROM ticket_contacts"
+                    " WHERE queue = $1 AND number = $2",
+                    queue,
+                    done_one,
+                )
+            if finished:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await alive.stop()
+    # Handled, but kept for the held join's sake (deleted by housekeeping after the grace).
+    assert finished
+    assert await contacts.get(queue, done_one) is not None
+    assert await contacts.get(queue, waiting) is not None

@@ -1,0 +1,185 @@
+"""Joins per second on one core, beside the bare join (`loadtest.barejoin`) in the same run.
+
+One `vqueue serve` process (its persister included) and the bare reference, a Starlette endpoint
+under the same uvicorn that parses the body and runs one Lua script with the writes a join needs,
+both pinned to the server CPU; the bare one uses the vqueue server's embedded Redis (database 1),
+so both talk to the same Redis. wrk (Debian's package, `make bench-deps`) drives them from the
+harness CPU with 64 kept-alive connections, a POST of `{}` each time, for `seconds` per run. Runs
+alternate between the two (vqueue, bare, bare, vqueue, ...) after a warm-up of each, so a slow
+moment of the shared machine falls on both; each side's median of `runs` runs is reported with
+its spread, and the ratio vqueue/bare. Target: at least 0.8.
+
+Run: python -m loadtest.bench_joins [--runs 3] [--seconds 8] [--out FILE.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from loadtest.bench import HARNESS_CPU, SERVER_CPU, Server, _free_port, _put_queue
+from loadtest.bench_scale import _embedded_urls
+
+CONNECTIONS = 64
+TARGET = 0.8
+WRK_SCRIPT = """wrk.method = "POST"
+wrk.body = "{}"
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+class Bare:
+    """`python -m loadtest.barejoin` on a free port, pinned to the server CPU."""
+
+    def __init__(self, redis_url: str, log: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [sys.executable, "-m", "loadtest.barejoin", "--port", str(self.port)]
+        out = log.open("ab")
+        self.proc = subprocess.Popen(
+            [*cmd, "--redis", redis_url], stdout=out, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 30
+        while not _listening(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the bare join server did not start; see {log}")
+            time.sleep(0.1)
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            os.sched_setaffinity(int(task.name), {int(SERVER_CPU)})
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wrk(url: str, seconds: float, script: Path) -> float:
+    """Joins per second that wrk measured; a run with any non-201 answer is refused."""
+    cmd = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "-s", str(script), url]
+    done = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        check=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, {int(HARNESS_CPU)}),
+    )
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
+    errors = re.search(r"Socket errors: (.*)", done.stdout)
+    if rate is None or bad is not None or errors is not None:
+        raise RuntimeError(f"wrk against {url}: the run is not comparable:\n{done.stdout}")
+    return float(rate.group(1))
+
+
+def measure(runs: int, seconds: float, work: Path) -> dict[str, Any]:
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench_joins needs wrk on PATH: run `make bench-deps`")
+    script = work / "join.lua"
+    script.write_text(WRK_SCRIPT)
+    server = Server(work / "vqueue", _free_port())
+    created = server.vqueue("venue", "create", "Bench", "--json").strip().splitlines()[-1]
+    key = str(orjson.loads(created)["staff_key"])
+    server.start()
+    bare: Bare | None = None
+    rates: dict[str, list[float]] = {"vqueue": [], "bare": []}
+    try:
+        redis_url = _embedded_urls(work / "vqueue")["REDIS_URL"].rsplit("/", 1)[0] + "/1"
+        bare = Bare(redis_url, work / "bare.log")
+        urls = {"vqueue": server.url, "bare": bare.url}
+
+        def one(arm: str, queue: str, length: float) -> float:
+            if arm == "vqueue":
+                _put_queue(server.url, key, queue)
+            return wrk(f"{urls[arm]}/v1/queues/{queue}/tickets", length, script)
+
+        for arm in urls:  # warm-up: imports, caches, the first connections
+            one(arm, "joins-warm", 2)
+        for run in range(runs):
+            order = ("vqueue", "bare") if run % 2 == 0 else ("bare", "vqueue")
+            for arm in order:
+                rates[arm].append(one(arm, f"joins-{run}", seconds))
+                print(f"bench: joins run {run + 1} {arm}: {rates[arm][-1]:.0f}/s", flush=True)
+    finally:
+        if bare is not None:
+            bare.stop()
+        server.stop()
+    medians = {arm: statistics.median(values) for arm, values in rates.items()}
+    return {
+        "runs": runs,
+        "seconds": seconds,
+        "rates": rates,
+        "median": medians,
+        "ratio": medians["vqueue"] / medians["bare"],
+        "load": os.getloadavg(),
+    }
+
+
+def section(result: dict[str, Any]) -> str:
+    """The BENCHMARKS.md section for one measurement."""
+    lines = [
+        "## Joins per second on one core, beside a bare join",
+        "",
+        f"`python -m loadtest.bench_joins --runs {result['runs']} --seconds"
+        f" {result['seconds']:g}` (part of `make bench`): wrk with {CONNECTIONS} kept-alive"
+        f" connections on the harness CPU, {result['seconds']:g} s per run, runs alternating"
+        " between one `vqueue serve` (its persister on the same core) and the bare join"
+        " (`loadtest/barejoin.py`: a Starlette endpoint under the same uvicorn that parses the"
+        " body and runs one Lua script: INCR, ZADD, HSET, XADD, PUBLISH; 201), both pinned to the"
+        " server CPU and using the same Redis.",
+        "",
+        "| server | median joins/s | spread (min-max) | runs |",
+        "|---|---:|---|---|",
+    ]
+    for arm, values in result["rates"].items():
+        shown = ", ".join(f"{v:.0f}" for v in values)
+        lines.append(
+            f"| {arm} | {result['median'][arm]:.0f} | {min(values):.0f}-{max(values):.0f}"
+            f" | {shown} |"
+        )
+    verdict = "met" if result["ratio"] >= TARGET else "NOT met"
+    load = " / ".join(f"{x:.2f}" for x in result["load"])
+    lines += [
+        "",
+        f"Ratio vqueue/bare: **{result['ratio']:.3f}** (target: at least {TARGET}: {verdict})."
+        f" Load average after: {load}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.bench_joins", description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--out", type=Path, default=None, help="write the section here")
+    args = parser.parse_args(argv)
+    result = measure(args.runs, args.seconds, Path(tempfile.mkdtemp(prefix="vqueue-joins-")))
+    text = section(result)
+    if args.out is not None:
+        args.out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
