@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -51,6 +51,7 @@ from server.requestctx import RequestContext
 from server.scheduler import Scheduler
 from server.services import Services
 from server.store import KeyRing, Store
+from server.store.fence import Fence
 from server.webpush import load_vapid_key
 from server.ws import WATCH_PATH, WatchEndpoint
 from server.wsprotocol import WebSocketProtocol
@@ -137,8 +138,11 @@ async def on_crash(request: Request, exc: Exception) -> Response:
     return error_response(500, "internal_error", "something went wrong on our side")
 
 
-async def build_services(settings: Settings) -> Services:
-    """Connect to Redis and PostgreSQL and start the fan-out (urls must be set by now)."""
+async def build_services(
+    settings: Settings, redis_launches: Callable[[], int] | None = None
+) -> Services:
+    """Connect to Redis and PostgreSQL and start the fan-out (urls must be set by now).
+    `redis_launches`: how many times the embedded Redis was launched, for the fence."""
     assert settings.redis_url is not None and settings.database_url is not None
     assert settings.secret_key is not None
     store = Store(
@@ -153,6 +157,8 @@ async def build_services(settings: Settings) -> Services:
     )
     fanout.sign = signer.sign
     recovery = Recovery(store, db)
+    if redis_launches is not None:
+        store.fence = Fence(redis_launches, recovery.check)
     companions = COMPANION_GROUPS if settings.notify else ()
     persister = Persister(store, db, recovery, batch=settings.persist_batch, companions=companions)
     fanout.on_quote = persister.quotes.record
@@ -218,10 +224,10 @@ async def close_services(svc: Services) -> None:
     await svc.db.close()
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, redis_launches: Callable[[], int] | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        svc = await build_services(settings)
+        svc = await build_services(settings, redis_launches)
         Tally.enabled = settings.metrics
         svc.metrics = metrics.build_registry(svc) if settings.metrics else None
         app.state.services = svc

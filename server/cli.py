@@ -119,8 +119,9 @@ def serve(settings: Settings, host: str, port: int) -> int:
             print(f"vqueue: staff key    {key}", flush=True)
         if services is not None:
             services.supervise()
+        embedded_redis = services.redis if services is not None else None
         uvicorn.run(
-            create_app(settings),
+            create_app(settings, None if embedded_redis is None else embedded_redis.launches_now),
             host=host,
             port=port,
             loop="uvloop",

@@ -25,6 +25,7 @@ from protocol.ticket import TicketRecord, TicketView, lua_constants
 from server.acting import acting_key
 from server.errors import ApiError, RateLimited, Unavailable
 from server.keys import QueueKeys, join_rate_keys, queue_keys, queues_index
+from server.store.fence import Fence
 from server.store.lineops import LineOps
 
 if TYPE_CHECKING:
@@ -124,6 +125,7 @@ class Store(LineOps):
             )
             self.redis = redis.Redis(connection_pool=pool)
         self.prefix = prefix
+        self.fence: Fence | None = None  # set under an embedded Redis (server/store/fence.py)
         self._scripts: dict[str, AsyncScript] = {
             name: self.redis.register_script(text) for name, text in _load_scripts().items()
         }
@@ -138,6 +140,9 @@ class Store(LineOps):
 
     async def _run(self, name: str, keys: list[str], args: list[str | int]) -> dict[str, Any]:
         """Run a change script; the acting key goes first (common.lua takes it off ARGV)."""
+        fence = self.fence
+        if fence is not None and not fence.open():
+            await fence.passed()  # the embedded Redis came back: checked against the log first
         try:
             raw = await self._scripts[name](keys=keys, args=[acting_key(), *args])
         except self._down as exc:
