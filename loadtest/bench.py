@@ -242,25 +242,27 @@ def main(argv: list[str] | None = None) -> int:
     from loadtest import bench_notify  # it builds on this module and on bench_metrics
 
     text += "\n" + _notify(work, args.metrics_rounds, args.quick, bench_notify)
-    text += _kept_profile(args.out)
+    text += "".join(_kept_section(args.out, heading) for heading in KEPT_HEADINGS)
     args.out.write_text(text)
     print(f"bench: wrote {args.out} in {time.time() - started:.0f} s (reports in {out_dir})")
     return 0
 
 
-PROFILE_HEADING = "## Profile"
+# Sections written by hand, not by a run: the profile (py-spy, callgrind of
+# `server.bench_flush`) and the scenarios' rounds with the drift check off.
+KEPT_HEADINGS = ("## Profile", "## Exactness under the scenarios")
 
 
-def _kept_profile(path: Path) -> str:
-    """The "Profile" section of the BENCHMARKS.md being replaced, carried over as it is: it is
-    written by hand from profiles (py-spy, callgrind of `server.bench_flush`), not by a run."""
+def _kept_section(path: Path, heading: str) -> str:
+    """The section of the BENCHMARKS.md being replaced whose heading starts with `heading`,
+    carried over as it is."""
     if not path.exists():
         return ""
     old = path.read_text()
-    start = old.find("\n" + PROFILE_HEADING + "\n")
+    start = old.find("\n" + heading)
     if start < 0:
         return ""
-    end = old.find("\n## ", start + len(PROFILE_HEADING) + 2)
+    end = old.find("\n## ", start + len(heading) + 2)
     return "\n" + (old[start + 1 :] if end < 0 else old[start + 1 : end + 1])
 
 

@@ -58,6 +58,8 @@ class WatchEndpoint:
             return
         try:
             codec, subprotocol = negotiate(scope.get("subprotocols") or ())
+            # Nothing reads the handshake's headers from here on: not kept for the socket's life.
+            scope["headers"] = []
             await send({"type": "websocket.accept", "subprotocol": subprotocol, "headers": []})
             session = _Session(svc, scope, receive, send, Connection(codec))
             await session.run()

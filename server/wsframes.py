@@ -20,6 +20,7 @@ from uvicorn.config import Config
 from websockets.datastructures import Headers
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
+from websockets.protocol import Protocol
 from websockets.server import ServerProtocol
 
 __all__ = [
@@ -66,6 +67,24 @@ class SansIOServer(ServerProtocol):
         if frame.opcode is Opcode.CLOSE:
             self.current_size = None
         super().recv_frame(frame)
+
+    def forget_request(self) -> None:
+        """Let the handshake request go once it has been read.
+
+        `ServerProtocol.parse()` reads the request, then hands over to `Protocol.parse()` with
+        `yield from`, so its suspended frame keeps the request, headers and all, for as long as
+        the connection lives: about 2 KiB per idle socket. While nothing has arrived after the
+        request (a client must wait for the 101 before it sends a frame), the frame parser waits
+        at the top of its loop having taken nothing, and a fresh `Protocol.parse()` in its place
+        is the same state without the request. Otherwise the parser is left as it is.
+        """
+        frames = getattr(self.parser, "gi_yieldfrom", None)  # Protocol.parse(), delegated to
+        waiting_on = getattr(frames, "gi_yieldfrom", None)
+        # Suspended in `reader.at_eof()` at the top of its loop: no byte of a frame taken yet.
+        if getattr(waiting_on, "__name__", None) != "at_eof" or self.events:
+            return
+        self.parser = Protocol.parse(self)
+        next(self.parser)  # runs to its first wait for data, as websockets starts its parsers
 
 
 class MessageAssembler:

@@ -331,6 +331,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self._begin_close(CloseCode.ABNORMAL_CLOSURE)
             return
         self._response = response
+        self._conn.forget_request()
         scope = websocket_scope(
             request,
             config=self._config,

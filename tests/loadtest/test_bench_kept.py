@@ -1,0 +1,35 @@
+"""`make bench` rewrites BENCHMARKS.md but carries over the sections written by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from loadtest.bench import KEPT_HEADINGS, _kept_section
+
+OLD = """# vqueue benchmarks
+
+## Targets
+run figures
+
+## Profile
+
+by hand: where a flush's time goes
+
+## Exactness under the scenarios, drift check off (2026-12-02)
+
+three rounds, 0 mismatches
+"""
+
+
+def test_the_hand_written_sections_are_carried_over_and_nothing_else(tmp_path: Path) -> None:
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text(OLD)
+    kept = "".join(_kept_section(path, heading) for heading in KEPT_HEADINGS)
+    assert "## Profile\n\nby hand: where a flush's time goes\n" in kept
+    assert "## Exactness under the scenarios, drift check off (2026-12-02)\n" in kept
+    assert "three rounds, 0 mismatches" in kept
+    assert "run figures" not in kept and "# vqueue benchmarks" not in kept
+
+
+def test_no_old_file_keeps_nothing(tmp_path: Path) -> None:
+    assert _kept_section(tmp_path / "absent.md", "## Profile") == ""
