@@ -290,7 +290,7 @@ def _scale(out: Path, quick: bool) -> dict[str, Any]:
 
 def _limits(out: Path, quick: bool) -> str:
     """Run the join-throughput comparison with and without the abuse limits; its section."""
-    runs, joins = ("3", "500") if quick else ("5", "3000")
+    runs, joins = ("3", "500") if quick else ("5", "10000")
     argv = [sys.executable, "-m", "loadtest.bench_limits", "--runs", runs, "--joins", joins]
     subprocess.run([*argv, "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
     return out.read_text()

@@ -3,11 +3,11 @@
 Two `vqueue serve` processes run side by side (each with its own embedded Redis and PostgreSQL,
 both pinned to the server CPU): one counts every join against a per-address and a per-queue limit
 too high to refuse anything (loopback not exempt), the other has the limits `off`. After a
-warm-up of each, runs alternate between them (A B A B ...), so a slow moment of the shared
-machine falls on both arms; each arm's median of `runs` runs is reported with its spread, and
+warm-up of each, runs alternate between them (A B, B A, A B ...), so a slow moment of the
+shared machine falls on both arms; each arm's median of `runs` runs is reported with its spread, and
 the ratio limited/off.
 
-Run: python -m loadtest.bench_limits [--runs 5] [--joins 3000] [--out FILE.md]
+Run: python -m loadtest.bench_limits [--runs 5] [--joins 10000] [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -75,7 +75,9 @@ def measure(runs: int, joins: int, work: Path) -> dict[str, Any]:
             _put_queue(server.url, key, "joins-warm")
             asyncio.run(joins_per_second(server.url, "joins-warm", min(joins, 1000)))
         for run in range(runs):
-            for arm, (server, key) in servers.items():
+            order = list(servers) if run % 2 == 0 else list(servers)[::-1]  # A B, B A, ...
+            for arm in order:
+                server, key = servers[arm]
                 queue = f"joins-{run}"
                 _put_queue(server.url, key, queue)
                 rates[arm].append(asyncio.run(joins_per_second(server.url, queue, joins)))
@@ -102,7 +104,8 @@ def section(result: dict[str, Any]) -> str:
         "",
         f"`python -m loadtest.bench_limits --runs {result['runs']} --joins {result['joins']}`"
         f" (part of `make bench`): {result['joins']} joins per run over {CONNECTIONS} kept-alive"
-        " connections, runs alternating between a server that counts every join against a"
+        " connections, after a warm-up, runs alternating (A B, B A, ...) between a server that"
+        " counts every join against a"
         " per-address and a per-queue limit (too high to refuse any) and one with the limits"
         " `off`; both servers pinned to the same CPU, the client on the other.",
         "",
@@ -128,7 +131,7 @@ def section(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.bench_limits", description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--joins", type=int, default=3000)
+    parser.add_argument("--joins", type=int, default=10_000)  # runs of a few seconds each
     parser.add_argument("--out", type=Path, default=None, help="write the section here")
     args = parser.parse_args(argv)
     os.sched_setaffinity(0, {int(HARNESS_CPU)})
