@@ -224,6 +224,9 @@ async def close_services(svc: Services) -> None:
     await svc.db.close()
 
 
+GC_THRESHOLDS = (50_000, 20, 20)  # the cyclic collector's, after start-up (default 700, 10, 10)
+
+
 def create_app(settings: Settings, redis_launches: Callable[[], int] | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -235,6 +238,11 @@ def create_app(settings: Settings, redis_launches: Callable[[], int] | None = No
         # Everything allocated so far lives as long as the process: keep it out of the cyclic
         # collector's full passes, which otherwise walk it while 10k sockets wait for frames.
         gc.freeze()
+        # Each socket leaves long-lived objects behind; with the default thresholds a connect
+        # storm of 10,000 ran 27 full passes over all of them (5.3 s of 10; BENCHMARKS.md,
+        # "Profile"). Young passes every 50,000 allocations instead of 700: full ones become
+        # rare, and cyclic garbage still goes within some millions of allocations.
+        gc.set_threshold(*GC_THRESHOLDS)
         try:
             yield
         finally:
