@@ -29,8 +29,16 @@ from typing import Any
 
 import orjson
 
-from loadtest.bench import HARNESS_CPU, SERVER_CPU, Server, _free_port, _put_queue
+from loadtest.bench import (
+    HARNESS_CPU,
+    SERVER_CPU,
+    Server,
+    _free_port,
+    _put_queue,
+    stop_process,
+)
 from loadtest.bench_scale import _embedded_urls
+from loadtest.benchdoc import arm_rows
 
 CONNECTIONS = 64
 TARGET = 0.8
@@ -60,12 +68,7 @@ class Bare:
             os.sched_setaffinity(int(task.name), {int(SERVER_CPU)})
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, 10)
 
 
 def _listening(port: int) -> bool:
@@ -150,12 +153,7 @@ def section(result: dict[str, Any]) -> str:
         "| server | median joins/s | spread (min-max) | runs |",
         "|---|---:|---|---|",
     ]
-    for arm, values in result["rates"].items():
-        shown = ", ".join(f"{v:.0f}" for v in values)
-        lines.append(
-            f"| {arm} | {result['median'][arm]:.0f} | {min(values):.0f}-{max(values):.0f}"
-            f" | {shown} |"
-        )
+    lines += arm_rows(result["rates"], result["median"])
     verdict = "met" if result["ratio"] >= TARGET else "NOT met"
     load = " / ".join(f"{x:.2f}" for x in result["load"])
     lines += [

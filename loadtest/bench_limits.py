@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from loadtest.bench import HARNESS_CPU, Server, _free_port, _put_queue
+from loadtest.benchdoc import arm_rows
 from loadtest.httpc import HttpClient
 
 # Counted but never reached: what is measured is the cost of counting, not of refusing.
@@ -112,12 +113,7 @@ def section(result: dict[str, Any]) -> str:
         "| arm | median joins/s | spread (min-max) | runs |",
         "|---|---|---|---|",
     ]
-    for arm, values in result["rates"].items():
-        shown = ", ".join(f"{v:.0f}" for v in values)
-        lines.append(
-            f"| {arm} | {result['median'][arm]:.0f} | {min(values):.0f}-{max(values):.0f}"
-            f" | {shown} |"
-        )
+    lines += arm_rows(result["rates"], result["median"])
     verdict = "met" if result["ratio"] >= 0.9 else "NOT met"
     lines += [
         "",

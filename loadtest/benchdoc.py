@@ -15,6 +15,17 @@ TARGET_P99_RATIO = 1.5
 TARGET_RSS_KIB = 24.0
 
 
+def arm_rows(rates: dict[str, list[float]], medians: dict[str, float]) -> list[str]:
+    """One Markdown row per arm of an interleaved comparison: its median, spread and runs."""
+    rows = []
+    for arm, values in rates.items():
+        shown = ", ".join(f"{v:.0f}" for v in values)
+        rows.append(
+            f"| {arm} | {medians[arm]:.0f} | {min(values):.0f}-{max(values):.0f} | {shown} |"
+        )
+    return rows
+
+
 def _median(values: list[Any]) -> float | None:
     present = [float(v) for v in values if v is not None]
     return round(statistics.median(present), 3) if present else None
