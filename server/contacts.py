@@ -9,8 +9,6 @@ notifier (`server.notify`) uses those of the channels the queue enables.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from typing import Any
 
@@ -19,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from protocol.ticket import TicketView
+from protocol.webpush import SubscriptionError, parse_subscription
 from server.access import live_ticket_claim
 from server.db.contacts import Contact, ContactTable
 from server.errors import ApiError
@@ -32,8 +31,6 @@ EMAIL_RE = re.compile(
 )
 MAX_EMAIL_CHARS = 254
 PHONE_RE = re.compile(r"\+[1-9][0-9]{6,14}")  # E.164
-P256DH_BYTES = 65  # an uncompressed P-256 point
-AUTH_BYTES = 16
 CONTACT_FIELDS = ("email", "phone", "push")
 
 
@@ -53,28 +50,13 @@ def _phone(value: Any) -> str:
     return value
 
 
-def _b64url(value: Any, name: str, size: int) -> str:
-    if (
-        not isinstance(value, str)
-        or len(value) > 200
-        or not re.fullmatch(r"[A-Za-z0-9_-]+=*", value)
-    ):
-        raise _bad(f"'contact.push.keys.{name}' must be base64url")
-    try:
-        raw = base64.urlsafe_b64decode(value.rstrip("=") + "=" * (-len(value.rstrip("=")) % 4))
-    except (binascii.Error, ValueError):
-        raise _bad(f"'contact.push.keys.{name}' must be base64url") from None
-    if len(raw) != size or (name == "p256dh" and raw[0] != 4):
-        raise _bad(f"'contact.push.keys.{name}' is not a {name} key")
-    return value
-
-
 async def _push(value: Any, allow_private: bool) -> dict[str, Any]:
-    if not isinstance(value, dict) or not isinstance(value.get("keys"), dict):
-        raise _bad("'contact.push' must be a PushSubscription with 'endpoint' and 'keys'")
-    keys = value["keys"]
-    p256dh = _b64url(keys.get("p256dh"), "p256dh", P256DH_BYTES)
-    auth = _b64url(keys.get("auth"), "auth", AUTH_BYTES)
+    # The same check the sender makes (protocol/webpush.py): a key it could not encrypt to is
+    # refused here, at the join, not found out at the customer's turn.
+    try:
+        parsed = parse_subscription(value)
+    except SubscriptionError as exc:
+        raise _bad(f"'contact.push' is not a usable PushSubscription: {exc}") from None
     expiration = value.get("expirationTime")
     if expiration is not None and (
         isinstance(expiration, bool) or not isinstance(expiration, int | float)
@@ -83,10 +65,7 @@ async def _push(value: Any, allow_private: bool) -> dict[str, Any]:
     problem = await url_problem(value.get("endpoint"), https_only=True, allow_private=allow_private)
     if problem is not None:
         raise _bad(f"'contact.push.endpoint' {problem}")
-    subscription: dict[str, Any] = {
-        "endpoint": value["endpoint"],
-        "keys": {"p256dh": p256dh, "auth": auth},
-    }
+    subscription: dict[str, Any] = parsed.to_json()
     if expiration is not None:
         subscription["expirationTime"] = expiration
     return subscription

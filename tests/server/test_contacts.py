@@ -11,13 +11,23 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from server.db import Database
 from server.db.contacts import ContactTable
 from tests.conftest import SharedServer
 from tests.server.conftest import new_queue
 
-P256DH = base64.urlsafe_b64encode(b"\x04" + b"\x01" * 64).decode().rstrip("=")
+POINT = (
+    ec.generate_private_key(ec.SECP256R1())
+    .public_key()
+    .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+)
+P256DH = base64.urlsafe_b64encode(POINT).decode().rstrip("=")
+# A public address given literally: the endpoint passes without DNS, so only the keys are judged.
+PUBLIC_ENDPOINT = "https://8.8.8.8/push/x"
+OFF_THE_CURVE = base64.urlsafe_b64encode(b"\x04" + b"\x01" * 64).decode().rstrip("=")
 AUTH = base64.urlsafe_b64encode(b"\x02" * 16).decode().rstrip("=")
 
 
@@ -71,8 +81,9 @@ async def test_a_join_keeps_its_contact_in_postgres_only(
         {"push": push("https://127.0.0.1/x")},
         {"push": push("https://[::1]/x")},
         {"push": push("https://169.254.169.254/latest")},
-        {"push": push("https://push.example.com/x", p256dh="AAAA")},
-        {"push": push("https://push.example.com/x", auth="!!")},
+        {"push": push(PUBLIC_ENDPOINT, p256dh="AAAA")},
+        {"push": push(PUBLIC_ENDPOINT, p256dh=OFF_THE_CURVE)},
+        {"push": push(PUBLIC_ENDPOINT, auth="!!")},
         {"push": {"endpoint": "https://push.example.com/x"}},
         {"fax": "+33612345678"},
         "ann@example.org",
@@ -85,6 +96,16 @@ async def test_bad_contacts_are_refused_and_no_ticket_is_made(
     assert r.status_code == 400, r.text
     assert r.json()["error"]["code"] == "invalid_body"
     assert (await http.get(f"/v1/queues/{queue}")).json()["waiting"] == 0
+
+
+async def test_a_push_subscription_with_usable_keys_is_kept(
+    http: httpx.AsyncClient, queue: str, contacts: ContactTable
+) -> None:
+    r = await join(http, queue, {"push": push(PUBLIC_ENDPOINT)})
+    assert r.status_code == 201, r.text
+    stored = await contacts.get(queue, r.json()["number"])
+    assert stored is not None and stored.push is not None
+    assert stored.push["keys"] == {"p256dh": P256DH, "auth": AUTH}
 
 
 async def test_put_replaces_and_delete_removes(
