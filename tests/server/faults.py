@@ -233,12 +233,19 @@ async def settle_after_restart(
 
 
 async def lost_tickets(http: httpx.AsyncClient, tickets: list[dict[str, Any]]) -> list[str]:
-    """The acknowledged tickets the server no longer knows (their token no longer works)."""
+    """The acknowledged tickets the server no longer knows (their token no longer works).
+
+    A 503 is asked again: just after a Redis restart a read can meet a pooled connection the
+    restart closed, which says nothing of the ticket."""
     lost = []
     for t in tickets:
-        r = await http.get(
-            f"/v1/tickets/{t['ticket_id']}", headers={"Authorization": f"Bearer {t['token']}"}
-        )
+        for _ in range(20):
+            r = await http.get(
+                f"/v1/tickets/{t['ticket_id']}", headers={"Authorization": f"Bearer {t['token']}"}
+            )
+            if r.status_code != 503:
+                break
+            await asyncio.sleep(0.1)
         if r.status_code != 200:
             lost.append(t["ticket_id"])
     return lost
