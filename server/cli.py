@@ -121,7 +121,7 @@ def serve(settings: Settings, host: str, port: int) -> int:
             services.supervise()
         embedded_redis = services.redis if services is not None else None
         uvicorn.run(
-            create_app(settings, None if embedded_redis is None else embedded_redis.launches_now),
+            create_app(settings, None if embedded_redis is None else embedded_redis.launches),
             host=host,
             port=port,
             loop="uvloop",

@@ -147,14 +147,14 @@ class _Service:
         self.lock = threading.RLock()  # the supervisor restarts from its own thread
         # Launches so far, counted before each one: a node that sees it grow knows the service
         # came back from its data folder (server/store/fence.py).
-        self.launches = 0
+        self._launches = 0
 
     @property
     def port(self) -> int:
         return self._port
 
-    def launches_now(self) -> int:
-        return self.launches
+    def launches(self) -> int:
+        return self._launches
 
     @property
     def running(self) -> bool:
@@ -234,7 +234,7 @@ class _Service:
             )
 
     def _run(self, argv: Sequence[str], user: pwd.struct_passwd | None = None) -> None:
-        self.launches += 1
+        self._launches += 1
         self._proc = self._launch(argv, user)
         self._started = True
         _live.add(self)

@@ -257,13 +257,14 @@ class Notifier:
         metas = await self._metas(by_queue)
         venues = {m["venue"] for m in metas.values() if m is not None and "venue" in m}
         hooks = await self._hooks(venues)
-        tops = await self._line_tops(by_queue, metas)
-        notifying = {q for q, meta in metas.items() if meta is not None and self._enabled(meta)}
+        # The channels each queue enables that this node sends on, read once per batch.
+        enabled = {q: set() if meta is None else self._enabled(meta) for q, meta in metas.items()}
+        tops = await self._line_tops(by_queue, metas, enabled)
         if (
             not hooks
             and not tops
             and not any(
-                (e.kind in CALLS and queue in notifying)
+                (e.kind in CALLS and enabled[queue])
                 or e.kind in FINISHES
                 or e.kind == "transferred"
                 for queue, queued in by_queue.items()
@@ -273,19 +274,26 @@ class Notifier:
             return 0  # nothing owed, no contact to touch: PostgreSQL is not asked
         # A finished ticket's contacts go at once, unless another node still holds an earlier
         # event of its queue (it died mid-batch): that event's "your turn" may still need them.
-        last_finish = {
-            queue: [e.entry_id for e in queued if e.kind in FINISHES][-1]
-            for queue, queued in by_queue.items()
-            if any(e.kind in FINISHES for e in queued)
-        }
-        held = set()
+        last_finish: dict[str, str] = {}
+        for queue, queued in by_queue.items():
+            finishes = [e.entry_id for e in queued if e.kind in FINISHES]
+            if finishes:
+                last_finish[queue] = finishes[-1]
+        held: set[str] = set()
         if last_finish:
             held = await self.streams.held_by_others(last_finish, self.consumer)
         planned = 0
         async with self.deliveries.planning() as writer:
             for queue, queued in by_queue.items():
                 planned += await self._plan_queue(
-                    writer, queue, queued, metas[queue], hooks, tops.get(queue, []), queue in held
+                    writer,
+                    queue,
+                    queued,
+                    metas[queue],
+                    hooks,
+                    tops.get(queue, []),
+                    enabled[queue],
+                    queue in held,
                 )
         return planned
 
@@ -325,7 +333,10 @@ class Notifier:
         self._hook_cache.pop(venue, None)
 
     async def _line_tops(
-        self, by_queue: dict[str, list[StreamEvent]], metas: dict[str, dict[str, str] | None]
+        self,
+        by_queue: dict[str, list[StreamEvent]],
+        metas: dict[str, dict[str, str] | None],
+        enabled: dict[str, set[str]],
     ) -> dict[str, list[int]]:
         """The first `notify_ahead` waiting numbers of each queue whose line may have moved."""
         wanted: list[tuple[str, int]] = []
@@ -334,7 +345,7 @@ class Notifier:
             if meta is None:
                 continue
             ahead = int(settings_view(meta)["notify_ahead"])
-            if ahead <= 0 or not self._enabled(meta):  # no "almost" to plan on this node
+            if ahead <= 0 or not enabled[queue]:  # no "almost" to plan on this node
                 continue
             if any(_may_move_top(e, ahead) for e in queued):
                 wanted.append((queue, ahead))
@@ -364,13 +375,13 @@ class Notifier:
         meta: dict[str, str] | None,
         hooks: dict[str, list[Hook]],
         top: list[int],
+        enabled: set[str],
         earlier_held: bool,
     ) -> int:
         planned: list[Planned] = []
         venue_hooks = hooks.get(meta.get("venue", "") if meta else "", [])
         for event in events:
             planned.extend(plan_webhooks(event, venue_hooks))
-        enabled = self._enabled(meta) if meta is not None else set()
         name = (meta or {}).get("name") or queue
         link = _queue_link(self.public_url, queue)
         calls = [e for e in events if e.kind in CALLS and e.ticket is not None]

@@ -297,8 +297,7 @@ class EventStreams:
                 if "NOGROUP" in str(rows):
                     continue
                 raise Unavailable(f"redis: {rows}")
-            others = (row for row in rows if row["consumer"].decode() != consumer)
-            if len(rows) >= HELD_LOOK or any(True for _ in others):
+            if len(rows) >= HELD_LOOK or any(row["consumer"].decode() != consumer for row in rows):
                 held.add(queue)
         return held
 
