@@ -37,7 +37,7 @@ from loadtest.bench import (
     _put_queue,
     stop_process,
 )
-from loadtest.bench_scale import _embedded_urls
+from loadtest.bench_scale import embedded_urls
 from loadtest.benchdoc import arm_rows
 
 CONNECTIONS = 64
@@ -106,7 +106,7 @@ def measure(runs: int, seconds: float, work: Path) -> dict[str, Any]:
     bare: Bare | None = None
     rates: dict[str, list[float]] = {"vqueue": [], "bare": []}
     try:
-        redis_url = _embedded_urls(work / "vqueue")["REDIS_URL"].rsplit("/", 1)[0] + "/1"
+        redis_url = embedded_urls(work / "vqueue")["REDIS_URL"].rsplit("/", 1)[0] + "/1"
         bare = Bare(redis_url, work / "bare.log")
         urls = {"vqueue": server.url, "bare": bare.url}
 

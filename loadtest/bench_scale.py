@@ -59,7 +59,7 @@ class Cluster:
         self.services.start()
         try:
             self.shared = {
-                **_embedded_urls(work / "node-0"),
+                **embedded_urls(work / "node-0"),
                 "VQ_SECRET_KEY": (work / "node-0" / "secret_key").read_text().strip(),
             }
         except BaseException:  # no node 0 left running behind a failed start
@@ -87,7 +87,7 @@ class Cluster:
         self.services.stop()
 
 
-def _embedded_urls(folder: Path) -> dict[str, str]:
+def embedded_urls(folder: Path) -> dict[str, str]:
     """REDIS_URL and DATABASE_URL of the embedded services node 0 started in `folder`.
 
     Its log names their ports, never their passwords: those are in the data folder (mode 0600,
