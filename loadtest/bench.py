@@ -298,16 +298,19 @@ def _scale(out: Path, quick: bool) -> dict[str, Any]:
 def _limits(out: Path, quick: bool) -> str:
     """Run the join-throughput comparison with and without the abuse limits; its section."""
     runs, joins = ("3", "500") if quick else ("5", "10000")
-    argv = [sys.executable, "-m", "loadtest.bench_limits", "--runs", runs, "--joins", joins]
-    subprocess.run([*argv, "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
-    return out.read_text()
+    return _section_of("loadtest.bench_limits", ["--runs", runs, "--joins", joins], out)
 
 
 def _joins(out: Path, quick: bool) -> str:
     """Run the joins-per-second comparison with the bare join; its section."""
     runs, seconds = ("1", "3") if quick else ("3", "8")
-    argv = [sys.executable, "-m", "loadtest.bench_joins", "--runs", runs, "--seconds", seconds]
-    subprocess.run([*argv, "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
+    return _section_of("loadtest.bench_joins", ["--runs", runs, "--seconds", seconds], out)
+
+
+def _section_of(module: str, args: list[str], out: Path) -> str:
+    """Run a bench module that writes its BENCHMARKS.md section to `--out`; that section."""
+    argv = [sys.executable, "-m", module, *args, "--out", str(out)]
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
     return out.read_text()
 
 
