@@ -86,7 +86,10 @@ def parse_subscription(data: object) -> PushSubscription:
     keys = data.get("keys")
     if not isinstance(endpoint, str) or not 0 < len(endpoint) <= MAX_ENDPOINT_CHARS:
         raise SubscriptionError("push.endpoint must be a URL")
-    parts = urllib.parse.urlsplit(endpoint)
+    try:
+        parts = urllib.parse.urlsplit(endpoint)
+    except ValueError:  # an unclosed IPv6 bracket, say
+        raise SubscriptionError("push.endpoint must be a URL") from None
     if parts.scheme != "https" or not parts.hostname or parts.username or parts.password:
         raise SubscriptionError("push.endpoint must be an https URL")
     if not isinstance(keys, dict):

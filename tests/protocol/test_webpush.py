@@ -84,6 +84,7 @@ GOOD = Subscriber().subscription("https://fcm.googleapis.com/fcm/send/abc")
         ({**GOOD, "endpoint": "https:///nohost"}, "https"),
         ({**GOOD, "endpoint": "https://x/" + "a" * 3000}, "URL"),
         ({**GOOD, "endpoint": 7}, "URL"),
+        ({**GOOD, "endpoint": "https://[::1/y"}, "URL"),
         ({**GOOD, "keys": None}, "keys"),
         ({**GOOD, "keys": {"auth": GOOD["keys"]["auth"]}}, "base64url"),
         ({**GOOD, "keys": {**GOOD["keys"], "auth": "AAAA"}}, "16 bytes"),

@@ -80,6 +80,7 @@ async def test_a_join_keeps_its_contact_in_postgres_only(
         {"push": push("http://push.example.com/x")},
         {"push": push("https://127.0.0.1/x")},
         {"push": push("https://[::1]/x")},
+        {"push": push("https://[::1/x")},
         {"push": push("https://169.254.169.254/latest")},
         {"push": push(PUBLIC_ENDPOINT, p256dh="AAAA")},
         {"push": push(PUBLIC_ENDPOINT, p256dh=OFF_THE_CURVE)},
