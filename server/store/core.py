@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 import orjson
 import redis.asyncio as redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from protocol.line import Snapshot
 from protocol.ticket import TicketRecord, TicketView, lua_constants
@@ -38,8 +38,9 @@ IDEMPOTENCY_TTL_S = 24 * 3600
 # event loop's "transport is closed" RuntimeError from a connection the dead primary reset.
 STORE_DOWN = (RedisError, OSError, RuntimeError)
 # redis-py 8.1's cluster client can also fail with an AttributeError on a connection a failover
-# closed under it (its writer is None): on a cluster that too means "store down", not a bug here.
-CLUSTER_DOWN = (*STORE_DOWN, AttributeError)
+# closed under it (its writer is None), or with a RedisClusterException (not a RedisError) when
+# no node answers: on a cluster both mean "store down", not a bug here.
+CLUSTER_DOWN = (*STORE_DOWN, AttributeError, RedisClusterException)
 SCRIPT_NAMES = (
     "join",
     "call_next",
@@ -108,7 +109,7 @@ class Store(LineOps):
     ) -> None:
         self.url = url
         self.cluster = cluster
-        self._down: tuple[type[Exception], ...] = CLUSTER_DOWN if cluster else STORE_DOWN
+        self.down_errors: tuple[type[Exception], ...] = CLUSTER_DOWN if cluster else STORE_DOWN
         if cluster:
             # Same commands as redis.Redis; typed as one so that callers need no second path.
             self.redis = cast(
@@ -145,7 +146,7 @@ class Store(LineOps):
             await fence.passed()  # the embedded Redis came back: checked against the log first
         try:
             raw = await self._scripts[name](keys=keys, args=[acting_key(), *args])
-        except self._down as exc:
+        except self.down_errors as exc:
             log.warning("redis script %s failed: %s", name, exc)
             raise Unavailable("the live queue store is unreachable") from exc
         return _parse(cast(bytes, raw))
@@ -156,7 +157,7 @@ class Store(LineOps):
     async def guard(self, awaitable: Awaitable[Any]) -> Any:
         try:
             return await awaitable
-        except self._down as exc:
+        except self.down_errors as exc:
             log.warning("redis call failed: %s", exc)
             raise Unavailable("the live queue store is unreachable") from exc
 

@@ -26,7 +26,7 @@ from typing import Any, cast
 import orjson
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from protocol.ticket import lua_constants
 from server.errors import Unavailable
@@ -136,14 +136,14 @@ class EventStreams:
     async def _call(self, awaitable: Any) -> Any:
         try:
             return await awaitable
-        except RedisError as exc:
+        except self.store.down_errors as exc:
             raise Unavailable(f"redis: {exc}") from exc
 
     async def _execute(self, pipe: Pipeline) -> list[Any]:
         try:
             results: list[Any] = await pipe.execute(raise_on_error=False)
             return results
-        except RedisError as exc:
+        except self.store.down_errors as exc:
             raise Unavailable(f"redis: {exc}") from exc
 
     async def queues(self) -> list[str]:
@@ -200,7 +200,7 @@ class EventStreams:
                 log.info("a persister group is missing (Redis lost its data?); recreating")
                 await self.ensure_groups(chunk)
                 continue
-            except RedisError as exc:
+            except self.store.down_errors as exc:
                 raise Unavailable(f"redis: {exc}") from exc
             out.extend(self._parse_reply(reply or []))
         return out

@@ -9,9 +9,12 @@ import asyncio
 import secrets
 from typing import Any
 
+import pytest
+
 from server.db import Database
 from server.db.contacts import Contact, ContactTable
 from server.db.deliveries import WebhookTable
+from server.errors import Unavailable
 from server.keys import NOTIFIER_GROUP, PERSISTER_GROUP
 from server.notify.notifier import Notifier
 from server.notify.plan import new_secret
@@ -120,3 +123,23 @@ async def test_a_finished_tickets_contacts_wait_while_another_node_holds_an_earl
     assert finished
     assert await contacts.get(queue, done_one) is not None
     assert await contacts.get(queue, waiting) is not None
+
+
+@pytest.mark.parametrize(
+    "error",
+    [TimeoutError("timed out sending"), ConnectionResetError("reset"), RuntimeError("closed")],
+    ids=["timeout", "reset", "closed-transport"],
+)
+async def test_every_store_failure_reaches_the_readers_as_unavailable(
+    store: Store, error: Exception
+) -> None:
+    # The persister and the notifier wait and retry on Unavailable; anything else is logged as
+    # a bug with its traceback. A send timing out during a cluster failover arrives as a plain
+    # TimeoutError (an OSError), not a RedisError: it must count as "Redis down" too.
+    streams = EventStreams(store)
+
+    async def failing() -> None:
+        raise error
+
+    with pytest.raises(Unavailable):
+        await streams._call(failing())
