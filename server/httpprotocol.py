@@ -6,7 +6,9 @@
   hold a connection and a handler for ever. uvicorn has no such timer.
 - A new connection that sends nothing is closed after the keep-alive timeout, like an idle
   kept-alive one (uvicorn arms that timer only after a first response).
-WebSocket upgrades are handed over as usual, with the timer stopped.
+WebSocket upgrades are handed over with the timer stopped; to vqueue's WebSocket protocol as
+the request already parsed (`server.wsframes.handshake_request`), unless it is one websockets'
+parser should see for itself, and a few per turn of the event loop (`server.handover`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ import asyncio
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from websockets.http11 import Request
+
+from server import gcpacing
+from server.wsframes import handshake_request
+from server.wsprotocol import WebSocketProtocol
 
 MAX_HEAD_BYTES = 16 * 1024
 REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
@@ -63,7 +70,24 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def handle_websocket_upgrade(self) -> None:
         self._stop_timer()
-        super().handle_websocket_upgrade()
+        gcpacing.opened()  # a storm of upgrades holds the cyclic collector back
+        ws_class = self.ws_protocol_class
+        if isinstance(ws_class, type) and issubclass(ws_class, WebSocketProtocol):
+            request = handshake_request(self.scope["method"], self.url, self.scope["headers"])
+            if request is not None:
+                self._hand_over(ws_class, request)
+                return
+        super().handle_websocket_upgrade()  # replays the head as bytes for a second parse
+
+    def _hand_over(self, ws_class: type[WebSocketProtocol], request: Request) -> None:
+        """What uvicorn's hand-over does, with the request as parsed instead of as bytes."""
+        self.connections.discard(self)
+        protocol = ws_class(
+            config=self.config, server_state=self.server_state, app_state=self.app_state
+        )
+        protocol.connection_made(self.transport)
+        protocol.upgraded(request)
+        self.transport.set_protocol(protocol)
 
     def send_400_response(self, msg: str) -> None:
         if not self._refused:  # a refusal of ours already answered and closed

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import logging
+import re
 import struct
 from collections.abc import Iterable
 from http import HTTPStatus
@@ -19,7 +20,7 @@ from uvicorn._types import WebSocketReceiveEvent, WebSocketScope
 from uvicorn.config import Config
 from websockets.datastructures import Headers
 from websockets.frames import Frame, Opcode
-from websockets.http11 import Request, Response
+from websockets.http11 import MAX_LINE_LENGTH, MAX_NUM_HEADERS, Request, Response
 from websockets.protocol import Protocol
 from websockets.server import ServerProtocol
 
@@ -27,6 +28,7 @@ __all__ = [
     "MessageAssembler",
     "SansIOServer",
     "accept_response",
+    "handshake_request",
     "http_response",
     "websocket_scope",
 ]
@@ -68,6 +70,11 @@ class SansIOServer(ServerProtocol):
             self.current_size = None
         super().recv_frame(frame)
 
+    def skip_request(self) -> None:
+        """Read frames from the start: the request was parsed already (`handshake_request`)."""
+        self.parser = Protocol.parse(self)
+        next(self.parser)  # runs to its first wait for data, as websockets starts its parsers
+
     def forget_request(self) -> None:
         """Let the handshake request go once it has been read.
 
@@ -85,6 +92,38 @@ class SansIOServer(ServerProtocol):
             return
         self.parser = Protocol.parse(self)
         next(self.parser)  # runs to its first wait for data, as websockets starts its parsers
+
+
+# RFC 9110's token and field value, as websockets' own request parser checks them.
+_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+_VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
+
+
+def handshake_request(
+    method: str, target: bytes, headers: Iterable[tuple[bytes, bytes]]
+) -> Request | None:
+    """The upgrade request uvicorn's HTTP parser has read, as `websockets` would parse it.
+
+    It spares a connect storm the second parse of every request (uvicorn hands the upgrade over
+    as bytes rebuilt from what it parsed). None for anything websockets' parser would refuse or
+    treat specially (non-ASCII, a bad header, too many or too long, a body): the caller then
+    hands over the bytes, and websockets answers as it always did.
+    """
+    if len(target) + len(method) + 10 > MAX_LINE_LENGTH or not target.isascii():
+        return None
+    parsed = Headers()
+    for count, (name, raw) in enumerate(headers, 1):
+        value = raw.strip(b" \t")
+        if (
+            count > MAX_NUM_HEADERS
+            or len(name) + len(raw) + 4 > MAX_LINE_LENGTH
+            or not _TOKEN.fullmatch(name)
+            or not _VALUE.fullmatch(value)
+            or name in (b"transfer-encoding", b"content-length")
+        ):
+            return None
+        parsed.set_insecure(name.decode("ascii"), value.decode("iso-8859-1"))
+    return Request(target.decode("ascii"), parsed, method)
 
 
 class MessageAssembler:

@@ -2,7 +2,8 @@
 
 Run uvicorn with `ws="server.wsprotocol:WebSocketProtocol"`. uvicorn's HTTP protocol parses the
 upgrade request, builds one of these with `(config=, server_state=, app_state=)`, calls
-`connection_made(transport)`, replays the request head through `data_received`, then hands the
+`connection_made(transport)`, replays the request head through `data_received` (vqueue's own HTTP
+protocol, `server.httpprotocol`, passes the parsed request to `upgraded` instead), then hands the
 transport over with `transport.set_protocol`. From there `websockets`' sans-I/O `ServerProtocol`
 (see `server.wsframes`) does the framing and this class does the I/O.
 
@@ -213,6 +214,13 @@ class WebSocketProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._conn.receive_data(data)
         self._process()
+
+    def upgraded(self, request: Request) -> None:
+        """The handshake request, already parsed by the HTTP protocol that hands us over (the
+        bytes it would replay through `data_received` would be parsed a second time)."""
+        self._conn.skip_request()
+        self._on_request(request)
+        self._flush()
 
     def eof_received(self) -> None:
         self._conn.receive_eof()

@@ -8,7 +8,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.streams import StreamReader
 
-from server.wsframes import SansIOServer, frame_header
+from server.wsframes import SansIOServer, frame_header, handshake_request
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 200_000])
@@ -68,3 +68,70 @@ def test_a_frame_begun_before_the_101_is_not_lost(early: int) -> None:
     conn.receive_data(masked_text(b"early")[early:])
     [frame] = conn.events_received()
     assert frame.data == b"early"
+
+
+def head_of(raw: bytes) -> tuple[str, bytes, list[tuple[bytes, bytes]]]:
+    """Method, target and headers as uvicorn's parser hands them over (names lowercased)."""
+    line, *lines = raw.split(b"\r\n\r\n")[0].split(b"\r\n")
+    method, target, _ = line.split(b" ")
+    headers = [tuple(h.split(b":", 1)) for h in lines]
+    return method.decode(), target, [(n.lower(), v.strip(b" \t")) for n, v in headers]
+
+
+def parsed_by_websockets(raw: bytes) -> Request:
+    reader = StreamReader()
+    reader.feed_data(raw)
+    parser = Request.parse(reader.read_line)
+    try:
+        next(parser)
+    except StopIteration as done:
+        assert isinstance(done.value, Request)
+        return done.value
+    raise AssertionError("websockets wanted more of the request")
+
+
+def with_headers(*lines: bytes, target: bytes = b"/v1/ws") -> bytes:
+    head = HANDSHAKE.replace(b"GET /v1/ws ", b"GET " + target + b" ")
+    return head[:-2] + b"".join(line + b"\r\n" for line in lines) + b"\r\n"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        HANDSHAKE,
+        with_headers(b"Origin: https://venue.example", b"Sec-WebSocket-Protocol: a, b"),
+        with_headers(b"Cookie: x=1; y=2", target=b"/v1/queues/demo/ws?ticket=abc&format=json"),
+        with_headers(b"X-Note: caf\xe9", b"X-Empty:", b"X-Tab: \tv\t"),  # obs-text, empty, OWS
+        with_headers(b"X-Twice: 1", b"X-Twice: 2"),
+    ],
+    ids=["plain", "origin-subprotocols", "query-cookie", "odd-values", "repeated"],
+)
+def test_a_handshake_request_taken_from_uvicorn_is_what_websockets_parses(raw: bytes) -> None:
+    ours = handshake_request(*head_of(raw))
+    theirs = parsed_by_websockets(raw)
+    assert ours is not None
+    assert (ours.method, ours.path, ours.protocol) == (theirs.method, theirs.path, theirs.protocol)
+    lowered = [(name.lower(), value) for name, value in theirs.headers.raw_items()]
+    assert list(ours.headers.raw_items()) == lowered
+    for name in ("sec-websocket-key", "Sec-WebSocket-Protocol", "X-TWICE", "origin"):
+        assert ours.headers.get_all(name) == theirs.headers.get_all(name)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        ("GET", "/v1/ws/caf\u00e9".encode(), []),  # non-ASCII target: websockets refuses it
+        ("GET", b"/v1/ws", [(b"x-bad", b"a\x01b")]),  # a control character in a value
+        ("GET", b"/v1/ws", [(b"bad name", b"v")]),
+        ("GET", b"/v1/ws", [(b"transfer-encoding", b"chunked")]),
+        ("GET", b"/v1/ws", [(b"content-length", b"5")]),
+        ("GET", b"/v1/ws", [(b"x-n", b"v")] * 129),  # websockets takes 128
+        ("GET", b"/v1/ws", [(b"x-long", b"v" * 8_190)]),  # over its 8 KiB line
+        ("GET", b"/" + b"a" * 8_190, []),
+    ],
+    ids=["non-ascii", "control", "bad-name", "chunked", "body", "129", "long-line", "long-target"],
+)
+def test_a_request_websockets_should_judge_is_left_to_its_parser(
+    head: tuple[str, bytes, list[tuple[bytes, bytes]]],
+) -> None:
+    assert handshake_request(*head) is None

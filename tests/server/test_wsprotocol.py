@@ -26,6 +26,7 @@ from websockets.frames import Close, Frame, Opcode
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
+from server.httpprotocol import protocol_class
 from server.wsprotocol import PushChannel, WebSocketProtocol
 from tests.server.threaded import RunningServer, serve_in_thread
 
@@ -174,22 +175,36 @@ class FastTimeouts(WebSocketProtocol):
     close_timeout_s = 0.5
 
 
-def start_server(ws: Any = "server.wsprotocol:WebSocketProtocol", **options: Any) -> RunningServer:
-    return serve_in_thread(app, ws, ws_max_size=MAX_SIZE_BYTES, **options)
+# The HTTP side that hands the upgrade over: vqueue's (as `vqueue serve` runs), which passes the
+# request as it parsed it, and uvicorn's, which replays it as bytes for websockets to parse.
+HTTP = {"vqueue": protocol_class(30.0), "uvicorn": "httptools"}
 
 
-@pytest.fixture(scope="module")
-def srv() -> Iterator[RunningServer]:
-    running = start_server()
+def start_server(
+    ws: Any = "server.wsprotocol:WebSocketProtocol", http: str = "vqueue", **options: Any
+) -> RunningServer:
+    return serve_in_thread(app, ws, HTTP[http], ws_max_size=MAX_SIZE_BYTES, **options)
+
+
+@pytest.fixture(scope="module", params=sorted(HTTP))
+def srv(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    running = start_server(http=request.param)
     yield running
     running.stop()
 
 
-@pytest.fixture(scope="module")
-def fast_srv() -> Iterator[RunningServer]:
-    running = start_server(FastTimeouts, ws_ping_interval=0.3, ws_ping_timeout=0.5)
+@pytest.fixture(scope="module", params=sorted(HTTP))
+def fast_srv(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    running = start_server(FastTimeouts, request.param, ws_ping_interval=0.3, ws_ping_timeout=0.5)
     yield running
     running.stop()
+
+
+@pytest.fixture(autouse=True)
+def fresh_observations() -> None:
+    """Each test reads what the app saw under its own keys: the run under the other HTTP
+    protocol must not leave its observations behind."""
+    SEEN.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -485,3 +500,49 @@ async def test_shutdown_closes_with_1012() -> None:
         assert seen("shutdown")[2]["code"] == 1012
     finally:
         running.stop()
+
+
+REFUSED_HANDSHAKES = {
+    "post": b"POST /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    "no-key": b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Version: 13\r\n\r\n",
+    "bad-key": b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    "version-8": b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+    "non-ascii-path": b"GET /echo/caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n\r\n",
+    "body": b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    b"Content-Length: 2\r\n\r\nhi",
+}
+
+
+def first_answer(port: int, request: bytes) -> bytes:
+    """The status line the server answers `request` with (b"" if it just closes)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    return answer.split(b"\r\n", 1)[0]
+
+
+async def test_a_refused_handshake_is_answered_alike_whichever_http_side_hands_it_over() -> None:
+    servers = {name: start_server(http=name) for name in HTTP}
+    try:
+        for case, request in REFUSED_HANDSHAKES.items():
+            answers = {
+                name: await asyncio.to_thread(first_answer, running.port, request)
+                for name, running in servers.items()
+            }
+            assert answers["vqueue"] == answers["uvicorn"], case
+            assert not answers["vqueue"].startswith(b"HTTP/1.1 101"), case
+    finally:
+        for running in servers.values():
+            running.stop()
