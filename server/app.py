@@ -22,7 +22,6 @@ from server import (
     archiving,
     contacts,
     customers,
-    gcpacing,
     history,
     keyroutes,
     limits,
@@ -244,12 +243,9 @@ def create_app(settings: Settings, redis_launches: Callable[[], int] | None = No
         # "Profile"). Young passes every 50,000 allocations instead of 700: full ones become
         # rare, and cyclic garbage still goes within some millions of allocations.
         gc.set_threshold(*GC_THRESHOLDS)
-        # ... and in a connect storm, young passes wait until it is over (server/gcpacing.py).
-        gcpacing.install(gcpacing.CollectorPacer(GC_THRESHOLDS))
         try:
             yield
         finally:
-            gcpacing.install(None)
             following.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await following

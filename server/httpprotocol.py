@@ -19,7 +19,6 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from websockets.http11 import Request
 
-from server import gcpacing
 from server.wsframes import handshake_request
 from server.wsprotocol import WebSocketProtocol
 
@@ -70,7 +69,6 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def handle_websocket_upgrade(self) -> None:
         self._stop_timer()
-        gcpacing.opened()  # a storm of upgrades holds the cyclic collector back
         ws_class = self.ws_protocol_class
         if isinstance(ws_class, type) and issubclass(ws_class, WebSocketProtocol):
             request = handshake_request(self.scope["method"], self.url, self.scope["headers"])
