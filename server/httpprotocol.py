@@ -8,7 +8,7 @@
   kept-alive one (uvicorn arms that timer only after a first response).
 WebSocket upgrades are handed over with the timer stopped; to vqueue's WebSocket protocol as
 the request already parsed (`server.wsframes.handshake_request`), unless it is one websockets'
-parser should see for itself, and a few per turn of the event loop (`server.handover`).
+parser should see for itself.
 """
 
 from __future__ import annotations
