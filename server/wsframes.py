@@ -71,7 +71,8 @@ class SansIOServer(ServerProtocol):
         super().recv_frame(frame)
 
     def skip_request(self) -> None:
-        """Read frames from the start: the request was parsed already (`handshake_request`)."""
+        """Read frames from the start, as if the request had been read (it was parsed already,
+        `handshake_request`, or has just been: `forget_request`)."""
         self.parser = Protocol.parse(self)
         next(self.parser)  # runs to its first wait for data, as websockets starts its parsers
 
@@ -90,8 +91,7 @@ class SansIOServer(ServerProtocol):
         # Suspended in `reader.at_eof()` at the top of its loop: no byte of a frame taken yet.
         if getattr(waiting_on, "__name__", None) != "at_eof" or self.events:
             return
-        self.parser = Protocol.parse(self)
-        next(self.parser)  # runs to its first wait for data, as websockets starts its parsers
+        self.skip_request()
 
 
 # RFC 9110's token and field value, as websockets' own request parser checks them.
