@@ -26,6 +26,7 @@ from server.acting import acting_key
 from server.errors import ApiError, RateLimited, Unavailable
 from server.keys import QueueKeys, join_rate_keys, queue_keys, queues_index
 from server.store.fence import Fence
+from server.store.lane import ScriptLane, lane_supports
 from server.store.lineops import LineOps
 
 if TYPE_CHECKING:
@@ -105,7 +106,13 @@ class Store(LineOps):
     """
 
     def __init__(
-        self, url: str, prefix: str = "vq", max_connections: int = 64, *, cluster: bool = False
+        self,
+        url: str,
+        prefix: str = "vq",
+        max_connections: int = 64,
+        *,
+        cluster: bool = False,
+        lane: bool = True,
     ) -> None:
         self.url = url
         self.cluster = cluster
@@ -130,8 +137,12 @@ class Store(LineOps):
         self._scripts: dict[str, AsyncScript] = {
             name: self.redis.register_script(text) for name, text in _load_scripts().items()
         }
+        # Scripts go over one multiplexed connection (server/store/lane.py); False: redis-py's pool.
+        self.lane = ScriptLane(url) if lane and not cluster and lane_supports(url) else None
 
     async def close(self) -> None:
+        if self.lane is not None:
+            await self.lane.close()
         await self.redis.aclose()
         if not self.cluster:
             await self.redis.connection_pool.aclose()
@@ -145,14 +156,20 @@ class Store(LineOps):
         if fence is not None and not fence.open():
             await fence.passed()  # the embedded Redis came back: checked against the log first
         try:
-            raw = await self._scripts[name](keys=keys, args=[acting_key(), *args])
+            raw = await self._script(name, keys, [acting_key(), *args])
         except self.down_errors as exc:
             log.warning("redis script %s failed: %s", name, exc)
             raise Unavailable("the live queue store is unreachable") from exc
         return _parse(cast(bytes, raw))
 
     async def _read(self, name: str, keys: list[str], args: list[str | int]) -> Any:
-        return await self.guard(self._scripts[name](keys=keys, args=args))
+        return await self.guard(self._script(name, keys, args))
+
+    def _script(self, name: str, keys: list[str], args: list[str | int]) -> Awaitable[Any]:
+        script = self._scripts[name]
+        if self.lane is None:
+            return script(keys=keys, args=args)
+        return self.lane.evalsha(script.sha, script.script, keys, args)
 
     async def guard(self, awaitable: Awaitable[Any]) -> Any:
         try:
