@@ -1,15 +1,20 @@
 """Ticket tokens and staff keys.
 
 A ticket token is the ticket id and a per-ticket nonce, signed with the server's secret
-(itsdangerous, HMAC-SHA256): it cannot be forged, and cannot be moved to another ticket because
-the nonce is checked against the one Redis holds. Tokens signed by earlier versions (HMAC-SHA1)
-verify as `legacy` claims, which the callers accept only for tickets issued before the upgrade
-and not finished yet (`TicketSigner.legacy_allowed`). A staff key is `vqk_<id>_<secret>`; only its
-SHA-256 is stored (the key is 256 random bits, so a slow password hash would add nothing).
+(itsdangerous' URL-safe format, HMAC-SHA256): it cannot be forged, and cannot be moved to another
+ticket because the nonce is checked against the one Redis holds. Every join signs one and every
+watch checks one, so the common shape is made and checked here with the derived key computed once
+(itsdangerous derives it again on every call); its payload is never compressed. Anything else (a
+compressed payload from an earlier version, a bad signature) goes to itsdangerous. Tokens signed by
+earlier versions (HMAC-SHA1) verify as `legacy` claims, which the callers accept only for tickets
+issued before the upgrade and not finished yet (`TicketSigner.legacy_allowed`). A staff key is
+`vqk_<id>_<secret>`; only its SHA-256 is stored (the key is 256 random bits, so a slow password
+hash would add nothing).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
@@ -17,11 +22,15 @@ import secrets
 import time
 from dataclasses import dataclass
 
+import orjson
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from protocol.names import parse_ticket_id
 
 STAFF_KEY_RE = re.compile(r"vqk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
+# Text that JSON writes the same whatever the encoder (printable ASCII but `"` and `\\`).
+PLAIN_JSON_TEXT = re.compile(r"[ !#-\[\]-~]*")
+TICKET_SALT = b"vqueue.ticket.v1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,17 +47,37 @@ LIVE_STATUSES = ("waiting", "called")
 
 class TicketSigner:
     def __init__(self, secret: str, sha256_since_ms: int | None = None) -> None:
-        salt = "vqueue.ticket.v1"
+        salt = TICKET_SALT.decode()
         sha256 = {"digest_method": hashlib.sha256}
         self._serializer = URLSafeSerializer(secret, salt=salt, signer_kwargs=sha256)
         self._legacy = URLSafeSerializer(secret, salt=salt)  # itsdangerous' default: SHA-1
+        # itsdangerous' default key derivation ("django-concat"), done once.
+        self._key = hashlib.sha256(TICKET_SALT + b"signer" + secret.encode()).digest()
         # When this deployment started signing with SHA-256 (kept in Redis, the same for every
         # node); None: no SHA-1 token is accepted at all.
         self.sha256_since_ms = sha256_since_ms
 
     def sign(self, ticket_id: str, nonce: str) -> str:
-        token: str = self._serializer.dumps([ticket_id, nonce])
-        return token
+        if not (PLAIN_JSON_TEXT.fullmatch(ticket_id) and PLAIN_JSON_TEXT.fullmatch(nonce)):
+            token: str = self._serializer.dumps([ticket_id, nonce])
+            return token
+        payload = _b64(orjson.dumps([ticket_id, nonce]))
+        return (payload + b"." + self._signature(payload)).decode()
+
+    def _signature(self, payload: bytes) -> bytes:
+        return _b64(hmac.digest(self._key, payload, "sha256"))
+
+    def _loads(self, token: str) -> object:
+        """The payload of a SHA-256 token; BadSignature if it is not one."""
+        payload, dot, signature = token.rpartition(".")
+        if dot and payload and payload[0] != "." and token.isascii():
+            raw = payload.encode()
+            if hmac.compare_digest(self._signature(raw), signature.encode()):
+                try:
+                    return orjson.loads(base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4)))
+                except ValueError:  # signed by us, so never; but not a claim either
+                    raise BadSignature("unreadable payload") from None
+        return self._serializer.loads(token)
 
     def legacy_allowed(self, joined_ms: int, status: str) -> bool:
         """A SHA-1 token works only for a ticket issued before the upgrade, until it finishes."""
@@ -60,7 +89,7 @@ class TicketSigner:
             return None
         legacy = False
         try:
-            payload = self._serializer.loads(token)
+            payload = self._loads(token)
         except BadSignature:
             try:
                 payload = self._legacy.loads(token)
@@ -78,6 +107,10 @@ class TicketSigner:
         if parsed is None:
             return None
         return TicketClaim(parsed[0], parsed[1], ticket_id, nonce, legacy)
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
 def new_staff_key() -> tuple[str, str, bytes]:
