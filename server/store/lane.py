@@ -1,11 +1,11 @@
 """One Redis connection that carries every script call of this node, many in flight at once.
 
-redis-py spends about 60 µs of CPU on one EVALSHA (a pooled connection checked out and back,
+redis-py spends about 60 us of CPU on one EVALSHA (a pooled connection checked out and back,
 a timeout context, retry and health-check wrappers, its encoder); Redis itself needs a few.
 Scripts are the hot path (every join, call-next and ticket read), so the store sends them here
 instead: each call is written to one shared connection and waits on a future, and replies,
 which Redis sends in the order the calls arrived, are matched to the futures in that order
-(about 10 µs a call). Redis runs one command at a time anyway, so one connection loses nothing;
+(about 10 us a call). Redis runs one command at a time anyway, so one connection loses nothing;
 Redis reads the calls of a burst in one go.
 
 Only scripts come here: they never block, so no call waits behind a slow one that Redis would
