@@ -25,7 +25,7 @@ from array import array
 from typing import Any
 
 from loadtest.pool import Remote, start_baseline
-from loadtest.procinfo import cpu_s, rss_kib
+from loadtest.procinfo import cpu_s, listen_overflows, rss_kib
 from loadtest.runner import BUCKET_S, Run
 from loadtest.stats import bucket_counts, summarize
 
@@ -67,7 +67,9 @@ async def measure(run: Run) -> dict[str, Any]:
         collected = await run.pool.all("baseline_collect")
         await run.pool.all("baseline_close")
         await asyncio.sleep(1.0)  # the server lets the closed sockets go
+        overflows = listen_overflows()  # the bare server runs on this host
         storm = await run.pool.each("baseline_storm", [{"url": url, "count": n} for n in shares])
+        after = listen_overflows()
     finally:
         await server.stop()
     seqs, times = array("q"), array("d")
@@ -80,6 +82,8 @@ async def measure(run: Run) -> dict[str, Any]:
     if rss_before is not None and rss_after is not None and connected:
         result["rss_per_watcher_kib"] = round((rss_after - rss_before) / connected, 2)
     result["storm"] = _storm(storm)
+    if overflows is not None and after is not None:
+        result["storm"]["listen_overflows"] = after - overflows
     result["sink_errors"] = sum(r["errors"] for r in collected)
     # Near 1.0 the harness's own core, not the server, limited frames per second.
     window = result["burst"]["window_s"] + 1.0

@@ -88,14 +88,18 @@ class Options:
         One source address reaches one server port only ~28k times (docs/architecture.md); spreading
         also keeps each process's sockets apart in the kernel's tables.
         """
-        host = urlsplit(self.base_url).hostname or ""
-        try:
-            loopback = ipaddress.ip_address(host).version == 4 and host.startswith("127.")
-        except ValueError:
-            loopback = host == "localhost"
-        if not loopback:
+        if not self.loopback:
             return [None] * self.processes
         return [f"127.0.0.{2 + i}" for i in range(self.processes)]
+
+    @property
+    def loopback(self) -> bool:
+        """The server is on this host (127.x or localhost): its kernel counters are ours."""
+        host = urlsplit(self.base_url).hostname or ""
+        try:
+            return ipaddress.ip_address(host).version == 4 and host.startswith("127.")
+        except ValueError:
+            return host == "localhost"
 
     def shares(self, total: int) -> list[int]:
         """`total` split over the processes as evenly as possible."""

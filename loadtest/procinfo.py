@@ -1,4 +1,5 @@
-"""What the harness can read about the server besides its API: memory and frame counters."""
+"""What the harness can read about the server besides its API: memory, CPU, frame counters and
+the kernel's count of connections a full accept queue dropped."""
 
 from __future__ import annotations
 
@@ -60,3 +61,21 @@ def cpu_s(pid: int | None) -> float | None:
     fields = stat.rsplit(")", 1)[1].split()
     ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def listen_overflows(netstat: Path = Path("/proc/net/netstat")) -> int | None:
+    """This host's count of connections dropped because a listen queue was full (TCP retries
+    them a second later, then three), since boot; None where the kernel does not say."""
+    try:
+        return parse_listen_overflows(netstat.read_text())
+    except OSError:
+        return None
+
+
+def parse_listen_overflows(text: str) -> int | None:
+    """`ListenOverflows` of the `TcpExt:` rows of /proc/net/netstat (a header row, then values)."""
+    rows = [line.split() for line in text.splitlines() if line.startswith("TcpExt:")]
+    if len(rows) < 2 or len(rows[0]) != len(rows[1]) or "ListenOverflows" not in rows[0]:
+        return None
+    value = rows[1][rows[0].index("ListenOverflows")]
+    return int(value) if value.isdigit() else None

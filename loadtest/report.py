@@ -33,6 +33,10 @@ METHOD = {
         "update_latency_after_storm_ms (reconnect-storm only): the samples of the calls sent "
         "after every dropped watcher had its position back."
     ),
+    "listen_overflows": "storm.listen_overflows and baseline.storm.listen_overflows: the "
+    "host's TcpExt ListenOverflows (/proc/net/netstat) over each storm, so only with the "
+    "server on this host: connections a full accept queue dropped, each retried by TCP a "
+    "second later, then three. A storm's time ratio reads differently with and without them.",
     "join_latency": "From writing POST /v1/queues/{q}/tickets on a kept-alive connection "
     "to reading the whole 201 response.",
     "frames_per_s": "Position frames received by all watchers, from the first call to the "

@@ -30,7 +30,7 @@ from typing import Any
 from loadtest import comparison, report
 from loadtest.options import Options, Scenario
 from loadtest.pool import Pool
-from loadtest.procinfo import cpu_s, rss_kib, server_frames_sent
+from loadtest.procinfo import cpu_s, listen_overflows, rss_kib, server_frames_sent
 from loadtest.runner import (
     Display,
     Run,
@@ -138,8 +138,13 @@ async def _event(run: Run) -> None:
     elif options.scenario is Scenario.RECONNECT_STORM:
         await asyncio.sleep(options.duration_s / 3)
         run.phase("calls+storm")
+        overflows = listen_overflows() if options.loopback else None
         replies = await run.pool.all("storm")
         run.storm = {"dropped": sum(r["dropped"] for r in replies)}
+        after = listen_overflows() if overflows is not None else None
+        if overflows is not None and after is not None:
+            # Connections the server's full accept queue dropped: each waits for TCP's retry.
+            run.storm["listen_overflows"] = after - overflows
         for reply in replies:
             run.reconnect_s.extend(reply["reconnect_s"])
         run.phase("calls")
