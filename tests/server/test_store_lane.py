@@ -8,6 +8,7 @@ and fail the calls in flight when Redis dies, then reconnect.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import secrets
 import signal
@@ -25,6 +26,7 @@ from server.store import Store
 from server.store.lane import ScriptLane, pack
 
 ECHO = "return {KEYS[1], ARGV[1], tonumber(ARGV[2])}"
+SET = "return redis.call('SET', KEYS[1], ARGV[1])"
 
 
 @pytest_asyncio.fixture
@@ -36,8 +38,6 @@ async def plain(redis_server: EmbeddedRedis, prefix: str) -> AsyncIterator[Store
 
 
 def _sha(source: str) -> str:
-    import hashlib
-
     return hashlib.sha1(source.encode()).hexdigest()
 
 
@@ -149,9 +149,6 @@ async def test_the_database_of_the_url_is_selected(redis_server: EmbeddedRedis) 
         await check.delete(key)
         await check.aclose()
         await lane.close()
-
-
-SET = "return redis.call('SET', KEYS[1], ARGV[1])"
 
 
 async def test_a_wrong_password_is_refused_as_a_connection_error(
