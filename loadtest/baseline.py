@@ -22,9 +22,6 @@ from websockets.asyncio.server import ServerConnection, broadcast, serve
 
 from loadtest.pipes import listen
 
-# uvicorn's default listen backlog, which vqueue serves with: in a connect storm a full accept
-# queue drops SYNs and the client retries a second later, so both sides get the same one.
-BACKLOG = 2048
 HIGH_WATER_BYTES = 64 * 1024  # pause a burst while sampled sockets hold this much unsent
 SAMPLE_SOCKETS = 32
 
@@ -98,7 +95,7 @@ class BaselineServer:
             self.done.set()
 
 
-async def _serve(port: int, conn: Connection) -> None:
+async def _serve(port: int, backlog: int, conn: Connection) -> None:
     server = BaselineServer(conn)
     loop = asyncio.get_running_loop()
 
@@ -116,14 +113,14 @@ async def _serve(port: int, conn: Connection) -> None:
         compression=None,
         ping_interval=None,
         subprotocols=["vq1.json"],  # type: ignore[list-item]
-        backlog=BACKLOG,
+        backlog=backlog,
     ):
         conn.send({"ready": True})
         listen(conn, on_message, server.done.set)
         await server.done.wait()
 
 
-def baseline_main(port: int, cpus: tuple[int, ...] | None, conn: Connection) -> None:
+def baseline_main(port: int, cpus: tuple[int, ...] | None, backlog: int, conn: Connection) -> None:
     """The process entry point."""
     if cpus:
         os.sched_setaffinity(0, cpus)
@@ -134,4 +131,4 @@ def baseline_main(port: int, cpus: tuple[int, ...] | None, conn: Connection) -> 
     import uvloop
 
     uvloop.install()
-    asyncio.run(_serve(port, conn))
+    asyncio.run(_serve(port, backlog, conn))

@@ -161,15 +161,16 @@ def _storms(results: dict[str, list[dict[str, Any]]]) -> list[str]:
         "## Connect storms",
         "",
         "Time until the last watcher has its position back after every socket dropped at once, "
-        "beside a bare `websockets` server (same listen backlog) until the last of as many new "
-        "sockets has the one frame it sends at open. Watchers per second = watchers / that time. "
+        "beside a bare `websockets` server (same listen backlog, as the kernel reports each "
+        "listener's) until the last of as many new sockets has the one frame it sends at open. "
+        "Watchers per second = watchers / that time. "
         "Listen overflows: connections the kernel dropped from a full accept queue during each "
         "storm (TCP retries each a second later, then three); a run's ratio reads with them.",
         "",
         "| run | watchers | vqueue storm s | bare storm s | time ratio | watchers/s ratio "
-        "| listen overflows (vqueue / bare) "
+        "| listen backlog (vqueue / bare) | listen overflows (vqueue / bare) "
         "| update p99 ms (whole run) | update p99 ms after the storm | mismatches | errors |",
-        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---|",
     ]
     targets = {
         "storm": "watchers/s >= 0.8x bare",
@@ -186,13 +187,14 @@ def _storms(results: dict[str, list[dict[str, Any]]]) -> list[str]:
             ratios.append(ratio)
             speed = None if not ratio else round(1.0 / ratio, 3)
             errors = ", ".join(f"{k} {v}" for k, v in r["errors"].items()) or "none"
+            mine_storm = r.get("storm") or {}
+            backlogs = f"{_n(mine_storm.get('listen_backlog'))} / {_n(bare.get('listen_backlog'))}"
             overflows = (
-                f"{_n((r.get('storm') or {}).get('listen_overflows'))} / "
-                f"{_n(bare.get('listen_overflows'))}"
+                f"{_n(mine_storm.get('listen_overflows'))} / {_n(bare.get('listen_overflows'))}"
             )
             out.append(
                 f"| {name} {i} | {_n(r['watchers'])} | {_n(mine, 2)} | {_n(bare.get('time_s'), 2)} "
-                f"| {_n(ratio, 2)} | {_n(speed, 2)} | {overflows} "
+                f"| {_n(ratio, 2)} | {_n(speed, 2)} | {backlogs} | {overflows} "
                 f"| {_n(r['update_latency_ms']['p99'])} "
                 f"| {_n(after.get('p99'))} | {r['final_position_mismatches']} | {errors} |"
             )
@@ -202,7 +204,7 @@ def _storms(results: dict[str, list[dict[str, Any]]]) -> list[str]:
             spread = f"{min(present):.2f}-{max(present):.2f}"
             out.append(
                 f"| **{name} median** | | | | **{med:.2f}** ({spread}) "
-                f"| **{1 / med:.2f}** | | | | | target {target} |"
+                f"| **{1 / med:.2f}** | | | | | | target {target} |"
             )
     return [*out, ""]
 

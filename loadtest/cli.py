@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.display import Progress, print_summary
-from loadtest.options import Options, Scenario
+from loadtest.options import BACKLOG, Options, Scenario
 from loadtest.pool import RemoteError
 from loadtest.runner import UsageError
 
@@ -36,6 +36,16 @@ The harness joins thousands of tickets and opens thousands of sockets from one a
 the server with its abuse limits off for that address, e.g. VQ_RATE_EXEMPT=127.0.0.0/8,::1 (or
 VQ_JOIN_RATE_IP=off VQ_WS_PER_IP=off), or the run is refused with 429s.
 """
+
+
+def _backlog(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 65535; got {text!r}")
+    return value
 
 
 def _cpus(text: str) -> tuple[int, ...]:
@@ -99,6 +109,9 @@ OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
                                "help": "pin the harness to these CPUs, e.g. 1"}),
     (SCALE, "--baseline-cpus", {"type": _cpus, "default": None,
                                 "help": "pin the baseline server to these CPUs, e.g. 0"}),
+    (SCALE, "--backlog", {"type": _backlog, "default": BACKLOG,
+                          "help": "the bare server's listen backlog: the server's "
+                                  f"VQ_LISTEN_BACKLOG (default {BACKLOG}, as vqueue's)"}),
     (SCALE, "--server-pid", {"type": int, "default": None,
                              "help": "pid of a local server process: its memory per watcher "
                                      "and CPU per frame are reported"}),
@@ -152,6 +165,7 @@ def options_from(args: argparse.Namespace) -> Options:
         join_concurrency=args.join_concurrency,
         harness_cpus=args.harness_cpus,
         baseline_cpus=args.baseline_cpus,
+        backlog=args.backlog,
         server_pid=args.server_pid,
         quiet_s=args.quiet,
         progress=not args.no_progress,

@@ -25,7 +25,7 @@ from array import array
 from typing import Any
 
 from loadtest.pool import Remote, start_baseline
-from loadtest.procinfo import cpu_s, listen_overflows, rss_kib
+from loadtest.procinfo import cpu_s, listen_backlog, listen_overflows, rss_kib
 from loadtest.runner import BUCKET_S, Run
 from loadtest.stats import bucket_counts, summarize
 
@@ -45,7 +45,7 @@ def _free_port() -> int:
 async def measure(run: Run) -> dict[str, Any]:
     options = run.options
     port = _free_port()
-    server = await start_baseline(port, options.baseline_cpus)
+    server = await start_baseline(port, options.baseline_cpus, options.backlog)
     try:
         rss_before = rss_kib(server.process.pid)
         shares = options.shares(options.watchers)
@@ -68,6 +68,7 @@ async def measure(run: Run) -> dict[str, Any]:
         await run.pool.all("baseline_close")
         await asyncio.sleep(1.0)  # the server lets the closed sockets go
         overflows = listen_overflows()  # the bare server runs on this host
+        backlog = listen_backlog(port)  # as the kernel has it (`--backlog`, capped)
         storm = await run.pool.each("baseline_storm", [{"url": url, "count": n} for n in shares])
         after = listen_overflows()
     finally:
@@ -82,6 +83,7 @@ async def measure(run: Run) -> dict[str, Any]:
     if rss_before is not None and rss_after is not None and connected:
         result["rss_per_watcher_kib"] = round((rss_after - rss_before) / connected, 2)
     result["storm"] = _storm(storm)
+    result["storm"]["listen_backlog"] = backlog
     if overflows is not None and after is not None:
         result["storm"]["listen_overflows"] = after - overflows
     result["sink_errors"] = sum(r["errors"] for r in collected)

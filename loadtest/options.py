@@ -9,6 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+# The listen backlog `vqueue serve` has by default (VQ_LISTEN_BACKLOG); `--backlog` for another.
+# In a connect storm a full accept queue drops connections and their clients retry a second
+# later, so both sides of a comparison must have the same one.
+BACKLOG = 4096
+
 MAX_SOCKETS_PER_PROCESS = 18_000  # the open-file limit is 20,000; keep room for the rest
 
 
@@ -41,6 +46,7 @@ class Options:
     join_concurrency: int = 32
     harness_cpus: tuple[int, ...] | None = None
     baseline_cpus: tuple[int, ...] | None = None
+    backlog: int = BACKLOG  # the bare server's listen backlog: the server's VQ_LISTEN_BACKLOG
     server_pid: int | None = None
     quiet_s: float = 1.5
     progress: bool = True

@@ -127,7 +127,7 @@ class Pool:
         await asyncio.gather(*(w.stop() for w in self.workers))
 
 
-async def start_baseline(port: int, cpus: tuple[int, ...] | None) -> Remote:
-    remote = Remote(baseline_main, (port, cpus))
+async def start_baseline(port: int, cpus: tuple[int, ...] | None, backlog: int) -> Remote:
+    remote = Remote(baseline_main, (port, cpus, backlog))
     await asyncio.wait_for(remote.ready, START_TIMEOUT_S)
     return remote

@@ -4,6 +4,7 @@ the kernel's count of connections a full accept queue dropped."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 from loadtest.httpc import HttpClient, HttpError
@@ -79,3 +80,32 @@ def parse_listen_overflows(text: str) -> int | None:
         return None
     value = rows[1][rows[0].index("ListenOverflows")]
     return int(value) if value.isdigit() else None
+
+
+def somaxconn(path: Path = Path("/proc/sys/net/core/somaxconn")) -> int | None:
+    """The kernel's cap on any listener's backlog (net.core.somaxconn); None where unreadable."""
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def listen_backlog(port: int) -> int | None:
+    """The accept queue's length the kernel gave the socket listening on this host's `port`
+    (what the server asked for, capped at net.core.somaxconn); None without `ss` or a listener."""
+    try:
+        command = ["ss", "-Hltn", f"sport = :{port}"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return parse_listen_backlog(done.stdout) if done.returncode == 0 else None
+
+
+def parse_listen_backlog(text: str) -> int | None:
+    """The largest Send-Q of `ss -Hltn` rows in state LISTEN: for a listener, its backlog."""
+    found = [
+        int(row[2])
+        for row in (line.split() for line in text.splitlines())
+        if len(row) >= 5 and row[0] == "LISTEN" and row[2].isdigit()
+    ]
+    return max(found) if found else None

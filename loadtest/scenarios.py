@@ -26,11 +26,18 @@ import signal
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from loadtest import comparison, report
 from loadtest.options import Options, Scenario
 from loadtest.pool import Pool
-from loadtest.procinfo import cpu_s, listen_overflows, rss_kib, server_frames_sent
+from loadtest.procinfo import (
+    cpu_s,
+    listen_backlog,
+    listen_overflows,
+    rss_kib,
+    server_frames_sent,
+)
 from loadtest.runner import (
     Display,
     Run,
@@ -141,6 +148,9 @@ async def _event(run: Run) -> None:
         overflows = listen_overflows() if options.loopback else None
         replies = await run.pool.all("storm")
         run.storm = {"dropped": sum(r["dropped"] for r in replies)}
+        port = urlsplit(options.base_url).port
+        if options.loopback and port is not None:
+            run.storm["listen_backlog"] = listen_backlog(port)  # the bare server gets the same
         after = listen_overflows() if overflows is not None else None
         if overflows is not None and after is not None:
             # Connections the server's full accept queue dropped: each waits for TCP's retry.

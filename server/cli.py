@@ -125,6 +125,7 @@ def serve(settings: Settings, host: str, port: int) -> int:
             host=host,
             port=port,
             loop="uvloop",
+            backlog=settings.listen_backlog,
             http=protocol_class(settings.http_request_timeout_s),
             ws="server.wsprotocol:WebSocketProtocol",
             ws_max_size=64 * 1024,

@@ -54,6 +54,19 @@ def _float(env: Mapping[str, str], name: str, default: float, low: float, high: 
     return value
 
 
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
 def _resync_check_s(env: Mapping[str, str]) -> float:
     """The drift check's period; 0 turns it off (for tests and diagnosis)."""
     value = _float(env, "VQ_RESYNC_CHECK_S", 2.0, 0.0, 60.0)
@@ -154,6 +167,7 @@ def _vapid_subject(env: Mapping[str, str], public_url: str | None) -> str:
     return raw
 
 
+LISTEN_BACKLOG = 4096  # VQ_LISTEN_BACKLOG's default (the harness's bare server uses the same)
 DEFAULT_WEBHOOK_RETRY_S = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 7200.0)
 SMTP_URL_RE = re.compile(r"smtps?://([^@/\s]+@)?[A-Za-z0-9.\-\[\]:]+/?")
 MAIL_FROM_RE = re.compile(r"[^\s<>@\"]{1,64}@[A-Za-z0-9.\-]{1,253}")
@@ -229,6 +243,9 @@ class Settings:
     http_max_concurrent: int | None = 1000
     http_keepalive_s: float = 5.0
     http_request_timeout_s: float = 30.0  # the whole request (headers and body) must arrive
+    # Connections the kernel holds for the node before it accepts them (the kernel caps it at
+    # net.core.somaxconn). uvicorn's 2048 overflows when a restarted node's customers reconnect.
+    listen_backlog: int = LISTEN_BACKLOG
     public_url: str | None = None
     metrics_token: Secret | None = None
     vapid_private_key: Secret | None = None  # None: generated once, kept in PostgreSQL
@@ -295,6 +312,7 @@ class Settings:
             http_max_concurrent=_count_or_off(env, "VQ_HTTP_MAX_CONCURRENT", 1000),
             http_keepalive_s=_float(env, "VQ_HTTP_KEEPALIVE_S", 5.0, 0.5, 600.0),
             http_request_timeout_s=_float(env, "VQ_HTTP_REQUEST_TIMEOUT_S", 30.0, 0.5, 600.0),
+            listen_backlog=_int(env, "VQ_LISTEN_BACKLOG", LISTEN_BACKLOG, 1, 65535),
             public_url=public_url,
             metrics_token=Secret(metrics_token) if metrics_token else None,
             vapid_private_key=_vapid_private_key(env),

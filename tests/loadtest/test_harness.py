@@ -17,6 +17,8 @@ import orjson
 import pytest
 
 from loadtest.cli import main
+from loadtest.options import BACKLOG
+from loadtest.procinfo import somaxconn
 from server.embedded import free_port
 from tests.conftest import ROOT, ServerProcess
 
@@ -241,6 +243,8 @@ async def test_reconnect_storm_resumes_every_watcher(
     # A loopback server: the kernel's count of connections its full accept queue dropped.
     assert isinstance(report["storm"]["listen_overflows"], int)
     assert report["storm"]["listen_overflows"] >= 0
+    # ... and the backlog it listens with (the node's default, within the kernel's cap).
+    assert report["storm"]["listen_backlog"] == min(BACKLOG, somaxconn() or BACKLOG)
     assert report["reconnect_ms"]["count"] == report["storm"]["dropped"]
     assert report["final_position_mismatches"] == 0
     assert not [k for k in report["errors"] if k.startswith(("reconnect_gave_up", "storm_"))]

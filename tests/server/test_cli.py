@@ -10,11 +10,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from server.config import Settings
+from loadtest.options import BACKLOG as HARNESS_BACKLOG
+from loadtest.procinfo import listen_backlog, somaxconn
+from server.config import LISTEN_BACKLOG, ConfigError, Settings
 from server.embedded import free_port
 from tests.conftest import ROOT, server_env
 
@@ -106,3 +109,24 @@ def test_venue_create_json_is_pure_json_with_embedded_services(tmp_path: Path) -
     assert done.returncode == 0, done.stderr
     assert set(json.loads(done.stdout)) == {"venue_id", "staff_key"}
     assert "embedded Redis" in done.stderr  # where the services run is still said, on stderr
+
+
+@pytest.mark.parametrize("given", ["1234", None])
+def test_serve_listens_with_the_configured_backlog(start_server: Any, given: str | None) -> None:
+    node = start_server(**({} if given is None else {"VQ_LISTEN_BACKLOG": given}))
+    wanted = LISTEN_BACKLOG if given is None else int(given)
+    cap = somaxconn() or wanted
+    assert listen_backlog(int(node.url.rsplit(":", 1)[1])) == min(wanted, cap)
+
+
+def test_the_harness_compares_with_vqueues_default_backlog() -> None:
+    # Its bare server's backlog when `--backlog` is not given: a storm's ratio is only fair
+    # against a server that listens with the same one.
+    assert HARNESS_BACKLOG == LISTEN_BACKLOG == Settings.from_environ({}).listen_backlog
+
+
+@pytest.mark.parametrize("raw", ["0", "-5", "65536", "many", "12.5", "0x10"])
+def test_a_bad_listen_backlog_is_refused(raw: str) -> None:
+    with pytest.raises(ConfigError, match="VQ_LISTEN_BACKLOG"):
+        Settings.from_environ({"VQ_LISTEN_BACKLOG": raw})
+    assert Settings.from_environ({"VQ_LISTEN_BACKLOG": " 512 "}).listen_backlog == 512
