@@ -30,7 +30,7 @@ from protocol.watch import FlushAt, QueueWatch
 from server.fanout import Fanout, Watcher, _Queue
 from server.outbox import SENT, ChannelOutbox
 from server.ticketreads import TicketReads
-from server.wsprotocol import Phase, WebSocketProtocol
+from server.wsprotocol import Phase, PushChannel, WebSocketProtocol
 
 QUEUE = "bench-flush"
 
@@ -78,7 +78,7 @@ def build(watchers: int) -> tuple[Fanout, _Queue]:
         ws = WebSocketProtocol(config, state, {}, _loop=object())  # type: ignore[arg-type]
         ws.connection_made(NullTransport())  # type: ignore[arg-type]
         ws.phase = Phase.OPEN
-        outbox = ChannelOutbox(ws._channel, True, fanout.sweeper.backlogged)
+        outbox = ChannelOutbox(PushChannel(ws), True, fanout.sweeper.backlogged)
         watcher = Watcher(QUEUE, number, Connection(Codec.JSON), outbox, lambda: None)
         watch.register(watcher, number, watcher.conn)
     return fanout, q

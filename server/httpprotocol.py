@@ -69,13 +69,23 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def handle_websocket_upgrade(self) -> None:
         self._stop_timer()
+        if not self._hand_over_parsed():
+            super().handle_websocket_upgrade()  # replays the head as bytes for a second parse
+        # What uvicorn's connection_lost does, which a protocol handed over never gets: the
+        # parser's callbacks hold this protocol, a cycle only the cyclic collector would free.
+        self.parser = None  # type: ignore[assignment]
+
+    def _hand_over_parsed(self) -> bool:
+        """Hands the connection to vqueue's WebSocket protocol with the request as parsed;
+        False if that protocol is not the one configured or websockets should parse it."""
         ws_class = self.ws_protocol_class
-        if isinstance(ws_class, type) and issubclass(ws_class, WebSocketProtocol):
-            request = handshake_request(self.scope["method"], self.url, self.scope["headers"])
-            if request is not None:
-                self._hand_over(ws_class, request)
-                return
-        super().handle_websocket_upgrade()  # replays the head as bytes for a second parse
+        if not (isinstance(ws_class, type) and issubclass(ws_class, WebSocketProtocol)):
+            return False
+        request = handshake_request(self.scope["method"], self.url, self.scope["headers"])
+        if request is None:
+            return False
+        self._hand_over(ws_class, request)
+        return True
 
     def _hand_over(self, ws_class: type[WebSocketProtocol], request: Request) -> None:
         """What uvicorn's hand-over does, with the request as parsed instead of as bytes."""

@@ -110,6 +110,7 @@ class _Session:
                 self.svc.fanout.remove(self.watcher)
                 if isinstance(self.watcher.outbox, AsgiOutbox):
                     await self.watcher.outbox.aclose()
+                self.watcher = None  # it holds this session's callbacks: no cycle left behind
 
     async def _run(self) -> None:
         try:

@@ -76,6 +76,13 @@ class SansIOServer(ServerProtocol):
         self.parser = Protocol.parse(self)
         next(self.parser)  # runs to its first wait for data, as websockets starts its parsers
 
+    def release(self) -> None:
+        """Once the connection is lost: the parser stops for good, and what it holds goes with
+        this protocol, by reference counting, instead of waiting for the cyclic collector."""
+        self.parser.close()  # its suspended frame holds this protocol
+        if self.parser_exc is not None:  # its traceback holds the frame the parser failed in
+            self.parser_exc.__traceback__ = None
+
     def forget_request(self) -> None:
         """Let the handshake request go once it has been read.
 

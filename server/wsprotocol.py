@@ -132,7 +132,6 @@ class WebSocketProtocol(asyncio.Protocol):
         "_accepted",
         "_app_state",
         "_assembler",
-        "_channel",
         "_client",
         "_config",
         "_conn",
@@ -181,7 +180,6 @@ class WebSocketProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport
         self.phase = Phase.HANDSHAKE
         self._accepted = False
-        self._channel = PushChannel(self)
         self._client: tuple[str, int] | None = None
         self._path = ""
         self._scope: dict[str, Any] | None = None  # the app may note things in it (request id)
@@ -235,6 +233,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._deliver_disconnect(CloseCode.ABNORMAL_CLOSURE)
         self._release_writers()  # asyncio never resumes writing on a lost transport
         self._connections.discard(self)
+        self._conn.release()
         if self._accepted and self._disconnect is not None:
             code = self._disconnect["code"]
             # Runs outside the request's task: name its request id (server.requestctx) here.
@@ -246,6 +245,7 @@ class WebSocketProtocol(asyncio.Protocol):
                 code,
                 extra={"request_id": request_id or "-"},
             )
+        self._scope = None  # its push channel holds this protocol
 
     def pause_writing(self) -> None:
         self._drained = self._loop.create_future()
@@ -349,7 +349,7 @@ class WebSocketProtocol(asyncio.Protocol):
             state=self._app_state.copy(),
             extensions={
                 "websocket.http.response": {},
-                PUSH_EXTENSION: {"channel": self._channel},
+                PUSH_EXTENSION: {"channel": PushChannel(self)},
             },
         )
         self._path = scope["path"]

@@ -30,15 +30,17 @@ def serve_in_thread(
     app: Any,
     ws: Any = "server.wsprotocol:WebSocketProtocol",
     http: Any = "httptools",
+    lifespan: str = "off",
     **options: Any,
 ) -> RunningServer:
     """uvicorn (uvloop, httptools) on a free port with vqueue's WebSocket protocol by default;
-    `http` may be vqueue's own HTTP protocol class (server.httpprotocol), as `vqueue serve` runs."""
+    `http` may be vqueue's own HTTP protocol class (server.httpprotocol), as `vqueue serve` runs;
+    `lifespan="on"` for the real app, whose services start with it."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(
-        app, loop="uvloop", http=http, ws=ws, lifespan="off", log_config=None, **options
+        app, loop="uvloop", http=http, ws=ws, lifespan=lifespan, log_config=None, **options
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
