@@ -9,9 +9,10 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from protocol.webpush import VapidKey
 
@@ -42,26 +43,32 @@ class Secret:
 
 
 def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    return _ranged(env, name, default, low, high, float, "a number")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    return _ranged(env, name, default, low, high, int, "a whole number")
+
+
+_N = TypeVar("_N", int, float)
+
+
+def _ranged(
+    env: Mapping[str, str],
+    name: str,
+    default: _N,
+    low: _N,
+    high: _N,
+    parse: Callable[[str], _N],
+    kind: str,
+) -> _N:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = float(raw)
+        value = parse(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
-    return value
-
-
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+        raise ConfigError(f"{name} must be {kind}, got {raw!r}") from None
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
     return value
