@@ -32,6 +32,9 @@ START_TIMEOUT_S = 90.0
 SERVER_CPU, HARNESS_CPU = "0", "1"
 
 
+STORMS = ("storm", "reconnect-storm")
+
+
 @dataclass(frozen=True)
 class Spec:
     name: str
@@ -56,6 +59,12 @@ def specs(quick: bool) -> list[Spec]:
         Spec("join-spike", ("--scenario", "join-spike", *scenario, "--call-rate", "1"), False),
         Spec("slow-readers", ("--scenario", "slow-readers", *scenario, "--call-rate", "2"), False),
     ]  # fmt: skip
+
+
+def runs_of(spec: Spec, repeat: int) -> int:
+    """`repeat` runs (a median and its spread) of each run with a target, the storms included
+    (theirs are their own); one of every other scenario."""
+    return repeat if spec.target or spec.name in STORMS else 1
 
 
 class Server:
@@ -227,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[dict[str, Any]]] = {}
     try:
         for spec in specs(args.quick):
-            reps = args.repeat if spec.target or spec.name == "storm" else 1
+            reps = runs_of(spec, args.repeat)
             results[spec.name] = [run_one(server, key, spec, r + 1, out_dir) for r in range(reps)]
     finally:
         server.stop()

@@ -1,10 +1,11 @@
-"""`make bench` rewrites BENCHMARKS.md but carries over the sections written by hand."""
+"""`make bench`: how many runs of each spec it takes, and that rewriting BENCHMARKS.md carries
+over the sections written by hand."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from loadtest.bench import KEPT_HEADINGS, _kept_section
+from loadtest.bench import KEPT_HEADINGS, _kept_section, runs_of, specs
 
 OLD = """# vqueue benchmarks
 
@@ -33,3 +34,17 @@ def test_the_hand_written_sections_are_carried_over_and_nothing_else(tmp_path: P
 
 def test_no_old_file_keeps_nothing(tmp_path: Path) -> None:
     assert _kept_section(tmp_path / "absent.md", "## Profile") == ""
+
+
+def test_every_run_with_a_target_is_taken_three_times() -> None:
+    """The runs the issue's targets are judged on, both storms included, give a median of three
+    (and its spread); the other scenarios one run each."""
+    runs = {spec.name: runs_of(spec, 3) for spec in specs(quick=False)}
+    assert runs == {
+        "latency": 3,
+        "fanout": 3,
+        "storm": 3,
+        "reconnect-storm": 3,
+        "join-spike": 1,
+        "slow-readers": 1,
+    }
