@@ -117,6 +117,9 @@ def test_redis_has_the_features_vqueue_needs(tmp_path: Path) -> None:
 
 def test_redis_on_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
     with socket.socket() as taken:
+        # free_port() counts a port that only TIME_WAIT sockets hold as free, as servers bind
+        # it (SO_REUSEADDR); so must this socket, or it fails where Redis would not.
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         taken.bind(("127.0.0.1", free_port()))
         taken.listen()
         server = EmbeddedRedis(tmp_path, port=taken.getsockname()[1])
