@@ -20,6 +20,7 @@ from loadtest.procinfo import (
     parse_listen_overflows,
     somaxconn,
 )
+from server.embedded import free_port
 
 NETSTAT = (
     "TcpExt: SyncookiesSent ListenOverflows ListenDrops\n"
@@ -119,18 +120,11 @@ def test_the_backlog_a_socket_listens_with_is_read_back() -> None:
         assert listen_backlog(port) == 333
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.mark.parametrize("backlog", [777, BACKLOG])
 async def test_the_bare_server_listens_with_the_backlog_it_is_given(backlog: int) -> None:
     cap = somaxconn()
     assert cap is not None
-    port = _free_port()
+    port = free_port()
     server = await start_baseline(port, None, backlog)
     try:
         found = await asyncio.to_thread(listen_backlog, port)
