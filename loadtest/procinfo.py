@@ -82,14 +82,6 @@ def parse_listen_overflows(text: str) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-def somaxconn(path: Path = Path("/proc/sys/net/core/somaxconn")) -> int | None:
-    """The kernel's cap on any listener's backlog (net.core.somaxconn); None where unreadable."""
-    try:
-        return int(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def listen_backlog(port: int) -> int | None:
     """The accept queue's length the kernel gave the socket listening on this host's `port`
     (what the server asked for, capped at net.core.somaxconn); None without `ss` or a listener."""

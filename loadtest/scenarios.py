@@ -150,7 +150,8 @@ async def _event(run: Run) -> None:
         run.storm = {"dropped": sum(r["dropped"] for r in replies)}
         port = urlsplit(options.base_url).port
         if options.loopback and port is not None:
-            run.storm["listen_backlog"] = listen_backlog(port)  # the bare server gets the same
+            # As the kernel has it; `--backlog` gives the bare server the same.
+            run.storm["listen_backlog"] = listen_backlog(port)
         after = listen_overflows() if overflows is not None else None
         if overflows is not None and after is not None:
             # Connections the server's full accept queue dropped: each waits for TCP's retry.

@@ -183,6 +183,11 @@ class ServerProcess:
         return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
 
 
+def somaxconn() -> int:
+    """The kernel's cap on any listener's backlog (net.core.somaxconn)."""
+    return int(Path("/proc/sys/net/core/somaxconn").read_text())
+
+
 def server_env(settings: Settings, **extra: str) -> dict[str, str]:
     assert settings.redis_url is not None and settings.database_url is not None
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VQ_", "REDIS_", "DATABASE_"))}
