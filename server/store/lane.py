@@ -28,14 +28,8 @@ from redis.asyncio.connection import UnixDomainSocketConnection, parse_url
 from redis.exceptions import ConnectionError, InvalidResponse, ResponseError
 
 CONNECT_TIMEOUT_S = 5.0
-REDIAL_PAUSE_S = 0.05  # before the second try of a connection lost while being set up
 # Schemes the lane dials itself; rediss:// (TLS with its many options) stays on redis-py.
 LANE_SCHEMES = ("redis://", "unix://")
-
-
-class _Refused(ConnectionError):
-    """Redis answered the connection's set-up with an error (a wrong password, no such
-    database): dialling again would get the same answer."""
 
 
 def lane_supports(url: str) -> bool:
@@ -153,50 +147,35 @@ class ScriptLane:
                 self._connecting = None
 
     async def _connect(self) -> _Wire:
-        """A connection set up for scripts. One that fails while being set up (nothing listens
-        yet, or a Redis that has just come back resets it) is dialled once more: nothing of a
-        caller's was on it. A set-up Redis answers with an error is not (`_Refused`)."""
-        opts = self._options
-        timeout = cast(float | None, opts.get("socket_connect_timeout")) or CONNECT_TIMEOUT_S
-        try:
-            async with asyncio.timeout(timeout):
-                try:
-                    wire = await self._open()
-                except (OSError, ConnectionError) as exc:
-                    if isinstance(exc, _Refused):
-                        raise
-                    await asyncio.sleep(REDIAL_PAUSE_S)
-                    wire = await self._open()
-        except TimeoutError as exc:
-            raise ConnectionError(f"no Redis connection within {timeout} s") from exc
-        except OSError as exc:
-            raise ConnectionError(f"cannot reach Redis: {exc}") from exc
-        self._wire = wire
-        return wire
-
-    async def _open(self) -> _Wire:
         opts = self._options
         loop = asyncio.get_running_loop()
+        timeout = cast(float | None, opts.get("socket_connect_timeout")) or CONNECT_TIMEOUT_S
         wire: _Wire | None = None
         try:
-            if opts.get("connection_class") is UnixDomainSocketConnection:
-                _, wire = await loop.create_unix_connection(_Wire, opts["path"])
-            else:
-                host, port = opts.get("host", "localhost"), int(opts.get("port", 6379))
-                _, wire = await loop.create_connection(_Wire, host, port)
-            hello: tuple[str | int, ...] = ("HELLO", 3)
-            if opts.get("password") is not None:
-                hello += ("AUTH", opts.get("username") or "default", opts["password"])
-            first = [wire.send(pack(hello))]
-            if opts.get("db"):
-                first.append(wire.send(pack(("SELECT", int(opts["db"])))))
-            for reply in await asyncio.gather(*first):
-                if isinstance(reply, ResponseError):
-                    raise _Refused(f"Redis refused the connection: {reply}")
-        except BaseException:
+            async with asyncio.timeout(timeout):
+                if opts.get("connection_class") is UnixDomainSocketConnection:
+                    _, wire = await loop.create_unix_connection(_Wire, opts["path"])
+                else:
+                    host, port = opts.get("host", "localhost"), int(opts.get("port", 6379))
+                    _, wire = await loop.create_connection(_Wire, host, port)
+                hello: tuple[str | int, ...] = ("HELLO", 3)
+                if opts.get("password") is not None:
+                    hello += ("AUTH", opts.get("username") or "default", opts["password"])
+                first = [wire.send(pack(hello))]
+                if opts.get("db"):
+                    first.append(wire.send(pack(("SELECT", int(opts["db"])))))
+                for reply in await asyncio.gather(*first):
+                    if isinstance(reply, ResponseError):
+                        raise ConnectionError(f"Redis refused the connection: {reply}")
+        except BaseException as exc:
             if wire is not None:
                 wire.drop(ConnectionError("the connection was not set up"))
+            if isinstance(exc, TimeoutError):
+                raise ConnectionError(f"no Redis connection within {timeout} s") from exc
+            if isinstance(exc, OSError):
+                raise ConnectionError(f"cannot reach Redis: {exc}") from exc
             raise
+        self._wire = wire
         return wire
 
     async def close(self) -> None:

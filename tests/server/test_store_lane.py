@@ -12,8 +12,6 @@ import hashlib
 import os
 import secrets
 import signal
-import socket
-import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -197,53 +195,3 @@ async def test_calls_in_flight_fail_when_redis_dies_and_the_next_reconnects(
         assert (await store.join("q", "Cy", None))["number"] >= 2
     finally:
         await store.close()
-
-
-@pytest.mark.parametrize(
-    ("resets", "password", "dials", "error"),
-    [(1, None, 2, None), (2, None, 2, "closed"), (0, "wrong", 1, "refused")],
-)
-async def test_a_connection_reset_while_being_set_up_is_dialled_once_more(
-    redis_server: EmbeddedRedis, resets: int, password: str | None, dials: int, error: str | None
-) -> None:
-    """A Redis just come back may reset a first connection: nothing of a caller's was sent on
-    it, so the lane dials once more; a second reset is the caller's ConnectionError. A refusal
-    (a wrong password) is not dialled again: it would be refused again."""
-    redis_port = int(redis_server.url.rsplit(":", 1)[1].split("/")[0])
-    url = redis_server.url
-    if password is not None:
-        url = url.replace("://:", f"://:{password}", 1)
-    dialled = 0
-
-    async def reset_then_relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal dialled
-        dialled += 1
-        if dialled <= resets:
-            await reader.read(1)  # the HELLO has arrived; closing with it unread sends a reset
-            writer.get_extra_info("socket").setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-            )
-            writer.transport.abort()
-            return
-        upstream_reader, upstream = await asyncio.open_connection("127.0.0.1", redis_port)
-
-        async def relay(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-            while data := await source.read(65536):
-                sink.write(data)
-            sink.close()
-
-        await asyncio.gather(relay(reader, upstream), relay(upstream_reader, writer))
-
-    proxy = await asyncio.start_server(reset_then_relay, "127.0.0.1", 0)
-    proxy_port = proxy.sockets[0].getsockname()[1]
-    lane = ScriptLane(url.replace(f":{redis_port}/", f":{proxy_port}/"))
-    try:
-        if error is None:
-            assert await lane.evalsha(_sha(ECHO), ECHO, ["k"], ["x", 1]) == [b"k", b"x", 1]
-        else:
-            with pytest.raises(ConnectionError, match=error):
-                await lane.evalsha(_sha(ECHO), ECHO, ["k"], ["x", 1])
-        assert dialled == dials
-    finally:
-        await lane.close()
-        proxy.close()
