@@ -8,11 +8,9 @@ part is checked in test_wsprotocol.py; this is the watch endpoint's.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import json
 import socket
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,7 +27,7 @@ from server.outbox import Outbox
 from server.services import Services
 from server.ws import _Session
 from server.wsprotocol import WebSocketProtocol
-from tests.server.threaded import RunningServer, serve_in_thread
+from tests.server.threaded import RunningServer, eventually, live_objects, serve_in_thread
 
 QUEUE = "teardown"
 
@@ -44,17 +42,8 @@ def node(settings: Settings) -> Iterator[tuple[RunningServer, Services]]:
         running.stop()
 
 
-def _watch_objects() -> list[str]:
-    """The live objects a watch is made of (garbage ones in cycles included)."""
-    kinds = (_Session, Watcher, Outbox, Connection, WebSocketProtocol)
-    return [t.__name__ for t in map(type, gc.get_objects()) if issubclass(t, kinds)]
-
-
-async def _eventually(check: Any, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)  # polls the condition, it does not stand in for it
+# What a watch is made of, from its socket to its place in the fan-out.
+WATCH_KINDS = (_Session, Watcher, Outbox, Connection, WebSocketProtocol)
 
 
 async def test_a_watchers_session_is_freed_without_the_cyclic_collector(
@@ -85,10 +74,10 @@ async def test_a_watchers_session_is_freed_without_the_cyclic_collector(
             else:
                 await ws.send(json.dumps({"type": "leave"}))  # leaves the line: the node closes
                 await ws.wait_closed()
-        await _eventually(lambda: svc.fanout.watcher_count == 0)
+        await eventually(lambda: svc.fanout.watcher_count == 0, timeout_s=10.0)
         state = running.server.server_state
-        await _eventually(lambda: not state.connections and not state.tasks)
-        assert _watch_objects() == []
+        await eventually(lambda: not state.connections and not state.tasks, timeout_s=10.0)
+        assert live_objects(*WATCH_KINDS) == []
     finally:
         gc.enable()
 
@@ -103,5 +92,5 @@ def test_the_check_sees_a_watch_that_is_still_open(node: tuple[RunningServer, Se
             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         )
         assert sock.recv(4096).startswith(b"HTTP/1.1 101")
-        assert "WebSocketProtocol" in _watch_objects()
-        assert "_Session" in _watch_objects()
+        assert "WebSocketProtocol" in live_objects(*WATCH_KINDS)
+        assert "_Session" in live_objects(*WATCH_KINDS)

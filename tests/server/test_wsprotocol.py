@@ -30,7 +30,7 @@ from websockets.uri import parse_uri
 from server.httpprotocol import LimitedHttpProtocol, protocol_class
 from server.wsframes import SansIOServer
 from server.wsprotocol import PushChannel, WebSocketProtocol
-from tests.server.threaded import RunningServer, serve_in_thread
+from tests.server.threaded import RunningServer, eventually, live_objects, serve_in_thread
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(10)]
 
@@ -222,13 +222,6 @@ def no_errors_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
 
 
 EXPECTED_ERROR = "Exception in ASGI application"
-
-
-async def eventually(check: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)  # polls the condition, it does not stand in for it
 
 
 class RawClient:
@@ -550,12 +543,6 @@ async def test_a_refused_handshake_is_answered_alike_whichever_http_side_hands_i
             running.stop()
 
 
-def _connection_objects() -> list[str]:
-    """The live objects of server connections (the cyclic collector would find garbage ones)."""
-    kinds = (LimitedHttpProtocol, WebSocketProtocol, SansIOServer, PushChannel)
-    return [t.__name__ for t in map(type, gc.get_objects()) if issubclass(t, kinds)]
-
-
 async def test_an_ended_connection_is_freed_without_the_cyclic_collector() -> None:
     """However a socket ends, its objects go by reference counting, the moment it does. Left
     in cycles, a reconnect storm's thousands of dead sockets wait for the collector, which
@@ -576,7 +563,7 @@ async def test_an_ended_connection_is_freed_without_the_cyclic_collector() -> No
             await connect(running.url("/deny?k=free-denied"))
         await eventually(lambda: len(seen("free-dropped")) == 4 and len(seen("free-app")) == 3)
         await eventually(lambda: not state.connections and not state.tasks)
-        assert _connection_objects() == []
+        assert live_objects(LimitedHttpProtocol, WebSocketProtocol, SansIOServer, PushChannel) == []
     finally:
         gc.enable()
         running.stop()

@@ -1,10 +1,14 @@
-"""A real uvicorn server in a thread, for tests of the WebSocket layer with a tiny ASGI app."""
+"""A real uvicorn server in a thread, for tests of the WebSocket layer, and what those tests use to
+watch it from the test's own loop."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,3 +54,16 @@ def serve_in_thread(
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.01)  # polls for startup, before any test runs
     return RunningServer(server, thread, sock.getsockname()[1])
+
+
+async def eventually(check: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)  # polls the condition, it does not stand in for it
+
+
+def live_objects(*kinds: type) -> list[str]:
+    """The type names of the objects of `kinds` the collector tracks: the live ones, and any
+    garbage in reference cycles it has not freed yet."""
+    return [t.__name__ for t in map(type, gc.get_objects()) if issubclass(t, kinds)]
