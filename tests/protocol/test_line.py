@@ -217,6 +217,42 @@ def test_unwatch() -> None:
     assert m.apply(notice(11, K.LEFT, 1, 4)) == (Outcome.APPLIED, [])
 
 
+def test_watchers_coming_and_going_are_moved_exactly() -> None:
+    """Watches and unwatches by the dozen between the line's events, as in a reconnect storm:
+    every event reports exactly the watched tickets behind it, in line order."""
+    rng = random.Random(11)
+    line = {n: float(n) for n in range(1, 401)}  # waiting: number -> score
+    m = LineMirror(Snapshot("e1", 0, "open", tuple(line), tuple(line.values())))
+    watched: set[int] = set()
+    next_number = 401
+    for seq in range(1, 400):
+        for _ in range(rng.randint(0, 40)):  # waiting, gone or yet to join
+            n = rng.randint(1, next_number + 5)
+            if n in watched:
+                m.unwatch(n)
+                watched.discard(n)
+            else:
+                m.watch(n)
+                watched.add(n)
+        if rng.random() < 0.5:
+            number, score = next_number, float(rng.randrange(1, 10**6))
+            next_number += 1
+            line[number] = score
+            event = notice(seq, K.JOINED, number, len(line), score=score)
+            first = [number] if number in watched else []
+        else:
+            number = rng.choice(sorted(line))
+            score = line.pop(number)
+            event = notice(seq, K.LEFT, number, len(line))
+            first = []
+        behind = [
+            n
+            for n in sorted(line, key=lambda n: (line[n], n))
+            if n in watched and line[n] > score and n != number
+        ]
+        assert m.apply(event) == (Outcome.APPLIED, first + behind)
+
+
 def test_notice_from_wire_reads_every_field() -> None:
     raw = (
         b'{"e":"x","s":4,"k":"transferred","n":3,"w":2,"at":5,"sc":"5066549580791808",'
