@@ -93,7 +93,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         protocol = ws_class(
             config=self.config, server_state=self.server_state, app_state=self.app_state
         )
-        protocol.connection_made(self.transport)
+        protocol.handed_over(self.transport, self.client, self.server, self.scheme == "https")
         protocol.upgraded(request)
         self.transport.set_protocol(protocol)
 

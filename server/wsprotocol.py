@@ -151,6 +151,8 @@ class WebSocketProtocol(asyncio.Protocol):
         "_receiver",
         "_response",
         "_scope",
+        "_secure",
+        "_server",
         "_server_state",
         "phase",
         "transport",
@@ -181,6 +183,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self.phase = Phase.HANDSHAKE
         self._accepted = False
         self._client: tuple[str, int] | None = None
+        self._server: tuple[str, int | None] | None = None  # this end of the socket
+        self._secure = False  # TLS: the scope's scheme is wss
         self._path = ""
         self._scope: dict[str, Any] | None = None  # the app may note things in it (request id)
         self._response: Response | None = None  # the 101 answer, until the app decides
@@ -202,11 +206,26 @@ class WebSocketProtocol(asyncio.Protocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
+        own = cast(asyncio.Transport, transport)
+        self.handed_over(own, get_remote_addr(own), get_local_addr(own), is_ssl(own))
+
+    def handed_over(
+        self,
+        transport: asyncio.Transport,
+        client: tuple[str, int] | None,
+        server: tuple[str, int | None] | None,
+        secure: bool,
+    ) -> None:
+        """`connection_made`, given the addresses the HTTP protocol handing the socket over has
+        read already: under uvloop each read of them builds a socket object and makes a system
+        call, per connection of a storm."""
+        self.transport = transport
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
-        self._client = get_remote_addr(self.transport)
+        self._client = client
+        self._server = server
+        self._secure = secure
         self._connections.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -343,8 +362,8 @@ class WebSocketProtocol(asyncio.Protocol):
         scope = websocket_scope(
             request,
             config=self._config,
-            scheme="wss" if is_ssl(self.transport) else "ws",
-            server=get_local_addr(self.transport),
+            scheme="wss" if self._secure else "ws",
+            server=self._server,
             client=self._client,
             state=self._app_state.copy(),
             extensions={

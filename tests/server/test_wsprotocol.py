@@ -61,6 +61,9 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
     channel: PushChannel = scope["extensions"]["vqueue.push"]["channel"]
     assert (await receive())["type"] == "websocket.connect"
     path = scope["path"]
+    if path == "/where":
+        record(key, (scope["client"], scope["server"], scope["scheme"]))
+        path = "/echo"
     if path == "/deny":
         await send({"type": "websocket.close"})
         record(key, await receive())
@@ -285,6 +288,18 @@ async def test_echoes_text_and_binary(srv: RunningServer) -> None:
     assert accepted == ("accepted", True)
     assert disconnect["code"] == 1000
     assert after == ("after disconnect", False, False)
+
+
+async def test_the_scope_names_both_ends_of_the_socket(srv: RunningServer) -> None:
+    """Handed over with the addresses the HTTP side read (vqueue) or reading them again
+    (uvicorn): the same scope either way, as the client's socket sees the two ends."""
+    client = RawClient(srv.port, "/where?k=where")
+    try:
+        here, there = client.sock.getsockname(), client.sock.getpeername()
+        await eventually(lambda: bool(seen("where")))
+        assert seen("where")[0] == ((here[0], here[1]), (there[0], there[1]), "ws")
+    finally:
+        client.close()
 
 
 async def test_negotiates_the_subprotocol_the_app_accepts(srv: RunningServer) -> None:
