@@ -124,7 +124,8 @@ def serve(settings: Settings, host: str, port: int) -> int:
             create_app(settings, None if embedded_redis is None else embedded_redis.launches),
             host=host,
             port=port,
-            loop="uvloop",
+            # uvloop, with listeners that accept every waiting connection (server/listener.py)
+            loop="server.listener:new_event_loop",
             backlog=settings.listen_backlog,
             http=protocol_class(settings.http_request_timeout_s),
             ws="server.wsprotocol:WebSocketProtocol",

@@ -44,7 +44,13 @@ def serve_in_thread(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(
-        app, loop="uvloop", http=http, ws=ws, lifespan=lifespan, log_config=None, **options
+        app,
+        loop="server.listener:new_event_loop",  # as `vqueue serve` runs
+        http=http,
+        ws=ws,
+        lifespan=lifespan,
+        log_config=None,
+        **options,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
