@@ -4,6 +4,7 @@ socket is ready, on a real uvloop loop with real sockets."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import socket
 import ssl
@@ -43,29 +44,18 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
         running.close()
 
 
-def queued_clients(port: int, count: int) -> list[socket.socket]:
-    """`count` connections the kernel has completed and queued, none accepted yet."""
-    return [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(count)]
-
-
-@pytest.mark.parametrize(("per_turn", "first_turn"), [(4096, WAITING), (10, 10)])
-def test_each_time_the_listener_is_ready_it_accepts_what_waits_up_to_its_share(
-    loop: asyncio.AbstractEventLoop, per_turn: int, first_turn: int
-) -> None:
-    """The point of it: libuv under uvloop accepts one connection each time."""
+@contextlib.contextmanager
+def queue_of(
+    loop: asyncio.AbstractEventLoop, per_turn: int
+) -> Iterator[tuple[AcceptingServer, socket.socket, list[socket.socket]]]:
+    """A server not yet serving, and `WAITING` connections the kernel has completed and queued
+    on its listening socket."""
     listening = listener.listening_sockets("127.0.0.1", 0, 4096)
-    clients = queued_clients(listening[0].getsockname()[1], WAITING)
+    port = listening[0].getsockname()[1]
+    clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(WAITING)]
     server = AcceptingServer(loop, Echo, listening, per_turn=per_turn)
     try:
-        listening[0].setblocking(False)
-        server._accept_waiting(listening[0])  # what the loop calls when the socket is ready
-        assert server.accepted == first_turn
-        while server.accepted < WAITING:  # each call takes its share until none is left
-            before = server.accepted
-            server._accept_waiting(listening[0])
-            assert 0 < server.accepted - before <= per_turn
-        server._accept_waiting(listening[0])  # an empty queue: nothing, and no error
-        assert server.accepted == WAITING
+        yield server, listening[0], clients
     finally:
         server.close()
         loop.run_until_complete(server.wait_closed())
@@ -73,13 +63,27 @@ def test_each_time_the_listener_is_ready_it_accepts_what_waits_up_to_its_share(
             client.close()
 
 
+@pytest.mark.parametrize(("per_turn", "first_turn"), [(4096, WAITING), (10, 10)])
+def test_each_time_the_listener_is_ready_it_accepts_what_waits_up_to_its_share(
+    loop: asyncio.AbstractEventLoop, per_turn: int, first_turn: int
+) -> None:
+    """The point of it: libuv under uvloop accepts one connection each time."""
+    with queue_of(loop, per_turn) as (server, listening, _clients):
+        listening.setblocking(False)
+        server._accept_waiting(listening)  # what the loop calls when the socket is ready
+        assert server.accepted == first_turn
+        while server.accepted < WAITING:  # each call takes its share until none is left
+            before = server.accepted
+            server._accept_waiting(listening)
+            assert 0 < server.accepted - before <= per_turn
+        server._accept_waiting(listening)  # an empty queue: nothing, and no error
+        assert server.accepted == WAITING
+
+
 def test_a_queue_of_connections_is_served_by_the_running_loop(
     loop: asyncio.AbstractEventLoop,
 ) -> None:
-    listening = listener.listening_sockets("127.0.0.1", 0, 4096)
-    clients = queued_clients(listening[0].getsockname()[1], WAITING)
-    server = AcceptingServer(loop, Echo, listening, per_turn=4096)
-    try:
+    with queue_of(loop, 4096) as (server, _listening, clients):
         loop.run_until_complete(server.start_serving())
 
         def echoed() -> list[bytes]:  # the clients block; the loop runs meanwhile
@@ -89,11 +93,6 @@ def test_a_queue_of_connections_is_served_by_the_running_loop(
 
         assert loop.run_until_complete(asyncio.to_thread(echoed)) == [b"!"] * WAITING
         assert server.accepted == WAITING
-    finally:
-        server.close()
-        loop.run_until_complete(server.wait_closed())
-        for client in clients:
-            client.close()
 
 
 def test_connections_are_served_and_closing_stops_accepting(
