@@ -8,7 +8,8 @@ waited in the kernel's queue, and each of them then went through the watch on it
 read of one, instead of one read for hundreds). asyncio's own loop drains the queue each time
 instead; so does `AcceptingServer` here, up to the listen backlog per turn, and hands each socket
 to uvloop (`connect_accepted_socket`) with the protocol uvicorn asked for. Measured in
-BENCHMARKS.md ("Profile"): the storm's time to the last position, and its spread, fell.
+BENCHMARKS.md ("Profile"): the runs that trickled (1.6-1.7x the bare server) are gone; the
+median storm did not move.
 
 `new_event_loop` is what `vqueue serve` gives uvicorn as its loop factory. Only plain TCP
 listeners are served this way; TLS and Unix sockets go to uvloop's own server.
