@@ -19,7 +19,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from protocol.connection import Connection
-from server.app import create_app
+from server.app import GC_THRESHOLDS, create_app
 from server.config import Settings
 from server.fanout import Watcher
 from server.httpprotocol import protocol_class
@@ -94,3 +94,21 @@ def test_the_check_sees_a_watch_that_is_still_open(node: tuple[RunningServer, Se
         assert sock.recv(4096).startswith(b"HTTP/1.1 101")
         assert "WebSocketProtocol" in live_objects(*WATCH_KINDS)
         assert "_Session" in live_objects(*WATCH_KINDS)
+
+
+def test_start_up_freezes_what_it_made_and_sets_the_collectors_thresholds(
+    settings: Settings,
+) -> None:
+    """A storm's sockets go through the cyclic collector's young passes: the node sets its
+    thresholds (`GC_THRESHOLDS`, why in server/app.py) once its services are up, and keeps
+    what start-up made out of every pass."""
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)  # Python's defaults: an earlier node in this process set its own
+    gc.unfreeze()
+    running = serve_in_thread(create_app(settings), http=protocol_class(30.0), lifespan="on")
+    try:
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0
+    finally:
+        running.stop()
+        gc.set_threshold(*before)
