@@ -7,8 +7,8 @@
 - A new connection that sends nothing is closed after the keep-alive timeout, like an idle
   kept-alive one (uvicorn arms that timer only after a first response).
 WebSocket upgrades are handed over with the timer stopped; to vqueue's WebSocket protocol as
-the request already parsed (`server.wsframes.handshake_request`), unless it is one websockets'
-parser should see for itself.
+the request already parsed and, if plain, already checked (`server.wsframes.plain_upgrade`,
+else `handshake_request`), unless it is one websockets' parser should see for itself.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from websockets.http11 import Request
 
-from server.wsframes import handshake_request
+from server.wsframes import Upgrade, handshake_request, plain_upgrade
 from server.wsprotocol import WebSocketProtocol
 
 MAX_HEAD_BYTES = 16 * 1024
@@ -81,13 +81,18 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         ws_class = self.ws_protocol_class
         if not (isinstance(ws_class, type) and issubclass(ws_class, WebSocketProtocol)):
             return False
-        request = handshake_request(self.scope["method"], self.url, self.scope["headers"])
+        method, headers = self.scope["method"], self.scope["headers"]
+        request: Upgrade | Request | None = plain_upgrade(
+            method, self.scope["http_version"], self.url, headers
+        )
+        if request is None:  # not a plain valid upgrade: websockets' checks and answers
+            request = handshake_request(method, self.url, headers)
         if request is None:
             return False
         self._hand_over(ws_class, request)
         return True
 
-    def _hand_over(self, ws_class: type[WebSocketProtocol], request: Request) -> None:
+    def _hand_over(self, ws_class: type[WebSocketProtocol], request: Request | Upgrade) -> None:
         """What uvicorn's hand-over does, with the request as parsed instead of as bytes."""
         self.connections.discard(self)
         protocol = ws_class(

@@ -7,11 +7,15 @@ wires these to uvicorn's transport and to the ASGI app.
 
 from __future__ import annotations
 
+import base64
 import codecs
+import email.utils
+import hashlib
 import logging
 import re
 import struct
 from collections.abc import Iterable
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
@@ -21,15 +25,19 @@ from uvicorn.config import Config
 from websockets.datastructures import Headers
 from websockets.frames import Frame, Opcode
 from websockets.http11 import MAX_LINE_LENGTH, MAX_NUM_HEADERS, Request, Response
-from websockets.protocol import Protocol
+from websockets.protocol import CONNECTING, OPEN, Protocol
 from websockets.server import ServerProtocol
 
 __all__ = [
     "MessageAssembler",
     "SansIOServer",
+    "Upgrade",
     "accept_response",
     "handshake_request",
     "http_response",
+    "plain_upgrade",
+    "request_upgrade",
+    "switching_protocols",
     "websocket_scope",
 ]
 
@@ -75,6 +83,13 @@ class SansIOServer(ServerProtocol):
         `handshake_request`, or has just been: `forget_request`)."""
         self.parser = Protocol.parse(self)
         next(self.parser)  # runs to its first wait for data, as websockets starts its parsers
+
+    def switched(self, head: bytes) -> None:
+        """`send_response()` of a 101 built as bytes (`switching_protocols`): the connection is
+        open from here."""
+        assert self.state is CONNECTING
+        self.writes.append(head)
+        self.state = OPEN
 
     def release(self) -> None:
         """Once the connection is lost: the parser stops for good, and what it holds goes with
@@ -133,6 +148,112 @@ def handshake_request(
     return Request(target.decode("ascii"), parsed, method)
 
 
+_KEY = re.compile(rb"[A-Za-z0-9+/]{22}==")  # base64 of 16 bytes, as websockets requires
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
+
+
+@dataclass(frozen=True, slots=True)
+class Upgrade:
+    """A WebSocket upgrade request as uvicorn parsed it, found valid by `plain_upgrade`."""
+
+    target: str  # path and query
+    headers: list[tuple[bytes, bytes]]  # names lowercased, values without surrounding OWS
+    subprotocols: list[str]
+    accept: bytes  # the Sec-WebSocket-Accept of its key
+
+
+def plain_upgrade(
+    method: str, http_version: str, target: bytes, headers: Iterable[tuple[bytes, bytes]]
+) -> Upgrade | None:
+    """The upgrade request uvicorn has read, if it is a plain valid one, checked as websockets'
+    `ServerProtocol.accept` checks it (vqueue's sans-I/O server negotiates no extension and
+    leaves the subprotocol and the origin to the app).
+
+    Every socket of a connect storm comes this way: building websockets' request, its checks and
+    its response out of header objects cost more than the rest of the handshake. Anything else,
+    valid or not (an empty list element, a second Upgrade header, version 8...), is None: it
+    goes through `handshake_request` and websockets answers it as it always did.
+    """
+    if method != "GET" or http_version != "1.1":
+        return None
+    if len(target) + 13 > MAX_LINE_LENGTH or not target.isascii():
+        return None
+    kept: list[tuple[bytes, bytes]] = []
+    subprotocols: list[str] = []
+    key = version = None
+    upgrades = origins = 0
+    upgrade_asked = False
+    for name, raw in headers:
+        value = raw.strip(b" \t")
+        if (
+            len(kept) == MAX_NUM_HEADERS
+            or len(name) + len(raw) + 4 > MAX_LINE_LENGTH
+            or not _TOKEN.fullmatch(name)
+            or not _VALUE.fullmatch(value)
+        ):
+            return None
+        if name == b"connection":
+            tokens = _tokens(value)
+            if tokens is None:
+                return None
+            upgrade_asked = upgrade_asked or b"upgrade" in (token.lower() for token in tokens)
+        elif name == b"upgrade":
+            upgrades += 1
+            if value.lower() != b"websocket":
+                return None
+        elif name == b"sec-websocket-key":
+            if key is not None or not _KEY.fullmatch(value):
+                return None
+            key = value
+        elif name == b"sec-websocket-version":
+            if version is not None or value != b"13":
+                return None
+            version = value
+        elif name == b"sec-websocket-protocol":
+            tokens = _tokens(value)
+            if tokens is None:
+                return None
+            subprotocols.extend(token.decode("ascii") for token in tokens)
+        elif name == b"origin":
+            origins += 1
+        elif name in (b"transfer-encoding", b"content-length"):
+            return None
+        kept.append((name, value))
+    if not upgrade_asked or upgrades != 1 or key is None or version is None or origins > 1:
+        return None
+    accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
+    return Upgrade(target.decode("ascii"), kept, subprotocols, accept)
+
+
+def _tokens(value: bytes) -> list[bytes] | None:
+    """A comma-separated list of tokens; None if any element is not one (or is empty)."""
+    tokens = [token.strip(b" \t") for token in value.split(b",")]
+    return tokens if all(_TOKEN.fullmatch(token) for token in tokens) else None
+
+
+def switching_protocols(
+    accept: bytes,
+    default_headers: Iterable[tuple[bytes, bytes]],
+    app_headers: Iterable[tuple[bytes, bytes]],
+    subprotocol: str | None,
+) -> bytes:
+    """The 101 of a `plain_upgrade`, byte for byte what `ServerProtocol.accept`, then
+    `accept_response`, then `Response.serialize` make of it."""
+    defaults = list(default_headers)
+    lines = [b"HTTP/1.1 101 Switching Protocols\r\n"]
+    if not any(name.lower() == b"date" for name, _ in defaults):
+        lines.append(b"Date: %s\r\n" % email.utils.formatdate(usegmt=True).encode())
+    lines.append(
+        b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n" % accept
+    )
+    lines.extend(b"%s: %s\r\n" % (name, value) for name, value in defaults)
+    lines.extend(b"%s: %s\r\n" % (name, value) for name, value in app_headers)
+    if subprotocol:
+        lines.append(b"Sec-WebSocket-Protocol: %s\r\n" % subprotocol.encode("latin-1"))
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
 class MessageAssembler:
     """Turns data frames into `websocket.receive` events.
 
@@ -182,8 +303,23 @@ class MessageAssembler:
         return {"type": "websocket.receive", "bytes": data}
 
 
+def request_upgrade(request: Request) -> Upgrade:
+    """What the scope needs of a request websockets has parsed and accepted, as `plain_upgrade`
+    gives it (the 101 is websockets' own: no accept key here)."""
+    headers = [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in request.headers.raw_items()
+    ]
+    subprotocols = [
+        token.strip()
+        for value in request.headers.get_all("Sec-WebSocket-Protocol")
+        for token in value.split(",")
+    ]
+    return Upgrade(request.path, headers, subprotocols, b"")
+
+
 def websocket_scope(
-    request: Request,
+    upgrade: Upgrade,
     *,
     config: Config,
     scheme: str,
@@ -193,12 +329,7 @@ def websocket_scope(
     extensions: dict[str, dict[object, object]],
 ) -> WebSocketScope:
     """The ASGI scope of a handshake request, as uvicorn's own WebSocket protocols build it."""
-    raw_path, _, query = request.path.partition("?")  # websockets checked it is ASCII
-    subprotocols = [
-        token.strip()
-        for value in request.headers.get_all("Sec-WebSocket-Protocol")
-        for token in value.split(",")
-    ]
+    raw_path, _, query = upgrade.target.partition("?")  # checked to be ASCII
     return {
         "type": "websocket",
         "asgi": {"version": config.asgi_version, "spec_version": "2.4"},
@@ -210,11 +341,8 @@ def websocket_scope(
         "path": config.root_path + unquote(raw_path),
         "raw_path": config.root_path.encode("ascii") + raw_path.encode("ascii"),
         "query_string": query.encode("ascii"),
-        "headers": [
-            (name.lower().encode("latin-1"), value.encode("latin-1"))
-            for name, value in request.headers.raw_items()
-        ],
-        "subprotocols": subprotocols,
+        "headers": upgrade.headers,
+        "subprotocols": upgrade.subprotocols,
         "state": state,
         "extensions": extensions,
     }

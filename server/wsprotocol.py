@@ -38,9 +38,12 @@ from server.wsframes import (
     SHORT_TEXT,
     MessageAssembler,
     SansIOServer,
+    Upgrade,
     accept_response,
     frame_header,
     http_response,
+    request_upgrade,
+    switching_protocols,
     websocket_scope,
 )
 
@@ -187,7 +190,9 @@ class WebSocketProtocol(asyncio.Protocol):
         self._secure = False  # TLS: the scope's scheme is wss
         self._path = ""
         self._scope: dict[str, Any] | None = None  # the app may note things in it (request id)
-        self._response: Response | None = None  # the 101 answer, until the app decides
+        # The 101 until the app decides: websockets' response, or the accept key of a plain
+        # upgrade (server.wsframes.plain_upgrade) whose 101 is built as bytes.
+        self._response: Response | bytes | None = None
         # The status, headers and body chunks of a denial response the app is sending.
         self._denial: tuple[int, list[tuple[bytes, bytes]], list[bytes]] | None = None
         # Short (reading pauses at INBOX_HIGH_MESSAGES): a list is a tenth of an empty deque.
@@ -232,11 +237,16 @@ class WebSocketProtocol(asyncio.Protocol):
         self._conn.receive_data(data)
         self._process()
 
-    def upgraded(self, request: Request) -> None:
+    def upgraded(self, request: Request | Upgrade) -> None:
         """The handshake request, already parsed by the HTTP protocol that hands us over (the
-        bytes it would replay through `data_received` would be parsed a second time)."""
+        bytes it would replay through `data_received` would be parsed a second time); already
+        checked too if it is a plain `Upgrade`."""
         self._conn.skip_request()
-        self._on_request(request)
+        if isinstance(request, Upgrade):
+            self._response = request.accept
+            self._open(request)
+        else:
+            self._on_request(request)
         self._flush()
 
     def eof_received(self) -> None:
@@ -359,8 +369,12 @@ class WebSocketProtocol(asyncio.Protocol):
             return
         self._response = response
         self._conn.forget_request()
+        self._open(request_upgrade(request))
+
+    def _open(self, upgrade: Upgrade) -> None:
+        """A valid handshake: the app is called with its scope."""
         scope = websocket_scope(
-            request,
+            upgrade,
             config=self._config,
             scheme="wss" if self._secure else "ws",
             server=self._server,
@@ -461,14 +475,14 @@ class WebSocketProtocol(asyncio.Protocol):
     def _send_handshake(self, message: ASGISendEvent) -> None:
         if message["type"] == "websocket.accept":
             response, self._response = self._response, None
-            assert response is not None
-            accept_response(
-                response,
-                self._server_state.default_headers,
-                message.get("headers", ()),
-                message.get("subprotocol"),
-            )
-            self._conn.send_response(response)
+            defaults = self._server_state.default_headers
+            headers, subprotocol = message.get("headers", ()), message.get("subprotocol")
+            if isinstance(response, bytes):
+                self._conn.switched(switching_protocols(response, defaults, headers, subprotocol))
+            else:
+                assert response is not None
+                accept_response(response, defaults, headers, subprotocol)
+                self._conn.send_response(response)
             self._flush()
             self.phase = Phase.OPEN
             self._accepted = True

@@ -8,7 +8,15 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.streams import StreamReader
 
-from server.wsframes import SansIOServer, frame_header, handshake_request
+from server.wsframes import (
+    SansIOServer,
+    accept_response,
+    frame_header,
+    handshake_request,
+    plain_upgrade,
+    request_upgrade,
+    switching_protocols,
+)
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 200_000])
@@ -135,3 +143,104 @@ def test_a_request_websockets_should_judge_is_left_to_its_parser(
     head: tuple[str, bytes, list[tuple[bytes, bytes]]],
 ) -> None:
     assert handshake_request(*head) is None
+
+
+# A browser's upgrade, as Chromium sends it (extensions offered, Connection with two tokens).
+BROWSER = with_headers(
+    b"Origin: https://venue.example",
+    b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits",
+    b"Sec-WebSocket-Protocol: vq1.json, vq1.msgpack",
+).replace(b"Connection: Upgrade", b"Connection: keep-alive, Upgrade")
+DEFAULTS = [(b"date", b"Thu, 03 Dec 2026 08:00:00 GMT"), (b"server", b"vqueue")]
+VALID = [
+    HANDSHAKE,
+    BROWSER,
+    with_headers(b"Cookie: x=1; y=2", target=b"/v1/queues/demo/ws?ticket=abc&format=json"),
+    with_headers(b"X-Note: caf\xe9", b"X-Empty:", b"X-Tab: \tv\t"),
+    with_headers(b"X-Twice: 1", b"X-Twice: 2"),
+    HANDSHAKE.replace(b"Upgrade: websocket", b"Upgrade: WebSocket"),
+]
+VALID_IDS = ["plain", "browser", "query-cookie", "odd-values", "repeated", "upgrade-case"]
+
+
+def websockets_101(raw: bytes, app_headers: list[tuple[bytes, bytes]], sub: str | None) -> bytes:
+    """The 101 the websockets path sends for `raw`: accept, then accept_response."""
+    request = parsed_by_websockets(raw)
+    response = SansIOServer(max_size_bytes=None).accept(request)
+    assert response.status_code == 101
+    accept_response(response, DEFAULTS, app_headers, sub)
+    return response.serialize()
+
+
+@pytest.mark.parametrize("raw", VALID, ids=VALID_IDS)
+def test_a_plain_upgrade_gets_the_scope_and_the_101_websockets_would_give(raw: bytes) -> None:
+    method, target, headers = head_of(raw)
+    ours = plain_upgrade(method, "1.1", target, headers)
+    assert ours is not None
+    theirs = request_upgrade(parsed_by_websockets(raw))
+    assert (ours.target, ours.headers, ours.subprotocols) == (
+        theirs.target,
+        theirs.headers,
+        theirs.subprotocols,
+    )
+    app = [(b"x-request-id", b"0123abcd")]
+    for sub in (None, "vq1.json"):
+        mine = switching_protocols(ours.accept, DEFAULTS, app, sub)
+        assert mine == websockets_101(raw, app, sub)
+
+
+def test_the_accept_key_is_rfc_6455s_example_and_a_101_without_a_default_date_gets_one() -> None:
+    method, target, headers = head_of(HANDSHAKE)
+    upgrade = plain_upgrade(method, "1.1", target, headers)
+    assert upgrade is not None
+    assert upgrade.accept == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # RFC 6455 section 1.3
+    head = switching_protocols(upgrade.accept, [(b"server", b"vqueue")], [], None)
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"HTTP/1.1 101 Switching Protocols"
+    assert lines[1].startswith(b"Date: ") and lines[1].endswith(b" GMT")
+    assert head.endswith(b"server: vqueue\r\n\r\n")
+
+
+def test_the_101_built_as_bytes_opens_the_sans_io_connection() -> None:
+    conn = SansIOServer(max_size_bytes=1024)
+    conn.skip_request()
+    conn.switched(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+    assert conn.data_to_send() == [b"HTTP/1.1 101 Switching Protocols\r\n\r\n"]
+    conn.receive_data(masked_text(b"hello"))
+    [frame] = conn.events_received()
+    assert frame.data == b"hello"
+    conn.send_text(b"back")  # only an open connection sends frames
+    assert conn.data_to_send() == [b"\x81\x04back"]
+
+
+INVALID = {
+    "version-8": HANDSHAKE.replace(b"Version: 13", b"Version: 8"),
+    "short-key": HANDSHAKE.replace(b"dGhlIHNhbXBsZSBub25jZQ==", b"dGhlIHNhbXBsZQ=="),
+    "key-not-base64": HANDSHAKE.replace(b"dGhlIHNhbXBsZSBub25jZQ==", b"dGhlIHNhbXBsZSBub25jZ!="),
+    "two-keys": with_headers(b"Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA=="),
+    "two-versions": with_headers(b"Sec-WebSocket-Version: 13"),
+    "no-key": HANDSHAKE.replace(b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", b""),
+    "no-version": HANDSHAKE.replace(b"Sec-WebSocket-Version: 13\r\n", b""),
+    "upgrade-h2c": HANDSHAKE.replace(b"Upgrade: websocket", b"Upgrade: h2c"),
+    "two-upgrades": with_headers(b"Upgrade: websocket"),
+    "connection-close": HANDSHAKE.replace(b"Connection: Upgrade", b"Connection: close"),
+    "two-origins": with_headers(b"Origin: https://a.example", b"Origin: https://b.example"),
+    "bad-subprotocol": with_headers(b"Sec-WebSocket-Protocol: vq1.json, a b"),
+    "post": HANDSHAKE.replace(b"GET ", b"POST "),
+}
+
+
+@pytest.mark.parametrize("raw", INVALID.values(), ids=INVALID.keys())
+def test_what_websockets_refuses_is_never_a_plain_upgrade(raw: bytes) -> None:
+    method, target, headers = head_of(raw)
+    refused = SansIOServer(max_size_bytes=None).accept(parsed_by_websockets(raw))
+    assert refused.status_code != 101
+    assert plain_upgrade(method, "1.1", target, headers) is None
+
+
+def test_http_1_0_and_empty_list_elements_are_left_to_websockets() -> None:
+    method, target, headers = head_of(HANDSHAKE)
+    assert plain_upgrade(method, "1.0", target, headers) is None
+    odd = head_of(HANDSHAKE.replace(b"Connection: Upgrade", b"Connection: , Upgrade"))
+    assert plain_upgrade(odd[0], "1.1", odd[1], odd[2]) is None
+    assert handshake_request(*odd) is not None  # websockets judges it instead (and accepts it)
