@@ -238,7 +238,9 @@ def switching_protocols(
     subprotocol: str | None,
 ) -> bytes:
     """The 101 of a `plain_upgrade`, byte for byte what `ServerProtocol.accept`, then
-    `accept_response`, then `Response.serialize` make of it."""
+    `accept_response`, then `Response.serialize` make of it (websockets holds header values as
+    ISO-8859-1 text and writes them back as such: bytes go out as given, the subprotocol as
+    ISO-8859-1)."""
     defaults = list(default_headers)
     lines = [b"HTTP/1.1 101 Switching Protocols\r\n"]
     if not any(name.lower() == b"date" for name, _ in defaults):

@@ -184,7 +184,7 @@ def test_a_plain_upgrade_gets_the_scope_and_the_101_websockets_would_give(raw: b
         theirs.subprotocols,
     )
     app = [(b"x-request-id", b"0123abcd")]
-    for sub in (None, "vq1.json"):
+    for sub in (None, "vq1.json", "caf\u00e9"):  # an app may name any subprotocol
         mine = switching_protocols(ours.accept, DEFAULTS, app, sub)
         assert mine == websockets_101(raw, app, sub)
 
