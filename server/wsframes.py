@@ -131,21 +131,36 @@ def handshake_request(
     treat specially (non-ASCII, a bad header, too many or too long, a body): the caller then
     hands over the bytes, and websockets answers as it always did.
     """
-    if len(target) + len(method) + 10 > MAX_LINE_LENGTH or not target.isascii():
+    checked = _parseable(method, target, headers)
+    if checked is None:
         return None
     parsed = Headers()
-    for count, (name, raw) in enumerate(headers, 1):
+    for name, value in checked:
+        parsed.set_insecure(name.decode("ascii"), value.decode("iso-8859-1"))
+    return Request(target.decode("ascii"), parsed, method)
+
+
+def _parseable(
+    method: str, target: bytes, headers: Iterable[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]] | None:
+    """The headers, values stripped of surrounding OWS, if websockets' request parser would
+    take the request line and every header as they are (ASCII target, its line and header
+    limits, RFC 9110 tokens and values, no body); else None."""
+    if len(target) + len(method) + 10 > MAX_LINE_LENGTH or not target.isascii():
+        return None
+    checked: list[tuple[bytes, bytes]] = []
+    for name, raw in headers:
         value = raw.strip(b" \t")
         if (
-            count > MAX_NUM_HEADERS
+            len(checked) == MAX_NUM_HEADERS
             or len(name) + len(raw) + 4 > MAX_LINE_LENGTH
             or not _TOKEN.fullmatch(name)
             or not _VALUE.fullmatch(value)
             or name in (b"transfer-encoding", b"content-length")
         ):
             return None
-        parsed.set_insecure(name.decode("ascii"), value.decode("iso-8859-1"))
-    return Request(target.decode("ascii"), parsed, method)
+        checked.append((name, value))
+    return checked
 
 
 _KEY = re.compile(rb"[A-Za-z0-9+/]{22}==")  # base64 of 16 bytes, as websockets requires
@@ -176,22 +191,14 @@ def plain_upgrade(
     """
     if method != "GET" or http_version != "1.1":
         return None
-    if len(target) + 13 > MAX_LINE_LENGTH or not target.isascii():
+    kept = _parseable(method, target, headers)
+    if kept is None:
         return None
-    kept: list[tuple[bytes, bytes]] = []
     subprotocols: list[str] = []
     key = version = None
     upgrades = origins = 0
     upgrade_asked = False
-    for name, raw in headers:
-        value = raw.strip(b" \t")
-        if (
-            len(kept) == MAX_NUM_HEADERS
-            or len(name) + len(raw) + 4 > MAX_LINE_LENGTH
-            or not _TOKEN.fullmatch(name)
-            or not _VALUE.fullmatch(value)
-        ):
-            return None
+    for name, value in kept:
         if name == b"connection":
             tokens = _tokens(value)
             if tokens is None:
@@ -216,9 +223,6 @@ def plain_upgrade(
             subprotocols.extend(token.decode("ascii") for token in tokens)
         elif name == b"origin":
             origins += 1
-        elif name in (b"transfer-encoding", b"content-length"):
-            return None
-        kept.append((name, value))
     if not upgrade_asked or upgrades != 1 or key is None or version is None or origins > 1:
         return None
     accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())

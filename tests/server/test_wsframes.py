@@ -143,6 +143,7 @@ def test_a_request_websockets_should_judge_is_left_to_its_parser(
     head: tuple[str, bytes, list[tuple[bytes, bytes]]],
 ) -> None:
     assert handshake_request(*head) is None
+    assert plain_upgrade(head[0], "1.1", head[1], head[2]) is None  # the same rules, shared
 
 
 # A browser's upgrade, as Chromium sends it (extensions offered, Connection with two tokens).
