@@ -47,6 +47,9 @@ class NullTransport:
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return default
 
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass  # it never holds anything: writing never pauses
+
     def set_protocol(self, protocol: Any) -> None:
         pass
 

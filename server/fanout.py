@@ -38,7 +38,7 @@ from protocol.watch import (
 )
 from server.counters import observe_push
 from server.errors import Unavailable
-from server.outbox import Outbox
+from server.outbox import Outbox, offer_each
 from server.store import Resubscribed, Store
 from server.store.books import read_book
 from server.sweeper import Sweeper
@@ -236,9 +236,7 @@ class Fanout:
     def _run(self, q: _Queue, actions: list[Action[Watcher]]) -> None:
         for action in actions:
             if isinstance(action, Frames):
-                replaceable = action.replaceable
-                for watcher, frame in zip(action.watchers, action.frames, strict=True):
-                    watcher.outbox.offer(frame, replaceable)
+                offer_each(action.watchers, action.frames, action.replaceable)
                 if action.notice_at_s is not None:  # once per flush, never per frame
                     observe_push(time.time() - action.notice_at_s)
             elif isinstance(action, End):

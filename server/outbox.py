@@ -6,7 +6,8 @@ whose backlog does not clear within `stuck_close_s` is aborted by the fan-out's 
 
 `ChannelOutbox` writes straight into the transport through vqueue's own WebSocket protocol
 (`server.wsprotocol`, scope extension "vqueue.push"); `AsgiOutbox` is the portable fallback for
-other ASGI servers, with one sender task per connection.
+other ASGI servers, with one sender task per connection. `offer_each` is the fan-out's loop: while
+an outbox holds nothing and its transport keeps up, a frame costs one call into the transport.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ import asyncio
 import contextlib
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, Protocol
 
 MAX_BACKLOG_FRAMES = 16
 # Above this many bytes in the transport's buffer, frames wait in the outbox instead, where a
 # newer position replaces an older one: a live watcher never has more than a frame or two out.
 HIGH_WATER_BYTES = 16 * 1024
+
+Write = Callable[[bytes], object]
 
 
 class PushChannel(Protocol):
@@ -32,9 +35,13 @@ class PushChannel(Protocol):
 
     def send(self, payload: bytes, text: bool) -> bool: ...
 
+    def bind(self, listener: ChannelOutbox, text: bool, high_water_bytes: int) -> tuple[bytes, ...]:
+        """Call `listener.writable(write | None)` from now on; returns the short frame headers."""
+        ...
+
     def buffered_bytes(self) -> int: ...
 
-    def try_send(self, payload: bytes, text: bool, high_water_bytes: int) -> int: ...
+    def try_send(self, payload: bytes, text: bool) -> int: ...
 
     def abort(self) -> None: ...
 
@@ -53,7 +60,7 @@ SENT = _Tally()  # frames written by every outbox of this process (/readyz, /met
 
 
 class Outbox:
-    __slots__ = ("_backlog", "_on_backlog", "closed", "stuck_since", "text")
+    __slots__ = ("_backlog", "_on_backlog", "closed", "direct", "headers", "stuck_since", "text")
 
     # Connections aborted by this process's outboxes, by cause (/readyz): "stuck_outbox" (the
     # sweeper: a backlog that did not clear in time), "backlog_overflow" (too many frames kept).
@@ -65,6 +72,10 @@ class Outbox:
         self.stuck_since: float | None = None
         self._backlog: deque[tuple[bytes, bool]] | None = None  # made when a frame must wait
         self._on_backlog = on_backlog
+        # Set while a frame may skip this object: the transport's `write`, for a payload of n
+        # bytes, n < len(headers), as `direct(headers[n] + payload)` (see offer_each).
+        self.direct: Write | None = None
+        self.headers: tuple[bytes, ...] = ()
 
     def offer(self, frame: bytes, replaceable: bool) -> None:
         if self.closed:
@@ -80,6 +91,7 @@ class Outbox:
         backlog = self._backlog
         if backlog is None:
             backlog = self._backlog = deque()
+            self.direct = None  # frames keep their order: the next ones wait behind this one
         if replaceable and backlog and backlog[-1][1]:
             backlog[-1] = (frame, True)
         else:
@@ -100,7 +112,11 @@ class Outbox:
             backlog.popleft()
         self._backlog = None  # an idle connection keeps no deque (about 600 bytes each)
         self.stuck_since = None
+        self._cleared()
         return True
+
+    def _cleared(self) -> None:
+        """The backlog is empty again."""
 
     @property
     def pending(self) -> int:
@@ -131,38 +147,80 @@ class Outbox:
 
 
 class ChannelOutbox(Outbox):
-    __slots__ = ("channel",)
+    __slots__ = ("_write", "channel")
 
     def __init__(
         self, channel: PushChannel, text: bool, on_backlog: Callable[[Outbox], None]
     ) -> None:
         super().__init__(text, on_backlog)
         self.channel = channel
+        self._write: Write | None = None  # what the channel last allowed
+        self.headers = channel.bind(self, text, HIGH_WATER_BYTES)
+
+    def writable(self, write: Write | None) -> None:
+        """The channel's word: frames may go straight to `write` (None: they may not)."""
+        self._write = write
+        self.direct = None if self._backlog or self.closed else write
+
+    def _cleared(self) -> None:
+        self.direct = None if self.closed else self._write
 
     def offer(self, frame: bytes, replaceable: bool) -> None:
-        # Outbox.offer with _try_write inlined: this runs once per frame of every flush.
+        # Outbox.offer with _try_write inlined: frames that cannot go straight come here.
         if not self._backlog and not self.closed:
-            sent = self.channel.try_send(frame, self.text, HIGH_WATER_BYTES)
+            sent = self.channel.try_send(frame, self.text)
             if sent > 0:
                 SENT.value += 1
                 return
             if sent < 0:
-                self.closed = True  # dropped with the connection: not counted as sent
+                self._close()  # dropped with the connection: not counted as sent
                 return
         self._hold(frame, replaceable)
 
     def _try_write(self, frame: bytes) -> bool:
-        sent = self.channel.try_send(frame, self.text, HIGH_WATER_BYTES)
+        sent = self.channel.try_send(frame, self.text)
         if sent > 0:
             SENT.value += 1
         elif sent < 0:
-            self.closed = True  # the frame is dropped with the connection: not counted as sent
+            self._close()  # the frame is dropped with the connection: not counted as sent
         return sent != 0
 
-    def _drop(self) -> None:
+    def _close(self) -> None:
         self.closed = True
+        self.direct = self._write = None
+
+    def _drop(self) -> None:
+        self._close()
         self._backlog = None
         self.channel.abort()
+
+
+class Addressee(Protocol):
+    """Whoever frames are for: a fan-out watcher, which has an outbox."""
+
+    @property
+    def outbox(self) -> Outbox: ...
+
+
+def offer_each(to: Sequence[Addressee], frames: Sequence[bytes], replaceable: bool) -> None:
+    """`to[i].outbox.offer(frames[i], replaceable)` for each i, as one loop.
+
+    A frame goes straight to the transport when its outbox allows (`Outbox.direct`): open, no
+    backlog, the client keeping up. That is one C call per frame where `offer` makes three
+    Python calls and two more into the transport: at ten thousand watchers a flush is mostly
+    this loop (BENCHMARKS.md, Profile).
+    """
+    written = 0
+    for addressee, frame in zip(to, frames, strict=True):
+        outbox = addressee.outbox
+        write = outbox.direct
+        size = len(frame)
+        if write is not None and size < len(outbox.headers):
+            write(outbox.headers[size] + frame)
+            written += 1
+        else:
+            outbox.offer(frame, replaceable)
+    SENT.value += written
 
 
 class AsgiOutbox(Outbox):

@@ -401,15 +401,16 @@ def http_response(
     return Response(status, phrase, response_headers, body)
 
 
-# Headers of short text frames (every position frame is one), built once.
+# Headers of short frames (every position frame is one), built once: index by payload length.
 SHORT_TEXT = tuple(bytes((0x81, n)) for n in range(126))
+SHORT_BINARY = tuple(bytes((0x82, n)) for n in range(126))
 
 
 def frame_header(length: int, text: bool) -> bytes:
     """The header of one unfragmented, unmasked server frame carrying `length` bytes."""
     opcode = 0x81 if text else 0x82  # FIN + text / binary
     if length < 126:
-        return SHORT_TEXT[length] if text else bytes((opcode, length))
+        return SHORT_TEXT[length] if text else SHORT_BINARY[length]
     if length < 65536:
         return struct.pack("!BBH", opcode, 126, length)
     return struct.pack("!BBQ", opcode, 127, length)

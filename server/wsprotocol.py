@@ -24,7 +24,8 @@ import logging
 import random
 import socket
 from collections import Counter
-from typing import Any, ClassVar, assert_never, cast
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol, assert_never, cast
 
 from uvicorn._types import ASGIReceiveEvent, ASGISendEvent, WebSocketDisconnectEvent, WebSocketScope
 from uvicorn.config import Config
@@ -35,6 +36,7 @@ from websockets.http11 import Request, Response
 
 from server.logs import REQUEST_ID_SCOPE_KEY
 from server.wsframes import (
+    SHORT_BINARY,
     SHORT_TEXT,
     MessageAssembler,
     SansIOServer,
@@ -74,6 +76,12 @@ class Phase(enum.Enum):
 _OPEN = Phase.OPEN
 
 
+class PushListener(Protocol):
+    """Who a push channel tells whether frames may go straight to its transport (the outbox)."""
+
+    def writable(self, write: Callable[[bytes], object] | None) -> None: ...
+
+
 class PushChannel:
     """Writes messages to one WebSocket synchronously, for fan-out; use it on the event loop.
 
@@ -99,19 +107,30 @@ class PushChannel:
         ws.write_message(payload, text)
         return True
 
-    def try_send(self, payload: bytes, text: bool, high_water_bytes: int) -> int:
-        """`send()` unless the transport already holds more than `high_water_bytes` unsent.
+    def bind(self, listener: PushListener, text: bool, high_water_bytes: int) -> tuple[bytes, ...]:
+        """From now on, tell `listener` when frames may go straight to the transport.
+
+        `listener.writable(write)` gets the transport's `write` while the connection is open
+        and its transport holds at most `high_water_bytes` unsent (writing pauses above that
+        and resumes at a quarter of it), and None otherwise; it is called once now. A payload of
+        n bytes, n < len(headers), is then written as `write(headers[n] + payload)` with the
+        headers returned here: no call into this class per frame.
+        """
+        self._ws.bind_push(listener, high_water_bytes)
+        return SHORT_TEXT if text else SHORT_BINARY
+
+    def try_send(self, payload: bytes, text: bool) -> int:
+        """`send()` unless the transport's writing is paused (above the high water of `bind`).
 
         1: written; 0: not written, the client is behind; -1: not written, the socket is not
-        open. One call per frame on the fan-out's hot path instead of two.
+        open. One call per frame instead of two, for frames that cannot go straight.
         """
         ws = self._ws
         transport = ws.transport
         if ws.phase is not _OPEN or transport.is_closing():
             return -1
-        if transport.get_write_buffer_size() > high_water_bytes:
+        if ws.paused:
             return 0
-        # write_message(), inlined: this runs once per frame of every broadcast.
         size = len(payload)
         header = SHORT_TEXT[size] if text and size < 126 else frame_header(size, text)
         transport.write(header + payload)
@@ -150,6 +169,7 @@ class WebSocketProtocol(asyncio.Protocol):
         "_ping_timeout_s",
         "_ping_timer",
         "_pong_timer",
+        "_push",
         "_reading_paused",
         "_receiver",
         "_response",
@@ -207,6 +227,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._ping_timer: asyncio.TimerHandle | None = None
         self._pong_timer: asyncio.TimerHandle | None = None
         self._abort_timer: asyncio.TimerHandle | None = None
+        self._push: PushListener | None = None  # told when frames may skip the push channel
 
     # asyncio.Protocol
 
@@ -255,6 +276,8 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.phase = Phase.CLOSED
+        self._tell_push()
+        self._push = None  # it holds its channel, which holds this protocol
         self._stop_keepalive()
         if self._abort_timer is not None:
             self._abort_timer.cancel()
@@ -278,9 +301,11 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._drained = self._loop.create_future()
+        self._tell_push()
 
     def resume_writing(self) -> None:
         self._release_writers()
+        self._tell_push()
 
     def shutdown(self) -> None:
         """Called by uvicorn on a graceful shutdown: close with 1012 (service restart)."""
@@ -307,6 +332,30 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def buffered_bytes(self) -> int:
         return 0 if self.phase is Phase.CLOSED else self.transport.get_write_buffer_size()
+
+    @property
+    def paused(self) -> bool:
+        """The transport holds more than its high water unsent (see `bind_push`)."""
+        return self._drained is not None
+
+    def bind_push(self, listener: PushListener, high_water_bytes: int) -> None:
+        """See `PushChannel.bind`."""
+        self._push = listener
+        if self.phase is not Phase.CLOSED:
+            # Pauses at once if the buffer is over it already (pause_writing tells the listener).
+            self.transport.set_write_buffer_limits(high=high_water_bytes)
+        self._tell_push()
+
+    def _tell_push(self) -> None:
+        """Tell the push listener whether frames may go straight to the transport now: open,
+        not closing, not paused. Every change of those three calls this."""
+        if self._push is None:
+            return
+        straight = self.phase is Phase.OPEN and self._drained is None
+        if straight and not self.transport.is_closing():
+            self._push.writable(self.transport.write)
+        else:
+            self._push.writable(None)
 
     def abort(self) -> None:
         if self.phase is not Phase.CLOSED:
@@ -485,6 +534,7 @@ class WebSocketProtocol(asyncio.Protocol):
                 self._conn.send_response(response)
             self._flush()
             self.phase = Phase.OPEN
+            self._tell_push()
             self._accepted = True
             self._start_keepalive()
             self._resume_reading()
@@ -539,6 +589,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if self.phase is Phase.CLOSING or self.phase is Phase.CLOSED:
             return
         self.phase = Phase.CLOSING
+        self._tell_push()
         self._stop_keepalive()
         self._deliver_disconnect(code, reason)
         self._resume_reading()  # the client's close frame must get through
