@@ -100,6 +100,7 @@ def test_close_codes_follow_the_contract() -> None:
         Position("front-desk.42", 3, 10, 120, 7),
         Position("q.1", 1, 1, None, 0),
         Position("a-b-c.123456789", 99999, 100000, 0, 2**40),
+        Position("50%d.8", 2, 3, 4, 5),  # not a slug; the template must not read it as a field
     ],
 )
 def test_position_template_matches_the_codec(message: Position) -> None:
