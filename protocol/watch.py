@@ -28,7 +28,7 @@ applied while the read was in flight can neither be missed nor be undone by a st
 from __future__ import annotations
 
 import enum
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -157,6 +157,10 @@ class QueueWatch(Generic[W]):
         self.mirror: LineMirror | None = None
         self._policy = FlushPolicy(flush_interval_s)
         self._groups: dict[int, dict[W, Connection]] = {}  # ticket number -> its watchers
+        # The tickets with exactly one watcher (almost all), as (watcher, connection): a flush
+        # reaches those without a dict per ticket, one object fewer to fetch from memory per
+        # watcher (BENCHMARKS.md, Profile). `register` and `unregister` keep it in step.
+        self._solo: dict[int, tuple[W, Connection]] = {}
         self._dirty: set[int] = set()  # watched numbers whose position may have changed
         self._pending: list[Notice] = []  # arrived while no mirror could take them
         self._again = False  # notices may have been lost during the resync under way
@@ -191,16 +195,26 @@ class QueueWatch(Generic[W]):
             if self.mirror is not None:
                 self.mirror.watch(number)
         group[watcher] = conn
+        self._solo_of(number, group)
 
     def unregister(self, watcher: W, number: int) -> None:
         group = self._groups.get(number)
-        if group is None or group.pop(watcher, None) is None or group:
+        if group is None or group.pop(watcher, None) is None:
+            return
+        self._solo_of(number, group)
+        if group:
             return
         del self._groups[number]
         self._dirty.discard(number)
         self._quoted.discard(number)
         if self.mirror is not None:
             self.mirror.unwatch(number)
+
+    def _solo_of(self, number: int, group: dict[W, Connection]) -> None:
+        if len(group) == 1:
+            self._solo[number] = next(iter(group.items()))
+        else:
+            self._solo.pop(number, None)
 
     def start(self, watcher: W, view: TicketView, now: float) -> list[Action[W]]:
         """The registered watcher's first state, from its ticket as read after registering.
@@ -506,20 +520,27 @@ class QueueWatch(Generic[W]):
         dirty, self._dirty = self._dirty, set()
         interval = self.eta.current_interval_s(now) if mirror.state == "open" else None
         waiting, seq, queue, quoted = mirror.waiting, mirror.seq, self.queue, self._quoted
-        groups, json_positions = self._groups, PositionsJson(queue, waiting, seq)
+        solo, groups = self._solo, self._groups
+        json_positions = PositionsJson(queue, waiting, seq)
         json_codec = Codec.JSON  # an enum member lookup costs ~0.1 us on Python 3.11
         watchers: list[W] = []
         frames: list[bytes] = []
+        pairs: Iterable[tuple[W, Connection]]
         for number, position in zip(*mirror.positions(dirty), strict=True):
-            group = groups.get(number)
-            if not group:
-                continue
+            pair = solo.get(number)
+            if pair is not None:
+                pairs = (pair,)
+            else:
+                group = groups.get(number)
+                if not group:
+                    continue
+                pairs = group.items()
             eta = eta_for(position, interval)
             if eta is not None and number not in quoted:
                 quoted.add(number)
                 actions.append(Quote(number, position, eta))
             json_frame: bytes | None = None
-            for watcher, conn in group.items():
+            for watcher, conn in pairs:
                 if not conn.allow_position(position, waiting, eta, seq):
                     continue
                 if conn.codec is json_codec:  # encoded once per ticket, from a template

@@ -7,11 +7,14 @@ the actions it was asked for. Times are plain numbers.
 from __future__ import annotations
 
 import itertools
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from protocol.codec import Codec
 from protocol.connection import Connection
@@ -282,6 +285,55 @@ def test_a_notice_moves_exactly_the_watchers_it_moves(event: Notice, moved: dict
     node.flush()
     changed = {w: node.shown(w) for w in node.sent if len(node.sent[w]) > before[w]}
     assert changed == moved
+
+
+# Each step: watcher w (of 0..5) watches ticket 4 + w % 3, or leaves; several share a ticket.
+COMINGS_AND_GOINGS = st.lists(st.tuples(st.booleans(), st.integers(0, 5)), max_size=24)
+
+
+@given(COMINGS_AND_GOINGS)
+def test_a_flush_reaches_exactly_the_watchers_registered_now(steps: list[tuple[bool, int]]) -> None:
+    """Alone on a ticket or beside others, joined and left in any order: each call moves
+    every watcher there is and no watcher that left."""
+    node = Node()
+    line = (1, 2, 3, 4, 5, 6)
+    node.live(line)
+    here: set[int] = set()
+    seq, calls = 10, 0
+    for comes, w in steps:
+        if comes:
+            node.register(w, 4 + w % 3)  # tickets 4, 5, 6: moved by every call below
+            here.add(w)
+        else:
+            node.watch.unregister(w, 4 + w % 3)
+            here.discard(w)
+        seq, calls = seq + 1, calls + 1
+        node.notice(notice(seq, E.CALLED, line[calls - 1], len(line) - calls))
+        before = {v: len(node.sent.get(v, [])) for v in range(6)}
+        node.flush()
+        moved = {v for v in range(6) if len(node.sent.get(v, [])) > before[v]}
+        assert moved == here
+        if calls == 3:  # tickets 1-3 called: the line starts over (a snapshot at this seq)
+            node.snapshot(snap(seq, line))
+            calls = 0
+
+
+def test_the_watch_keeps_no_watcher_that_left() -> None:
+    """A node lives for weeks of watchers: one that left must be free to go (no leak)."""
+
+    class Watcher:
+        pass
+
+    watch: QueueWatch[Watcher] = QueueWatch("q", FLUSH_S)
+    watchers = [Watcher() for _ in range(5)]  # tickets 1 and 2 shared, ticket 3 alone
+    for i, w in enumerate(watchers):
+        watch.register(w, 1 + i % 3, Connection(Codec.JSON))
+    gone = [weakref.ref(w) for w in watchers]
+    for i, w in enumerate(watchers):
+        watch.unregister(w, 1 + i % 3)
+    del watchers, w
+    assert [ref() for ref in gone] == [None] * 5
+    assert watch.idle
 
 
 def test_a_call_reaches_every_connection_of_the_ticket_at_once() -> None:
