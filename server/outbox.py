@@ -165,18 +165,6 @@ class ChannelOutbox(Outbox):
     def _cleared(self) -> None:
         self.direct = None if self.closed else self._write
 
-    def offer(self, frame: bytes, replaceable: bool) -> None:
-        # Outbox.offer with _try_write inlined: frames that cannot go straight come here.
-        if not self._backlog and not self.closed:
-            sent = self.channel.try_send(frame, self.text)
-            if sent > 0:
-                SENT.value += 1
-                return
-            if sent < 0:
-                self._close()  # dropped with the connection: not counted as sent
-                return
-        self._hold(frame, replaceable)
-
     def _try_write(self, frame: bytes) -> bool:
         sent = self.channel.try_send(frame, self.text)
         if sent > 0:

@@ -131,9 +131,7 @@ class PushChannel:
             return -1
         if ws.paused:
             return 0
-        size = len(payload)
-        header = SHORT_TEXT[size] if text and size < 126 else frame_header(size, text)
-        transport.write(header + payload)
+        ws.write_message(payload, text)
         return 1
 
     def buffered_bytes(self) -> int:
