@@ -215,8 +215,9 @@ def _storms(results: dict[str, list[dict[str, Any]]]) -> list[str]:
         "|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---|",
     ]
     targets = {
-        "storm": "watchers/s >= 0.8x bare",
-        "reconnect-storm": "<= 1.25x; update p99 after the storm < 2 s",
+        "storm": f"watchers/s >= {STORM_SPEED_TARGET}x bare",
+        "reconnect-storm": f"<= {RECONNECT_TIME_TARGET}x; update p99 after the storm "
+        f"< {AFTER_STORM_P99_MS / 1000:.0f} s",
     }
     for name, target in targets.items():
         runs = results.get(name, [])
