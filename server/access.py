@@ -94,14 +94,20 @@ async def owned_queue(svc: Services, queue: str, venue_id: str) -> None:
 
 
 async def queue_owner(svc: Services, queue: str) -> str | None:
-    """The venue id owning `queue` (Redis first, then PostgreSQL), or None when there is none."""
+    """The venue id owning `queue` (this node's memory, then Redis, then PostgreSQL), or None
+    when there is none."""
     if not is_slug(queue):
         return None
+    owner = svc.owners.get(queue)
+    if owner is not None:
+        return owner
     meta = await svc.store.queue_meta(queue)
     owner = meta.get("venue") if meta is not None else None
     if owner is None:
         row = await svc.db.queue(queue)
         owner = None if row is None else row.venue_id
+    if owner is not None:
+        svc.owners.put(queue, owner)
     return owner
 
 

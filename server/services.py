@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
@@ -14,6 +14,7 @@ from server.auth import KeyCache, TicketSigner
 from server.config import Settings
 from server.db import Database
 from server.fanout import Fanout
+from server.owners import QueueOwners
 from server.store import Store
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class Services:
     known_queues: KnownQueues | None = None  # None: every miss asks PostgreSQL (tests)
     vapid: VapidKey | None = None  # the deployment's Web Push key (server/webpush.py)
     notifier: Notifier | None = None  # None: VQ_NOTIFY=false
+    owners: QueueOwners = field(default_factory=QueueOwners)  # read once per queue
 
 
 def services(conn: HTTPConnection) -> Services:
