@@ -207,12 +207,16 @@ def _storms(results: dict[str, list[dict[str, Any]]]) -> list[str]:
         "listener's) until the last of as many new sockets has the one frame it sends at open. "
         "Watchers per second = watchers / that time. "
         "Listen overflows: connections the kernel dropped from a full accept queue during each "
-        "storm (TCP retries each a second later, then three); a run's ratio reads with them.",
+        "storm (TCP retries each a second later, then three); a run's ratio reads with them. "
+        "Last TCP connect: when the last of the clients' new sockets had TCP connected (from the "
+        "drop; for the bare server, from its storm's start): a storm's time up to there is spent "
+        "by the client machine, its kernel and its event loop, before the server sees a request.",
         "",
         "| run | watchers | vqueue storm s | bare storm s | time ratio | watchers/s ratio "
         "| listen backlog (vqueue / bare) | listen overflows (vqueue / bare) "
+        "| last TCP connect s (vqueue / bare) "
         "| update p99 ms (whole run) | update p99 ms after the storm | mismatches | errors |",
-        "|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---|---|---|---:|---:|---:|---|",
     ]
     targets = {
         "storm": f"watchers/s >= {STORM_SPEED_TARGET}x bare",
@@ -235,9 +239,10 @@ def _storms(results: dict[str, list[dict[str, Any]]]) -> list[str]:
             overflows = (
                 f"{_n(mine_storm.get('listen_overflows'))} / {_n(bare.get('listen_overflows'))}"
             )
+            connected = f"{_last_connect(mine_storm)} / {_last_connect(bare)}"
             out.append(
                 f"| {name} {i} | {_n(r['watchers'])} | {_n(mine, 2)} | {_n(bare.get('time_s'), 2)} "
-                f"| {_n(ratio, 2)} | {_n(speed, 2)} | {backlogs} | {overflows} "
+                f"| {_n(ratio, 2)} | {_n(speed, 2)} | {backlogs} | {overflows} | {connected} "
                 f"| {_n(r['update_latency_ms']['p99'])} "
                 f"| {_n(after.get('p99'))} | {r['final_position_mismatches']} | {errors} |"
             )
@@ -247,9 +252,15 @@ def _storms(results: dict[str, list[dict[str, Any]]]) -> list[str]:
             spread = f"{min(present):.2f}-{max(present):.2f}"
             out.append(
                 f"| **{name} median** | | | | **{med:.2f}** ({spread}) "
-                f"| **{1 / med:.2f}** | | | | | | target {target} |"
+                f"| **{1 / med:.2f}** | | | | | | | target {target} |"
             )
     return [*out, ""]
+
+
+def _last_connect(storm: dict[str, Any]) -> str:
+    """Seconds until a storm's last socket had TCP connected ("-" in reports from before)."""
+    connect = storm.get("tcp_connect_ms") or {}
+    return _n(None if connect.get("max") is None else connect["max"] / 1000.0, 2)
 
 
 def render(

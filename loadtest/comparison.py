@@ -150,6 +150,10 @@ def _storm(replies: list[dict[str, Any]]) -> dict[str, Any]:
         "watchers": len(firsts),
         "failed": sum(r["failed"] for r in replies),
         "first_frame_ms": summarize([(t - started) * 1000.0 for t in firsts]),
+        # when each socket had TCP connected: the wait the client machine made
+        "tcp_connect_ms": summarize(
+            [(t - started) * 1000.0 for r in replies for t in r.get("connects", ())]
+        ),
         "time_s": None if last_s is None else round(last_s, 3),
         "watchers_per_s": round(len(firsts) / last_s, 1) if last_s else None,
     }

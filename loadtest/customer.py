@@ -40,6 +40,8 @@ class Fleet:
     errors: Counter[str] = field(default_factory=Counter)
     frames: Counter[str] = field(default_factory=Counter)  # by message type
     reconnect_s: list[float] = field(default_factory=list)
+    # per reconnect: from the drop until its new socket had TCP connected (see WsClient)
+    reconnect_connect_s: list[float] = field(default_factory=list)
     connected: int = 0
     stopping: bool = False
     rng: random.Random = field(default_factory=random.Random)
@@ -104,6 +106,8 @@ class Customer:
         self.ws = await open_ws(
             url or fleet.ws_url, subprotocol, self._on_message, self._on_closed, fleet.local_addr
         )
+        if self.dropped_at is not None and self.ws.connected_at is not None:
+            fleet.reconnect_connect_s.append(self.ws.connected_at - self.dropped_at)
         fleet.connected += 1
         self.ws.send(fleet.codec.encode(Watch(self.token)), text=fleet.codec.is_text)
 

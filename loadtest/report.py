@@ -37,6 +37,10 @@ METHOD = {
     "host's TcpExt ListenOverflows (/proc/net/netstat) over each storm, so only with the "
     "server on this host: connections a full accept queue dropped, each retried by TCP a "
     "second later, then three. A storm's time ratio reads differently with and without them.",
+    "tcp_connect_ms": "storm.tcp_connect_ms: per dropped watcher, from its drop until its new "
+    "socket had TCP connected (before the handshake); baseline.storm.tcp_connect_ms: per bare "
+    "socket, from the storm's start. The time up to there is the client machine's (its kernel "
+    "and its event loop): the server has not seen a request yet.",
     "join_latency": "From writing POST /v1/queues/{q}/tickets on a kept-alive connection "
     "to reading the whole 201 response.",
     "frames_per_s": "Position frames received by all watchers, from the first call to the "

@@ -49,6 +49,7 @@ from loadtest.runner import (
     worker_specs,
 )
 from loadtest.staff import Staff
+from loadtest.stats import summarize
 
 SETTLE_S = 1.0
 
@@ -158,6 +159,8 @@ async def _event(run: Run) -> None:
             run.storm["listen_overflows"] = after - overflows
         for reply in replies:
             run.reconnect_s.extend(reply["reconnect_s"])
+        connects = [x * 1000.0 for reply in replies for x in reply["connect_s"]]
+        run.storm["tcp_connect_ms"] = summarize(connects)
         run.phase("calls")
     elif options.scenario is Scenario.FAILOVER:
         await asyncio.sleep(options.duration_s / 3)

@@ -102,7 +102,8 @@ class BaselineSinks:
                 await asyncio.wait_for(all_in.wait(), STORM_WAIT_S)
         for client in opened:
             client.close()
-        return {"t0": started, "firsts": firsts, "failed": failed}
+        connects = [c.connected_at for c in opened if c.connected_at is not None]
+        return {"t0": started, "firsts": firsts, "failed": failed, "connects": connects}
 
     async def collect(self) -> dict[str, Any]:
         """Every position frame received: (seq, arrival) as raw arrays."""

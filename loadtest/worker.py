@@ -235,6 +235,7 @@ class Worker:
     async def storm(self, wait_s: float = 60.0) -> dict[str, Any]:
         """Every watcher's socket drops at once; each resumes at once, backing off on failure."""
         before = len(self.fleet.reconnect_s)
+        connects_before = len(self.fleet.reconnect_connect_s)
         now = time.time()
         dropped = [c for c in self.customers if c.ws is not None and not c.finished and not c.slow]
         for customer in dropped:
@@ -243,7 +244,11 @@ class Worker:
         stuck = sum(1 for c in dropped if c.dropped_at is not None)
         if stuck:
             self.fleet.errors["storm_not_resumed"] += stuck
-        return {"dropped": len(dropped), "reconnect_s": self.fleet.reconnect_s[before:]}
+        return {
+            "dropped": len(dropped),
+            "reconnect_s": self.fleet.reconnect_s[before:],
+            "connect_s": self.fleet.reconnect_connect_s[connects_before:],
+        }
 
     async def final(self) -> dict[str, Any]:
         """Each checkable watcher's last message, the called seqs, and the frame counts."""

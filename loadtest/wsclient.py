@@ -76,6 +76,9 @@ class WsClient(asyncio.Protocol):
         self._fragments: list[bytes] = []
         self._fragment_op = 0
         self.close_code: int | None = None
+        # time.time() when TCP connected, before the handshake: a storm's wait before this
+        # is the client machine's (its kernel and its loop), not the server's
+        self.connected_at: float | None = None
 
     # asyncio.Protocol
 
@@ -229,6 +232,7 @@ async def open_ws(
             _, client = await loop.create_connection(
                 build, parts.hostname, parts.port or 80, local_addr=local
             )
+            client.connected_at = time.time()
             await client.opened
     except BaseException:
         if client is not None:

@@ -1,4 +1,5 @@
-"""BENCHMARKS.md's targets table judges each figure against the fan-out's bar."""
+"""BENCHMARKS.md's targets table judges each figure against the fan-out's bar; its Connect storms
+table shows each side's storm with the clients' own wait."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from loadtest.benchdoc import _targets
+from loadtest.benchdoc import _storms, _targets
+from loadtest.comparison import _storm as bare_storm
 
 
 def _results(fps_ratio: float, p99_ratio: float, rss: float, storm: float) -> dict[str, Any]:
@@ -64,3 +66,39 @@ def test_each_target_row_is_judged_against_the_fan_outs_bar(
         ]
     )
     assert set(judged.values()) == {met}
+
+
+def test_each_storm_row_shows_when_the_clients_last_socket_connected() -> None:
+    """The Connect storms table puts beside each run's storm time the clients' own wait: the
+    last socket's TCP connect, vqueue's and the bare server's ("-" in a report without it)."""
+    run = {
+        "watchers": 5_000,
+        "reconnect_ms": {"max": 5_010.0},
+        "storm": {"tcp_connect_ms": {"max": 4_620.0}},
+        "baseline": {"storm": {"time_s": 1.78, "tcp_connect_ms": {"max": 410.0}}},
+        "ratios": {"storm_time": 2.81},
+        "update_latency_ms": {"p99": 900.0},
+        "update_latency_after_storm_ms": {"p99": 78.0},
+        "final_position_mismatches": 0,
+        "errors": {},
+    }
+    older = {**run, "storm": {}, "baseline": {"storm": {"time_s": 1.78}}}
+    rows = [r for r in _storms({"reconnect-storm": [run, older]}) if r.startswith("| reconnect")]
+    header = next(r for r in _storms({}) if r.startswith("| run"))
+    column = [c.strip() for c in header.split("|")].index("last TCP connect s (vqueue / bare)")
+    assert [[c.strip() for c in r.split("|")][column] for r in rows[:2]] == [
+        "4.62 / 0.41",
+        "- / -",
+    ]
+
+
+def test_the_bare_storm_reports_when_each_socket_connected() -> None:
+    replies = [
+        {"t0": 100.0, "firsts": [100.5, 100.9], "failed": 0, "connects": [100.2, 100.4]},
+        {"t0": 100.1, "firsts": [101.0], "failed": 1, "connects": [100.45]},
+    ]
+    storm = bare_storm(replies)
+    assert storm["tcp_connect_ms"]["count"] == 3
+    # from the storm's start (the first worker's), as its time is
+    assert storm["tcp_connect_ms"]["max"] == pytest.approx(450.0)
+    assert storm["time_s"] == pytest.approx(1.0)

@@ -245,6 +245,12 @@ async def test_reconnect_storm_resumes_every_watcher(
     # ... and the backlog it listens with (the node's default, within the kernel's cap).
     assert report["storm"]["listen_backlog"] == min(BACKLOG, somaxconn())
     assert report["reconnect_ms"]["count"] == report["storm"]["dropped"]
+    # Each reconnect's TCP connect is timed too, from the same drop: it comes before the
+    # position, so what a storm spends before it is the client machine's, not the server's.
+    connect = report["storm"]["tcp_connect_ms"]
+    assert connect["count"] == report["storm"]["dropped"]
+    assert 0 < connect["max"] <= report["reconnect_ms"]["max"]
+    assert connect["p50"] <= report["reconnect_ms"]["p50"]
     assert report["final_position_mismatches"] == 0
     assert not [k for k in report["errors"] if k.startswith(("reconnect_gave_up", "storm_"))]
     # The calls once every watcher was back are timed on their own (a subset of the run's).
