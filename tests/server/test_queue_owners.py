@@ -4,50 +4,32 @@ make no owner read in Redis, and the cache never answers for a venue it should n
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 
 import httpx
-import pytest
 import redis
 
 from server.keys import queue_keys
 from tests.conftest import SharedServer
+from tests.server.conftest import new_queue
 
 
-@pytest.fixture
-def client(shared_server: SharedServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=shared_server.url, timeout=10) as c:
-        yield c
-
-
-def staff(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def new_queue(client: httpx.Client, key: str) -> str:
-    slug = f"own-{secrets.token_hex(4)}"
-    r = client.put(f"/v1/queues/{slug}", json={"name": "Desk"}, headers=staff(key))
-    assert r.status_code == 201, r.text
-    return slug
-
-
-def owner_reads(shared_server: SharedServer, queue: str, calls: list[tuple[str, str]]) -> int:
+async def owner_reads(
+    http: httpx.AsyncClient, s: SharedServer, queue: str, paths: list[str]
+) -> int:
     """How many owner reads (the `read_meta` script: keys meta and line, nothing else) Redis
-    saw for `queue` while the staff calls ran, watched with MONITOR up to a marker."""
-    settings = shared_server.settings
-    keys = queue_keys(settings.redis_prefix, queue)
-    assert settings.redis_url is not None
-    url = settings.redis_url.reveal()
+    saw for `queue` while staff POSTed to `paths`, watched with MONITOR up to a marker."""
+    assert s.settings.redis_url is not None
+    url = s.settings.redis_url.reveal()
+    keys = queue_keys(s.settings.redis_prefix, queue)
     marker = f"owner-reads-done-{secrets.token_hex(4)}"
     with (
         redis.Redis.from_url(url) as other,
         redis.Redis.from_url(url) as watcher,
         watcher.monitor() as monitor,
     ):
-        with httpx.Client(base_url=shared_server.url, timeout=10) as c:
-            for method, path in calls:
-                r = c.request(method, path, headers=staff(shared_server.key))
-                assert r.status_code in (200, 204), r.text
+        for path in paths:
+            r = await http.post(path, headers={"Authorization": f"Bearer {s.key}"})
+            assert r.status_code in (200, 204), r.text
         other.echo(marker)
         reads = 0
         while True:
@@ -58,40 +40,34 @@ def owner_reads(shared_server: SharedServer, queue: str, calls: list[tuple[str, 
                 reads += 1
 
 
-def test_staff_calls_after_the_first_read_no_owner(
-    client: httpx.Client, shared_server: SharedServer
+async def test_staff_calls_after_the_first_read_no_owner(
+    http: httpx.AsyncClient, shared_server: SharedServer
 ) -> None:
-    queue = new_queue(client, shared_server.key)
-    calls = [
-        ("POST", f"/v1/queues/{queue}/call-next"),
-        ("POST", f"/v1/queues/{queue}/pause"),
-        ("POST", f"/v1/queues/{queue}/resume"),
-    ]
-    assert owner_reads(shared_server, queue, calls[:1]) == 1  # the first one reads it
-    assert owner_reads(shared_server, queue, calls) == 0
+    queue = await new_queue(http, shared_server)
+    paths = [f"/v1/queues/{queue}/{action}" for action in ("call-next", "pause", "resume")]
+    assert await owner_reads(http, shared_server, queue, paths[:1]) == 1  # the first reads it
+    assert await owner_reads(http, shared_server, queue, paths) == 0
 
 
-def test_a_cached_owner_still_forbids_other_venues(
-    client: httpx.Client, shared_server: SharedServer
+async def test_a_cached_owner_still_forbids_other_venues(
+    http: httpx.AsyncClient, shared_server: SharedServer
 ) -> None:
-    queue = new_queue(client, shared_server.key)
-    mine = client.post(f"/v1/queues/{queue}/pause", headers=staff(shared_server.key))
-    assert mine.status_code == 200, mine.text
+    queue = await new_queue(http, shared_server)
+    mine = {"Authorization": f"Bearer {shared_server.key}"}
+    theirs = {"Authorization": f"Bearer {shared_server.other_key}"}
+    assert (await http.post(f"/v1/queues/{queue}/pause", headers=mine)).status_code == 200
     for _ in range(2):
-        theirs = client.post(f"/v1/queues/{queue}/resume", headers=staff(shared_server.other_key))
-        assert theirs.status_code == 403, theirs.text
-        assert theirs.json()["error"]["code"] == "forbidden"
+        r = await http.post(f"/v1/queues/{queue}/resume", headers=theirs)
+        assert r.status_code == 403, r.text
+        assert r.json()["error"]["code"] == "forbidden"
 
 
-def test_an_unowned_slug_is_not_remembered(
-    client: httpx.Client, shared_server: SharedServer
+async def test_an_unowned_slug_is_not_remembered(
+    http: httpx.AsyncClient, shared_server: SharedServer
 ) -> None:
     slug = f"own-{secrets.token_hex(4)}"
-    r = client.post(f"/v1/queues/{slug}/call-next", headers=staff(shared_server.other_key))
-    assert r.status_code == 404, r.text
-    r = client.put(
-        f"/v1/queues/{slug}", json={"name": "Late"}, headers=staff(shared_server.other_key)
-    )
+    theirs = {"Authorization": f"Bearer {shared_server.other_key}"}
+    assert (await http.post(f"/v1/queues/{slug}/call-next", headers=theirs)).status_code == 404
+    r = await http.put(f"/v1/queues/{slug}", json={"name": "Late"}, headers=theirs)
     assert r.status_code == 201, r.text
-    r = client.post(f"/v1/queues/{slug}/call-next", headers=staff(shared_server.other_key))
-    assert r.status_code == 204, r.text
+    assert (await http.post(f"/v1/queues/{slug}/call-next", headers=theirs)).status_code == 204
