@@ -9,6 +9,7 @@ import httpx
 import redis
 
 from server.keys import queue_keys
+from server.owners import QueueOwners
 from tests.conftest import SharedServer
 from tests.server.conftest import new_queue
 
@@ -71,3 +72,11 @@ async def test_an_unowned_slug_is_not_remembered(
     r = await http.put(f"/v1/queues/{slug}", json={"name": "Late"}, headers=theirs)
     assert r.status_code == 201, r.text
     assert (await http.post(f"/v1/queues/{slug}/call-next", headers=theirs)).status_code == 204
+
+
+def test_the_cache_is_bounded_and_refills_on_use() -> None:
+    owners = QueueOwners(max_entries=3)
+    for i in range(3):
+        owners.put(f"q{i}", "venue-a")
+    owners.put("q3", "venue-b")  # over the bound: the old entries go, the new one stays
+    assert [owners.get(f"q{i}") for i in range(4)] == [None, None, None, "venue-b"]
