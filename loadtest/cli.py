@@ -92,6 +92,11 @@ OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     (RUN, "--slow-share", {"type": float, "default": 0.1,
                            "help": "slow-readers: share of watchers that stop reading after "
                                    "their first frame (default: 0.1)"}),
+    (RUN, "--storm-keep", {"type": int, "default": 0,
+                           "help": "reconnect-storm: watchers whose sockets stay up through "
+                                   "the storm, spread over the line; the report compares a "
+                                   "call's update latency to them during the storm with "
+                                   "before it (default: 0, every socket drops)"}),
     (RUN, "--codec", {"choices": ["vq1.json", "vq1.msgpack"], "default": "vq1.json",
                       "help": "WebSocket subprotocol (default: vq1.json)"}),
     (RUN, "--quiet", {"type": float, "default": 1.5,
@@ -161,6 +166,7 @@ def options_from(args: argparse.Namespace) -> Options:
         join_rate=args.join_rate,
         leave_rate=args.leave_rate,
         slow_share=args.slow_share,
+        storm_keep=args.storm_keep,
         codec=args.codec,
         join_concurrency=args.join_concurrency,
         harness_cpus=args.harness_cpus,

@@ -95,6 +95,7 @@ class Customer:
         self.finished = False  # a final status arrived: the server closes, no reconnect
         self.dropped_at: float | None = None  # set while a reconnect is under way
         self.drops = 0  # connections lost, not closed by the server for a finished ticket
+        self.kept = False  # its socket stayed up through a reconnect storm (`--storm-keep`)
         self._reconnecting = False
 
     async def connect(self, url: str | None = None) -> None:
@@ -183,7 +184,8 @@ class Customer:
             self.last = ("position", message.position)
         elif isinstance(message, Called):
             self.fleet.frames["called"] += 1
-            self.called_seq = message.seq
+            # A `called` again (its state after a reconnect, a recall) is not the call's seq.
+            self.called_seq = message.seq if self.called_seq is None else self.called_seq
             self.end_seq = message.seq if self.end_seq is None else self.end_seq
             self.last = ("called", None)
         else:

@@ -42,6 +42,7 @@ class Options:
     join_rate: float | None = None  # None: call rate + leave rate, so the line keeps its length
     leave_rate: float = 0.2
     slow_share: float = 0.1
+    storm_keep: int = 0  # reconnect-storm: watchers whose socket stays up through the storm
     codec: str = "vq1.json"
     join_concurrency: int = 32
     harness_cpus: tuple[int, ...] | None = None
@@ -126,6 +127,10 @@ class Options:
             return "--duration must be positive and --call-rate not negative"
         if not 0.0 <= self.slow_share < 1.0:
             return "--slow-share must be in [0, 1)"
+        if self.storm_keep and self.scenario is not Scenario.RECONNECT_STORM:
+            return "--storm-keep is for --scenario reconnect-storm"
+        if not 0 <= self.storm_keep < self.watchers:
+            return "--storm-keep must be at least 0 and fewer than --watchers"
         if (self.scenario is Scenario.FAILOVER) != bool(self.failover_urls and self.kill_pid):
             return "--scenario failover takes --kill-pid and --failover-url (and only it does)"
         if any(urlsplit(u).scheme != "http" for u in self.failover_urls):

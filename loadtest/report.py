@@ -31,7 +31,12 @@ METHOD = {
         "p99 (and max) over its watchers, as the median over the run's calls; its ratio to "
         "push_all_ms (itself a median over single broadcasts) compares one event with one event. "
         "update_latency_after_storm_ms (reconnect-storm only): the samples of the calls sent "
-        "after every dropped watcher had its position back."
+        "after every dropped watcher had its position back. update_latency_kept_ms "
+        "(reconnect-storm with --storm-keep): only the watchers whose sockets stayed up, for "
+        "the calls sent before the storm and for those sent during it (from the drop until every "
+        "dropped watcher had its position back), each as update_latency_per_call_ms, from the "
+        "call's response and from its request (a call sent in a storm may wait to be answered); "
+        "during_over_before compares their per-call p99s: what a storm costs everyone else."
     ),
     "listen_overflows": "storm.listen_overflows and baseline.storm.listen_overflows: the "
     "host's TcpExt ListenOverflows (/proc/net/netstat) over each storm, so only with the "
@@ -79,6 +84,7 @@ def build(run: Run, command: str) -> dict[str, Any]:
         "update_latency_negative_samples": sum(1 for x in from_resp if x < 0),
         "update_latency_per_call_ms": _per_call_summary(per_call),
         "update_latency_after_storm_ms": _after_storm(run, from_resp),
+        "update_latency_kept_ms": _kept_through_storm(run, from_resp, from_req),
         "frames_per_s": frames_per_s,
         "peak_frames_per_s": _peak(buckets),
         "frames": run.final["frames"],
@@ -264,6 +270,40 @@ def _after_storm(run: Run, from_resp: list[float]) -> dict[str, Any] | None:
         if calls[k].sent_at >= ended[0]
     ]
     return {**summarize(after), "calls": sum(1 for c in calls if c.sent_at >= ended[0])}
+
+
+def _kept_through_storm(
+    run: Run, from_resp: list[float], from_req: list[float]
+) -> dict[str, Any] | None:
+    """The watchers that kept their sockets through a reconnect storm (`--storm-keep`): the
+    update latency of the calls sent during the storm beside that of the calls before it, from
+    the call's response (the fan-out) and from its request (a staff call waits in the storm
+    too)."""
+    storm = [(start, end) for name, start, end in run.phases if name == "calls+storm"]
+    kept = run.latency.get("kept")
+    if not storm or storm[0][1] is None or not kept or not any(kept):
+        return None
+    start, end = storm[0][0], storm[0][1]
+    calls = run.latency["calls"]
+    result: dict[str, Any] = {"watchers": run.options.storm_keep}
+    for name, samples in (("from_response", from_resp), ("from_request", from_req)):
+        before: dict[int, list[float]] = {}
+        during: dict[int, list[float]] = {}
+        for k, value, is_kept in zip(run.latency["call_index"], samples, kept, strict=True):
+            sent = calls[k].sent_at
+            if is_kept and sent <= end:
+                (before if sent < start else during).setdefault(k, []).append(value)
+        b, d = _calls_summary(before), _calls_summary(during)
+        ratio_ = ratio(d["p99_median"], b["p99_median"])
+        result[name] = {"before": b, "during": d, "during_over_before": ratio_}
+    return result
+
+
+def _calls_summary(by_call: dict[int, list[float]]) -> dict[str, Any]:
+    """Each call's p99 and max over its samples, as the median over the calls; all samples."""
+    per_call = [[0.0, 0.0, summarize(v)["p99"] or 0.0, max(v)] for v in by_call.values()]
+    every = [x for values in by_call.values() for x in values]
+    return {**_per_call_summary(per_call), "samples": summarize(every)}
 
 
 def _per_call_summary(per_call: list[list[float]]) -> dict[str, Any]:

@@ -201,7 +201,7 @@ def _beyond(row: tuple[str, str, int | None], truth: dict[str, int], listed: int
 
 def call_table(run: Run) -> tuple[list[Call], int]:
     """The calls whose seq the called ticket's watcher saw, sorted by seq; and how many not."""
-    seqs = {**run.final["called_seqs"], **run.staff.join_seqs}
+    seqs = {**run.final["called_seqs"], **run.staff.seqs}  # the log's, where it has one
     table, unknown = [], 0
     for record in run.staff.calls:
         if record.ticket_id is None:
@@ -221,11 +221,13 @@ async def measure_latency(run: Run) -> None:
     args = {"calls": [(c.seq, c.sent_at, c.answered_at) for c in table], "t0": run.t0}
     replies = await run.pool.all("samples", bucket_s=BUCKET_S, buckets=buckets, **args)
     index, from_resp, from_req = array("i"), array("d"), array("d")
+    kept = bytearray()
     frames: list[int] = []
     for reply in replies:
         index.frombytes(reply["call_index"])
         from_resp.frombytes(reply["from_response_s"])
         from_req.frombytes(reply["from_request_s"])
+        kept += reply["kept"]
         add_into(frames, reply["frame_buckets"])
     run.latency = {
         "calls": table,
@@ -233,6 +235,7 @@ async def measure_latency(run: Run) -> None:
         "call_index": index,
         "from_response_s": from_resp,
         "from_request_s": from_req,
+        "kept": kept,
         "frame_buckets": frames,
     }
 

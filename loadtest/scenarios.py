@@ -100,9 +100,11 @@ async def _measure(run: Run) -> None:
     assert run.calls_window is not None
     run.calls_window = (run.calls_window[0], max(last_frame, run.calls_window[0] + 0.001))
     run.phase("check")
-    if options.scenario is Scenario.PRIORITY_JOIN:
-        await run.staff.read_join_seqs()
     await check_final(run)
+    # The log has every call's seq; the harness's calls come after its joins and the first
+    # seq a watcher was told (`check_final` collects them), so reading starts there.
+    told = run.final["called_seqs"].values()
+    await run.staff.read_seqs(after=max(0, min(told, default=1) - 1))
     run.server_counts["frames_sent_after"] = await server_frames_sent(options.urls)
     await measure_latency(run)
     if options.baseline:
@@ -147,7 +149,8 @@ async def _event(run: Run) -> None:
         await asyncio.sleep(options.duration_s / 3)
         run.phase("calls+storm")
         overflows = listen_overflows() if options.loopback else None
-        replies = await run.pool.all("storm")
+        keep = options.shares(options.storm_keep)
+        replies = await run.pool.each("storm", [{"keep": n} for n in keep])
         run.storm = {"dropped": sum(r["dropped"] for r in replies)}
         port = urlsplit(options.base_url).port
         if options.loopback and port is not None:

@@ -37,7 +37,8 @@ class Staff:
     local_addr: str | None = None
     calls: list[CallRecord] = field(default_factory=list)  # or priority joins (status 201)
     errors: Counter[str] = field(default_factory=Counter)
-    join_seqs: dict[str, int] = field(default_factory=dict)  # priority join's ticket id -> seq
+    # ticket id -> seq of the harness's call of it (or of its priority join), from the events API
+    seqs: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.http = HttpClient(self.base_url, 2, self.local_addr)
@@ -76,19 +77,29 @@ class Staff:
         self.calls.append(call)
         return call
 
-    async def read_join_seqs(self, timeout_s: float = 30.0) -> None:
-        """Each priority join's seq, from the events API (the log may lag the line a little)."""
-        wanted = {c.ticket_id for c in self.calls if c.status == 201 and c.ticket_id}
+    async def read_seqs(self, after: int = 0, timeout_s: float = 30.0) -> None:
+        """Each call's (and priority join's) seq, from the events API, reading from `after`.
+
+        A watcher's `called` frame carries its call's seq only if it was connected then: one
+        reconnecting at the time is told the current seq, later, with its state. The log knows
+        (it may lag the line a little).
+        """
+        kinds = {200: "called", 201: "joined"}
+        wanted = {c.ticket_id: kinds[c.status] for c in self.calls if c.ticket_id}
         deadline = time.monotonic() + timeout_s
-        after = 0
-        while wanted - self.join_seqs.keys() and time.monotonic() < deadline:
+        while wanted.keys() - self.seqs.keys() and time.monotonic() < deadline:
             path = f"/v1/queues/{self.queue}/events?after_seq={after}&limit={EVENTS_PAGE}"
-            reply = await self.http.request("GET", path, None, self.key)
-            if reply.status != 200:
-                raise RuntimeError(f"the events API answered {error_kind(reply)}")
+            try:
+                reply = await self.http.request("GET", path, None, self.key)
+            except HttpError as exc:
+                self.errors[f"events_{exc.kind}"] += 1
+                return
+            if reply.status != 200:  # the watchers' own seqs stand in (the report says so)
+                self.errors[f"events_{error_kind(reply)}"] += 1
+                return
             for event in reply.body["events"]:
-                if event["type"] == "joined" and event["ticket_id"] in wanted:
-                    self.join_seqs[event["ticket_id"]] = int(event["seq"])
+                if wanted.get(event["ticket_id"]) == event["type"]:
+                    self.seqs.setdefault(event["ticket_id"], int(event["seq"]))
             if not reply.body["events"]:
                 await asyncio.sleep(0.2)
             after = int(reply.body["next_after_seq"])

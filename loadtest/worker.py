@@ -232,12 +232,16 @@ class Worker:
                 await self._churn
             self._churn = None
 
-    async def storm(self, wait_s: float = 60.0) -> dict[str, Any]:
-        """Every watcher's socket drops at once; each resumes at once, backing off on failure."""
+    async def storm(self, keep: int = 0, wait_s: float = 60.0) -> dict[str, Any]:
+        """Every watcher's socket drops at once, but `keep` of them picked at random over the
+        line; each resumes at once, backing off on failure."""
         before = len(self.fleet.reconnect_s)
         connects_before = len(self.fleet.reconnect_connect_s)
         now = time.time()
-        dropped = [c for c in self.customers if c.ws is not None and not c.finished and not c.slow]
+        live = [c for c in self.customers if c.ws is not None and not c.finished and not c.slow]
+        for customer in self.fleet.rng.sample(live, min(keep, len(live))):
+            customer.kept = True
+        dropped = [c for c in live if not c.kept]
         for customer in dropped:
             customer.drop(now)
         await self.fleet.until(lambda: all(c.dropped_at is None for c in dropped), wait_s)
@@ -273,6 +277,7 @@ class Worker:
         """Update-latency samples for `calls`, and position frames per time bucket."""
         table = [Call(*call) for call in calls]
         index, from_resp, from_req = array("i"), array("d"), array("d")
+        kept = bytearray()  # per sample: 1 if its watcher kept its socket through a storm
         frame_buckets: list[int] = []
         for customer in self.customers:
             add_into(frame_buckets, bucket_counts(customer.times, t0, bucket_s, buckets))
@@ -284,10 +289,12 @@ class Worker:
                 index.append(k)
                 from_resp.append(lat_resp)
                 from_req.append(lat_req)
+                kept.append(customer.kept)
         return {
             "call_index": index.tobytes(),
             "from_response_s": from_resp.tobytes(),
             "from_request_s": from_req.tobytes(),
+            "kept": bytes(kept),
             "frame_buckets": frame_buckets,
         }
 

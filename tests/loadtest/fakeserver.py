@@ -1,4 +1,5 @@
-"""A tiny stand-in for vqueue that speaks the contract the harness uses, and can lie.
+"""A tiny stand-in for vqueue that speaks the contract the harness uses (its events API holds
+joins and calls only), and can lie.
 
 `--skew N` adds N to every position it sends over WebSocket (the staff list stays true), so the
 harness's final position check must see mismatches; `--lose-calls` never tells a called ticket's
@@ -32,6 +33,7 @@ class Line:
     counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     seq: int = 0
     frames_sent: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)  # the log: joins and calls
 
     async def send(self, ws: WebSocket, message: dict[str, Any]) -> None:
         try:
@@ -67,6 +69,7 @@ async def join(request: Request) -> Response:
     number = next(LINE.counter)
     LINE.numbers.append(number)
     LINE.seq += 1
+    LINE.events.append({"seq": LINE.seq, "type": "joined", "ticket_id": f"q.{number}"})
     body = {
         "ticket_id": f"q.{number}",
         "token": str(number),
@@ -92,6 +95,7 @@ async def call_next(request: Request) -> Response:
         return Response(status_code=204)
     number = LINE.numbers.pop(0)
     LINE.seq += 1
+    LINE.events.append({"seq": LINE.seq, "type": "called", "ticket_id": f"q.{number}"})
     for ws in [] if LINE.lose_calls else list(LINE.sockets.get(number, ())):
         await LINE.send(
             ws, {"type": "called", "ticket_id": f"q.{number}", "counter": "x", "seq": LINE.seq}
@@ -106,6 +110,13 @@ async def call_next(request: Request) -> Response:
             "number": number,
         }
     )
+
+
+async def events(request: Request) -> Response:
+    after = int(request.query_params.get("after_seq", "0"))
+    limit = int(request.query_params.get("limit", "100"))
+    page = [e for e in LINE.events if e["seq"] > after][:limit]
+    return JSONResponse({"events": page, "next_after_seq": page[-1]["seq"] if page else after})
 
 
 async def readyz(request: Request) -> Response:
@@ -150,6 +161,7 @@ app = Starlette(
         Route("/v1/queues/q/tickets", join, methods=["POST"]),
         Route("/v1/queues/q/tickets", tickets, methods=["GET"]),
         Route("/v1/queues/q/call-next", call_next, methods=["POST"]),
+        Route("/v1/queues/q/events", events, methods=["GET"]),
         WebSocketRoute("/v1/ws", watch),
     ]
 )

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import cast
+
 from loadtest.analysis import Call, final_mismatches, update_latencies
+from loadtest.customer import Customer, Fleet
+from loadtest.report import _kept_through_storm
+from loadtest.runner import Run, call_table
+from loadtest.staff import CallRecord
 from loadtest.stats import bucket_counts, histogram, log_bins, percentile, summarize
 from loadtest.wsclient import OP_TEXT, client_frame, mask
+from protocol.codec import Codec
+from protocol.messages import Called
 
 
 def test_each_call_is_matched_to_the_first_frame_that_reflects_it() -> None:
@@ -85,3 +94,47 @@ def test_the_fast_position_check_agrees_with_the_protocol_parser() -> None:
     assert server_message(data) == Position("q.7", 3, 10, None, 42)
     for broken in ({**data, "seq": "42"}, {**data, "eta_s": 1.5}, {**data, "type": "called"}, []):
         assert position_fields(broken) is None
+
+
+def test_a_call_is_timed_from_its_seq_in_the_log_not_from_a_later_called_frame() -> None:
+    """A watcher that was reconnecting when its ticket was called is told `called` once it is
+    back, with the seq of that moment; the events API has the call's own seq."""
+    calls = [CallRecord(0.9, 1.0, 200, "q.1"), CallRecord(1.9, 2.0, 200, "q.2")]
+    staff = SimpleNamespace(calls=calls, seqs={"q.1": 7})  # the log; q.2 not read yet
+    run = SimpleNamespace(final={"called_seqs": {"q.1": 50, "q.2": 12}}, staff=staff)
+    table, unknown = call_table(cast(Run, run))
+    assert [(c.seq, c.answered_at) for c in table] == [(7, 1.0), (12, 2.0)] and unknown == 0
+
+
+def test_a_watcher_keeps_the_seq_of_its_first_called_frame() -> None:
+    customer = Customer(Fleet("ws://x/v1/ws", Codec.JSON, None), "q.1", "token")
+    customer._record(Called("q.1", "desk", 7), 1.0)
+    customer._record(Called("q.1", "desk", 50), 2.0)  # its state again, after a reconnect
+    assert (customer.called_seq, customer.end_seq) == (7, 7)
+
+
+def test_the_kept_watchers_are_timed_before_and_during_the_storm() -> None:
+    """`update_latency_kept_ms`: only the samples of watchers that kept their sockets, split by
+    when each call was sent: before the storm, during it (after it: neither)."""
+    run = SimpleNamespace(
+        phases=[("calls", 0.0, 10.0), ("calls+storm", 10.0, 12.0), ("calls", 12.0, None)],
+        options=SimpleNamespace(storm_keep=2),
+        latency={
+            "calls": [Call(1, 9.0, 9.1), Call(2, 10.5, 10.6), Call(3, 13.0, 13.1)],
+            "call_index": [0, 0, 0, 1, 1, 1, 2],
+            "kept": bytearray([1, 1, 0, 1, 1, 0, 1]),
+        },
+    )
+    from_resp = [10.0, 30.0, 900.0, 40.0, 60.0, 900.0, 5.0]
+    from_req = [x + 100.0 for x in from_resp]  # each call waited 100 ms for its answer
+    kept = _kept_through_storm(cast(Run, run), from_resp, from_req)
+    assert kept is not None and kept["watchers"] == 2
+    fan = kept["from_response"]
+    assert fan["before"]["calls"] == 1 and fan["before"]["samples"]["max"] == 30.0
+    assert fan["during"]["calls"] == 1 and fan["during"]["samples"]["count"] == 2
+    assert fan["during"]["p99_median"] == 60.0 and fan["during_over_before"] == 2.0
+    assert kept["from_request"]["during"]["p99_median"] == 160.0
+    assert kept["from_request"]["during_over_before"] == round(160.0 / 130.0, 3)
+    # Without kept watchers (every socket dropped) there is nothing to compare.
+    run.latency["kept"] = bytearray(7)
+    assert _kept_through_storm(cast(Run, run), [1.0] * 7, [1.0] * 7) is None

@@ -259,6 +259,33 @@ async def test_reconnect_storm_resumes_every_watcher(
     assert 0 < after["count"] < report["update_latency_ms"]["count"]
 
 
+async def test_a_storm_that_keeps_some_sockets_times_calls_to_them_before_and_during_it(
+    start_server: Callable[..., ServerProcess], make_venue: Any, tmp_path: Path
+) -> None:
+    """`--storm-keep`: those watchers keep their sockets while the rest drop, and the calls
+    sent before and during the storm are timed at them (what a storm costs everyone else)."""
+    _venue, key = await make_venue("Kept")
+    server = start_server()
+    await _queue(server, key, "kept")
+    report = await run_harness(
+        server.url,
+        "kept",
+        key,
+        tmp_path / "r.json",
+        *("--watchers", "150", "--storm-keep", "50", "--duration", "3", "--call-rate", "6"),
+        *("--leave-rate", "0", "--join-rate", "0", "--scenario", "reconnect-storm"),
+    )
+    assert report["storm"]["dropped"] == 100
+    assert report["reconnect_ms"]["count"] == 100
+    kept = report["update_latency_kept_ms"]
+    assert kept["watchers"] == 50
+    before = kept["from_request"]["before"]
+    assert before["calls"] >= 1 and 0 < before["samples"]["count"] <= 50 * before["calls"]
+    # Every call's seq was read from the events API, the called watcher's socket up or not.
+    assert report["calls"]["attributed"] == report["calls"]["called_a_ticket"] > 0
+    assert report["final_position_mismatches"] == 0 and report["errors"] == {}
+
+
 async def test_priority_joins_move_every_watcher_and_each_is_timed(
     start_server: Callable[..., ServerProcess], make_venue: Any, tmp_path: Path
 ) -> None:
