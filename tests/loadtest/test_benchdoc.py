@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from loadtest.benchdoc import _storms, _targets
+from loadtest.benchdoc import _storm_calls, _storms, _targets
 from loadtest.comparison import _storm as bare_storm
 
 
@@ -102,3 +102,37 @@ def test_the_bare_storm_reports_when_each_socket_connected() -> None:
     # from the storm's start (the first worker's), as its time is
     assert storm["tcp_connect_ms"]["max"] == pytest.approx(450.0)
     assert storm["time_s"] == pytest.approx(1.0)
+
+
+def _kept_run(before_ms: float, during_ms: float) -> dict[str, Any]:
+    side = {"calls": 8, "p99_median": before_ms}
+    later = {"calls": 6, "p99_median": during_ms}
+    kept = {"before": side, "during": later, "during_over_before": during_ms / before_ms}
+    return {
+        "storm": {"dropped": 8_000},
+        "update_latency_kept_ms": {"watchers": 2_000, "from_request": kept, "from_response": kept},
+        "calls": {"round_trip_ms": {"max": 900.0}},
+        "final_position_mismatches": 0,
+        "errors": {},
+    }
+
+
+@pytest.mark.parametrize(
+    ("during_ms", "ratio", "met"), [(220.0, "1.10x", "**yes**"), (500.0, "2.50x", "**NO**")]
+)
+def test_a_call_during_a_storm_is_judged_by_its_kept_watchers(
+    during_ms: float, ratio: str, met: str
+) -> None:
+    """The `storm-calls` runs: a call's p99 at the watchers that kept their sockets, during the
+    storm over before it, as the median of the runs, judged against 1.2x."""
+    results = {"storm-calls": [_kept_run(200.0, during_ms), _kept_run(200.0, during_ms)]}
+    row = next(r for r in _targets(results) if r.startswith("| a call-next during"))
+    assert "storm of 8,000, to the 2,000 watchers" in row
+    assert f"| {ratio} (" in row and row.rstrip(" |").endswith(met)
+    section = _storm_calls(results)
+    assert section[0] == "## A call during a storm"
+    assert [r for r in section if r.startswith("| 1 |")] == [
+        f"| 1 | 8,000 / 2,000 | 8 / 6 | 200.0 / {during_ms:,.1f} | {during_ms / 200:.2f} "
+        f"| 200.0 / {during_ms:,.1f} | {during_ms / 200:.2f} | 900.0 | 0 | none |"
+    ]
+    assert _storm_calls({}) == []  # an older bench without the runs: no section
