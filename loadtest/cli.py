@@ -94,9 +94,10 @@ OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
                                    "their first frame (default: 0.1)"}),
     (RUN, "--storm-keep", {"type": int, "default": 0,
                            "help": "reconnect-storm: watchers whose sockets stay up through "
-                                   "the storm, spread over the line; the report compares a "
-                                   "call's update latency to them during the storm with "
-                                   "before it (default: 0, every socket drops)"}),
+                                   "the storm (whole harness processes first, each one's picked "
+                                   "at random over the line); the report compares a call's "
+                                   "update latency to them during the storm with before it "
+                                   "(default: 0, every socket drops)"}),
     (RUN, "--codec", {"choices": ["vq1.json", "vq1.msgpack"], "default": "vq1.json",
                       "help": "WebSocket subprotocol (default: vq1.json)"}),
     (RUN, "--quiet", {"type": float, "default": 1.5,

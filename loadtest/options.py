@@ -113,6 +113,17 @@ class Options:
         base, extra = divmod(total, self.processes)
         return [base + (1 if i < extra else 0) for i in range(self.processes)]
 
+    def kept_per_process(self) -> list[int]:
+        """`storm_keep` over the processes, whole processes first: a process timing the kept
+        watchers is then not also busy reconnecting the others (its own CPU would delay what it
+        reads, and that is the client machine, not the server)."""
+        kept = []
+        left = self.storm_keep
+        for share in self.shares(self.watchers):
+            kept.append(min(left, share))
+            left -= kept[-1]
+        return kept
+
     def check(self) -> str | None:
         """A problem with these options, in words, or None."""
         if not self.urls or any(urlsplit(u).scheme != "http" for u in self.urls):

@@ -149,8 +149,7 @@ async def _event(run: Run) -> None:
         await asyncio.sleep(options.duration_s / 3)
         run.phase("calls+storm")
         overflows = listen_overflows() if options.loopback else None
-        keep = options.shares(options.storm_keep)
-        replies = await run.pool.each("storm", [{"keep": n} for n in keep])
+        replies = await run.pool.each("storm", [{"keep": n} for n in options.kept_per_process()])
         run.storm = {"dropped": sum(r["dropped"] for r in replies)}
         port = urlsplit(options.base_url).port
         if options.loopback and port is not None:

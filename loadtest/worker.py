@@ -233,8 +233,8 @@ class Worker:
             self._churn = None
 
     async def storm(self, keep: int = 0, wait_s: float = 60.0) -> dict[str, Any]:
-        """Every watcher's socket drops at once, but `keep` of them picked at random over the
-        line; each resumes at once, backing off on failure."""
+        """Every watcher's socket drops at once, but `keep` of this process's, picked at random;
+        each resumes at once, backing off on failure."""
         before = len(self.fleet.reconnect_s)
         connects_before = len(self.fleet.reconnect_connect_s)
         now = time.time()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import cast
 
 from loadtest.analysis import Call, final_mismatches, update_latencies
 from loadtest.customer import Customer, Fleet
+from loadtest.options import Options
 from loadtest.report import _kept_through_storm
 from loadtest.runner import Run, call_table
 from loadtest.staff import CallRecord
@@ -138,3 +140,10 @@ def test_the_kept_watchers_are_timed_before_and_during_the_storm() -> None:
     # Without kept watchers (every socket dropped) there is nothing to compare.
     run.latency["kept"] = bytearray(7)
     assert _kept_through_storm(cast(Run, run), [1.0] * 7, [1.0] * 7) is None
+
+
+def test_kept_watchers_fill_whole_harness_processes_first() -> None:
+    options = Options("http://127.0.0.1:1", "q", "k", watchers=10_000, processes=4)
+    assert replace(options, storm_keep=2_500).kept_per_process() == [2_500, 0, 0, 0]
+    assert replace(options, storm_keep=3_001).kept_per_process() == [2_500, 501, 0, 0]
+    assert options.kept_per_process() == [0, 0, 0, 0]
