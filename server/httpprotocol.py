@@ -9,11 +9,19 @@
 WebSocket upgrades are handed over with the timer stopped; to vqueue's WebSocket protocol as
 the request already parsed and, if plain, already checked (`server.wsframes.plain_upgrade`,
 else `handshake_request`), unless it is one websockets' parser should see for itself.
+
+Upgrades take turns: at most `UPGRADES_PER_TURN` are handed over per turn of the event loop, the
+rest wait in order with their sockets paused. In a reconnect storm every returning watcher's
+request is readable at once, and handing them all over in one turn kept the loop in that turn
+for two seconds at 8,000 (the handshakes, then all the watches together in the next turn), so
+that a staff call, and the flush to the watchers still connected, waited behind the storm.
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
+from collections import deque
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -23,11 +31,50 @@ from server.wsframes import Upgrade, handshake_request, plain_upgrade
 from server.wsprotocol import WebSocketProtocol
 
 MAX_HEAD_BYTES = 16 * 1024
+# About 10 ms of handshakes (150 us each); each one's watch then comes in a later turn.
+UPGRADES_PER_TURN = 64
 REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
 class HeadTooLarge(Exception):
     """Raised from a parser callback to stop parsing a head that is over the limit."""
+
+
+class Upgrades:
+    """One loop's WebSocket upgrades waiting to be handed over, a batch each turn, in order."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, per_turn: int) -> None:
+        self._loop = loop
+        self._per_turn = per_turn
+        self._waiting: deque[LimitedHttpProtocol] = deque()
+        self._scheduled = False
+
+    def add(self, protocol: LimitedHttpProtocol) -> None:
+        self._waiting.append(protocol)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._hand_over_some)
+
+    def _hand_over_some(self) -> None:
+        waiting = self._waiting
+        self._scheduled = False
+        for _ in range(min(self._per_turn, len(waiting))):
+            waiting.popleft().upgrade_now()
+        if waiting:
+            self._scheduled = True
+            self._loop.call_soon(self._hand_over_some)
+
+
+_UPGRADES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Upgrades] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def upgrades_of(loop: asyncio.AbstractEventLoop) -> Upgrades:
+    upgrades = _UPGRADES.get(loop)
+    if upgrades is None:
+        upgrades = _UPGRADES[loop] = Upgrades(loop, UPGRADES_PER_TURN)
+    return upgrades
 
 
 class LimitedHttpProtocol(HttpToolsProtocol):
@@ -69,8 +116,15 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def handle_websocket_upgrade(self) -> None:
         self._stop_timer()
-        if not self._hand_over_parsed():
-            super().handle_websocket_upgrade()  # replays the head as bytes for a second parse
+        self.transport.pause_reading()  # the client waits for its 101: nothing to read before
+        upgrades_of(self.loop).add(self)
+
+    def upgrade_now(self) -> None:
+        """This connection's turn (`Upgrades`): hand it over, unless it closed meanwhile."""
+        if not self.transport.is_closing() and not self._hand_over_parsed():
+            super().handle_websocket_upgrade()  # replays the head as bytes to be parsed
+            if not isinstance(self.transport.get_protocol(), WebSocketProtocol):
+                self.transport.resume_reading()  # vqueue's resumes once the app accepts
         # What uvicorn's connection_lost does, which a protocol handed over never gets: the
         # parser's callbacks hold this protocol, a cycle only the cyclic collector would free.
         self.parser = None  # type: ignore[assignment]
