@@ -37,14 +37,15 @@ def test_no_old_file_keeps_nothing(tmp_path: Path) -> None:
 
 
 def test_every_run_with_a_target_is_taken_three_times() -> None:
-    """The runs the issue's targets are judged on, both storms included, give a median of three
-    (and its spread); the other scenarios one run each."""
+    """The runs the issue's targets are judged on, the storms and the calls during a storm
+    included, give a median of three (and its spread); the other scenarios one run each."""
     runs = {spec.name: runs_of(spec, 3) for spec in specs(quick=False)}
     assert runs == {
         "latency": 3,
         "fanout": 3,
         "storm": 3,
         "reconnect-storm": 3,
+        "storm-calls": 3,
         "join-spike": 1,
         "slow-readers": 1,
     }
