@@ -150,6 +150,16 @@ async def test_counts_agree_with_the_servers_own(
     assert report["update_latency_ms"]["count"] > 0
 
 
+async def _fresh_run(
+    start_server: Callable[..., ServerProcess], make_venue: Any, out: Path, queue: str, *args: str
+) -> dict[str, Any]:
+    """The harness against a new server, on a new queue of a new venue; its report."""
+    _venue, key = await make_venue(queue.title())
+    server = start_server()
+    await _queue(server, key, queue)
+    return await run_harness(server.url, queue, key, out, *args)
+
+
 async def _queue(server: ServerProcess, key: str, queue: str) -> None:
     async with httpx.AsyncClient() as client:
         reply = await client.put(
@@ -221,22 +231,13 @@ async def test_processes_spread_over_several_nodes(
 async def test_reconnect_storm_resumes_every_watcher(
     start_server: Callable[..., ServerProcess], make_venue: Any, tmp_path: Path
 ) -> None:
-    _venue, key = await make_venue("Storm")
-    server = start_server()
-    await _queue(server, key, "storm")
-    report = await run_harness(
-        server.url,
-        "storm",
-        key,
+    report = await _fresh_run(
+        start_server,
+        make_venue,
         tmp_path / "r.json",
-        "--watchers",
-        "200",
-        "--duration",
-        "3",
-        "--call-rate",
-        "3",
-        "--scenario",
-        "reconnect-storm",
+        "storm",
+        *("--watchers", "200", "--duration", "3", "--call-rate", "3"),
+        *("--scenario", "reconnect-storm"),
     )
     assert report["storm"]["dropped"] >= 190
     # A loopback server: the kernel's count of connections its full accept queue dropped.
@@ -264,14 +265,11 @@ async def test_a_storm_that_keeps_some_sockets_times_calls_to_them_before_and_du
 ) -> None:
     """`--storm-keep`: those watchers keep their sockets while the rest drop, and the calls
     sent before and during the storm are timed at them (what a storm costs everyone else)."""
-    _venue, key = await make_venue("Kept")
-    server = start_server()
-    await _queue(server, key, "kept")
-    report = await run_harness(
-        server.url,
-        "kept",
-        key,
+    report = await _fresh_run(
+        start_server,
+        make_venue,
         tmp_path / "r.json",
+        "kept",
         *("--watchers", "150", "--storm-keep", "50", "--duration", "3", "--call-rate", "6"),
         *("--leave-rate", "0", "--join-rate", "0", "--scenario", "reconnect-storm"),
     )
