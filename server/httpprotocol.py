@@ -41,10 +41,13 @@ class HeadTooLarge(Exception):
 
 
 class Upgrades:
-    """One loop's WebSocket upgrades waiting to be handed over, a batch each turn, in order."""
+    """One loop's WebSocket upgrades waiting to be handed over, a batch each turn, in order.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, per_turn: int) -> None:
-        self._loop = loop
+    It keeps no reference to its loop (the loop is its key in `_UPGRADES`, weakly held): it
+    schedules itself on the running one, which is the one its upgrades arrive on.
+    """
+
+    def __init__(self, per_turn: int) -> None:
         self._per_turn = per_turn
         self._waiting: deque[LimitedHttpProtocol] = deque()
         self._scheduled = False
@@ -53,7 +56,7 @@ class Upgrades:
         self._waiting.append(protocol)
         if not self._scheduled:
             self._scheduled = True
-            self._loop.call_soon(self._hand_over_some)
+            asyncio.get_running_loop().call_soon(self._hand_over_some)
 
     def _hand_over_some(self) -> None:
         waiting = self._waiting
@@ -62,7 +65,7 @@ class Upgrades:
             waiting.popleft().upgrade_now()
         if waiting:
             self._scheduled = True
-            self._loop.call_soon(self._hand_over_some)
+            asyncio.get_running_loop().call_soon(self._hand_over_some)
 
 
 _UPGRADES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Upgrades] = (
@@ -73,7 +76,7 @@ _UPGRADES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Upgrades] = (
 def upgrades_of(loop: asyncio.AbstractEventLoop) -> Upgrades:
     upgrades = _UPGRADES.get(loop)
     if upgrades is None:
-        upgrades = _UPGRADES[loop] = Upgrades(loop, UPGRADES_PER_TURN)
+        upgrades = _UPGRADES[loop] = Upgrades(UPGRADES_PER_TURN)
     return upgrades
 
 

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 from websockets.asyncio.client import connect
 
-from server.httpprotocol import LimitedHttpProtocol, Upgrades
+from server.httpprotocol import LimitedHttpProtocol, Upgrades, upgrades_of
 from tests.conftest import SharedServer
 from tests.server.test_ws import closed_with, next_message
 
@@ -25,7 +25,7 @@ class Waiting:
 
 async def test_upgrades_are_handed_over_a_batch_per_turn_in_order() -> None:
     done: list[int] = []
-    upgrades = Upgrades(asyncio.get_running_loop(), per_turn=3)
+    upgrades = Upgrades(per_turn=3)
     for number in range(7):
         upgrades.add(cast(LimitedHttpProtocol, Waiting(number, done)))
     seen = []
@@ -34,6 +34,12 @@ async def test_upgrades_are_handed_over_a_batch_per_turn_in_order() -> None:
         seen.append(len(done))
     assert seen == [3, 6, 7, 7]
     assert done == list(range(7))
+
+
+async def test_a_loops_upgrades_do_not_keep_the_loop_alive() -> None:
+    loop = asyncio.get_running_loop()
+    assert upgrades_of(loop) is upgrades_of(loop)
+    assert not any(value is loop for value in vars(upgrades_of(loop)).values())
 
 
 def test_a_connection_closed_while_it_waited_is_not_handed_over() -> None:
