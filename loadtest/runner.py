@@ -169,6 +169,10 @@ async def check_final(run: Run) -> None:
         "slow": sum(r["slow"] for r in replies),
         "mismatches": mismatches,
         "called_seqs": called,
+        # the earliest state any watcher was shown: every call of the run comes after it
+        "first_seq": min(
+            (r["first_seq"] for r in replies if r["first_seq"] is not None), default=0
+        ),
         "frames": dict(frames),
         "errors": errors + run.staff.errors,
         "waiting_at_end": total,

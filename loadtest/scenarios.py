@@ -101,10 +101,8 @@ async def _measure(run: Run) -> None:
     run.calls_window = (run.calls_window[0], max(last_frame, run.calls_window[0] + 0.001))
     run.phase("check")
     await check_final(run)
-    # The log has every call's seq; the harness's calls come after its joins and the first
-    # seq a watcher was told (`check_final` collects them), so reading starts there.
-    told = run.final["called_seqs"].values()
-    await run.staff.read_seqs(after=max(0, min(told, default=1) - 1))
+    # The log has every call's seq, each after the first state a watcher was shown.
+    await run.staff.read_seqs(after=run.final["first_seq"])
     run.server_counts["frames_sent_after"] = await server_frames_sent(options.urls)
     await measure_latency(run)
     if options.baseline:

@@ -266,6 +266,9 @@ class Worker:
             "awaiting_state": len(connected) - len(checked),
             "slow": sum(1 for c in self.customers if c.slow),
             "called_seqs": {c.ticket_id: c.called_seq for c in self.customers if c.called_seq},
+            "first_seq": min(
+                (c.first_seq for c in self.customers if c.first_seq is not None), default=None
+            ),
             "frames": dict(self.fleet.frames),
             "frames_per_connection_max": max((c.frames for c in self.customers), default=0),
             "errors": dict(self.fleet.errors),
