@@ -148,16 +148,17 @@ def _storm_targets(results: dict[str, list[dict[str, Any]]]) -> list[str]:
             f"p99 after < {AFTER_STORM_P99_MS / 1000:.0f} s "
             f"| {_met(met)} |"
         )
-    kept = [r["update_latency_kept_ms"] for r in results.get("storm-calls", [])]
-    ratios = [k["from_request"]["during_over_before"] for k in kept if k]
+    kept_runs = _kept_runs(results)
+    ratios = [r["update_latency_kept_ms"]["from_request"]["during_over_before"] for r in kept_runs]
     call_ratio = _median(ratios)
     if call_ratio is not None:
         present = [x for x in ratios if x is not None]
-        first = results["storm-calls"][0]
+        first = kept_runs[0]
         dropped = (first.get("storm") or {}).get("dropped")
         rows.append(
             f"| a call-next during a reconnect storm of {_n(dropped)}, to the "
-            f"{_n(kept[0]['watchers'])} watchers that kept their sockets: per-call update p99 "
+            f"{_n(first['update_latency_kept_ms']['watchers'])} watchers that kept their "
+            f"sockets: per-call update p99 "
             f"from the request, during / before the storm (`storm-calls` runs) | | "
             f"| {call_ratio:.2f}x ({min(present):.2f}-{max(present):.2f}) | "
             f"| ≤ {STORM_CALL_TARGET}x (as fast as without one) "
@@ -166,13 +167,18 @@ def _storm_targets(results: dict[str, list[dict[str, Any]]]) -> list[str]:
     return rows
 
 
+def _kept_runs(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The `storm-calls` runs that timed watchers kept through their storm."""
+    return [r for r in results.get("storm-calls", []) if r.get("update_latency_kept_ms")]
+
+
 def _errors(report: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v}" for k, v in report["errors"].items()) or "none"
 
 
 def _storm_calls(results: dict[str, list[dict[str, Any]]]) -> list[str]:
     """The calls made during a reconnect storm, at the watchers that kept their sockets."""
-    runs = [r for r in results.get("storm-calls", []) if r.get("update_latency_kept_ms")]
+    runs = _kept_runs(results)
     if not runs:
         return []
     out = [

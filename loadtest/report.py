@@ -256,20 +256,29 @@ def _per_call(run: Run, from_resp: list[float]) -> list[list[float]]:
     return rows
 
 
+def _storm_window(run: Run) -> tuple[float, float] | None:
+    """From a reconnect storm's drop until every dropped watcher had its position back."""
+    for name, start, end in run.phases:
+        if name == "calls+storm" and end is not None:
+            return start, end
+    return None
+
+
 def _after_storm(run: Run, from_resp: list[float]) -> dict[str, Any] | None:
     """Update latency of the calls made once a reconnect storm was over (every dropped watcher
     had its position back): what customers feel after a node restart, without the calls whose
     watchers were still reconnecting (those wait for their socket, not for the fan-out)."""
-    ended = [end for name, _, end in run.phases if name == "calls+storm" and end is not None]
-    if not ended:
+    storm = _storm_window(run)
+    if storm is None:
         return None
+    ended = storm[1]
     calls = run.latency["calls"]
     after = [
         value
         for k, value in zip(run.latency["call_index"], from_resp, strict=True)
-        if calls[k].sent_at >= ended[0]
+        if calls[k].sent_at >= ended
     ]
-    return {**summarize(after), "calls": sum(1 for c in calls if c.sent_at >= ended[0])}
+    return {**summarize(after), "calls": sum(1 for c in calls if c.sent_at >= ended)}
 
 
 def _kept_through_storm(
@@ -279,11 +288,11 @@ def _kept_through_storm(
     update latency of the calls sent during the storm beside that of the calls before it, from
     the call's response (the fan-out) and from its request (a staff call waits in the storm
     too)."""
-    storm = [(start, end) for name, start, end in run.phases if name == "calls+storm"]
+    storm = _storm_window(run)
     kept = run.latency.get("kept")
-    if not storm or storm[0][1] is None or not kept or not any(kept):
+    if storm is None or not kept or not any(kept):
         return None
-    start, end = storm[0][0], storm[0][1]
+    start, end = storm
     calls = run.latency["calls"]
     result: dict[str, Any] = {"watchers": run.options.storm_keep}
     for name, samples in (("from_response", from_resp), ("from_request", from_req)):
