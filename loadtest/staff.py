@@ -82,10 +82,14 @@ class Staff:
 
         A watcher's `called` frame carries its call's seq only if it was connected then: one
         reconnecting at the time is told the current seq, later, with its state. The log knows
-        (it may lag the line a little).
+        (it may lag the line a little). It may also fill in out of order: what a killed node's
+        persister had read but not written is written by another node once idle
+        (`server.persister`), after later seqs. So at its end, with some seqs still missing,
+        the log is read again from `after`.
         """
         kinds = {200: "called", 201: "joined"}
         wanted = {c.ticket_id: kinds[c.status] for c in self.calls if c.ticket_id}
+        start = after
         deadline = time.monotonic() + timeout_s
         while wanted.keys() - self.seqs.keys() and time.monotonic() < deadline:
             path = f"/v1/queues/{self.queue}/events?after_seq={after}&limit={EVENTS_PAGE}"
@@ -100,9 +104,11 @@ class Staff:
             for event in reply.body["events"]:
                 if wanted.get(event["ticket_id"]) == event["type"]:
                     self.seqs.setdefault(event["ticket_id"], int(event["seq"]))
-            if not reply.body["events"]:
+            if reply.body["events"]:
+                after = int(reply.body["next_after_seq"])
+            else:
+                after = start
                 await asyncio.sleep(0.2)
-            after = int(reply.body["next_after_seq"])
 
     async def drain(self, limit: int) -> int:
         """Call next until the line is empty (at most `limit` times); returns how many."""
