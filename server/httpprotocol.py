@@ -15,6 +15,9 @@ rest wait in order with their sockets paused. In a reconnect storm every returni
 request is readable at once, and handing them all over in one turn kept the loop in that turn
 for two seconds at 8,000 (the handshakes, then all the watches together in the next turn), so
 that a staff call, and the flush to the watchers still connected, waited behind the storm.
+While any HTTP request is being answered the batch is `UPGRADES_PER_TURN_BUSY`: each of a
+call-next's steps (its handler, its script's reply, its answer) waits for one turn, so the turns
+are kept short until it is answered.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from server.wsprotocol import WebSocketProtocol
 MAX_HEAD_BYTES = 16 * 1024
 # About 10 ms of handshakes (150 us each); each one's watch then comes in a later turn.
 UPGRADES_PER_TURN = 64
+# While an HTTP request is being answered (a staff call, a join): its steps go first.
+UPGRADES_PER_TURN_BUSY = 8
 REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
@@ -47,10 +52,12 @@ class Upgrades:
     schedules itself on the running one, which is the one its upgrades arrive on.
     """
 
-    def __init__(self, per_turn: int) -> None:
+    def __init__(self, per_turn: int, per_turn_busy: int) -> None:
         self._per_turn = per_turn
+        self._per_turn_busy = per_turn_busy
         self._waiting: deque[LimitedHttpProtocol] = deque()
         self._scheduled = False
+        self.requests = 0  # HTTP requests this loop is answering
 
     def add(self, protocol: LimitedHttpProtocol) -> None:
         self._waiting.append(protocol)
@@ -61,7 +68,8 @@ class Upgrades:
     def _hand_over_some(self) -> None:
         waiting = self._waiting
         self._scheduled = False
-        for _ in range(min(self._per_turn, len(waiting))):
+        per_turn = self._per_turn_busy if self.requests else self._per_turn
+        for _ in range(min(per_turn, len(waiting))):
             waiting.popleft().upgrade_now()
         if waiting:
             self._scheduled = True
@@ -76,7 +84,7 @@ _UPGRADES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Upgrades] = (
 def upgrades_of(loop: asyncio.AbstractEventLoop) -> Upgrades:
     upgrades = _UPGRADES.get(loop)
     if upgrades is None:
-        upgrades = _UPGRADES[loop] = Upgrades(UPGRADES_PER_TURN)
+        upgrades = _UPGRADES[loop] = Upgrades(UPGRADES_PER_TURN, UPGRADES_PER_TURN_BUSY)
     return upgrades
 
 
@@ -88,6 +96,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._request_timer: asyncio.TimerHandle | None = None
         self._refused = False
+        self._answering = 0  # requests of this connection counted in `Upgrades.requests`
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -97,6 +106,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_timer()
+        self._answered(self._answering)
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
@@ -112,6 +122,23 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count(len(name) + len(value) + 4)
         super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        cycle = self.cycle
+        super().on_headers_complete()
+        if self.cycle is not cycle:  # a request to answer, not an upgrade
+            self._answering += 1
+            upgrades_of(self.loop).requests += 1
+
+    def on_response_complete(self) -> None:
+        self._answered(1)
+        super().on_response_complete()
+
+    def _answered(self, count: int) -> None:
+        count = min(count, self._answering)
+        if count:
+            self._answering -= count
+            upgrades_of(self.loop).requests -= count
 
     def on_message_complete(self) -> None:
         self._stop_timer()
@@ -131,6 +158,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         # What uvicorn's connection_lost does, which a protocol handed over never gets: the
         # parser's callbacks hold this protocol, a cycle only the cyclic collector would free.
         self.parser = None  # type: ignore[assignment]
+        self._answered(self._answering)  # a request pipelined before the upgrade, unanswered
 
     def _hand_over_parsed(self) -> bool:
         """Hands the connection to vqueue's WebSocket protocol with the request as parsed;

@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any, cast
 
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 from websockets.asyncio.client import connect
 
-from server.httpprotocol import LimitedHttpProtocol, Upgrades, upgrades_of
+from server.httpprotocol import LimitedHttpProtocol, Upgrades, protocol_class, upgrades_of
 from tests.conftest import SharedServer
 from tests.server.test_ws import closed_with, next_message
+from tests.server.threaded import RunningServer, eventually, serve_in_thread
 
 
 class Waiting:
@@ -25,7 +32,7 @@ class Waiting:
 
 async def test_upgrades_are_handed_over_a_batch_per_turn_in_order() -> None:
     done: list[int] = []
-    upgrades = Upgrades(per_turn=3)
+    upgrades = Upgrades(per_turn=3, per_turn_busy=1)
     for number in range(7):
         upgrades.add(cast(LimitedHttpProtocol, Waiting(number, done)))
     seen = []
@@ -34,6 +41,86 @@ async def test_upgrades_are_handed_over_a_batch_per_turn_in_order() -> None:
         seen.append(len(done))
     assert seen == [3, 6, 7, 7]
     assert done == list(range(7))
+
+
+async def test_while_a_request_is_answered_fewer_are_handed_over_per_turn() -> None:
+    done: list[int] = []
+    upgrades = Upgrades(per_turn=3, per_turn_busy=1)
+    for number in range(7):
+        upgrades.add(cast(LimitedHttpProtocol, Waiting(number, done)))
+    seen = []
+    upgrades.requests = 1
+    for _ in range(2):
+        await asyncio.sleep(0)
+        seen.append(len(done))
+    upgrades.requests = 0
+    for _ in range(2):
+        await asyncio.sleep(0)
+        seen.append(len(done))
+    assert seen == [1, 2, 5, 7]
+    assert done == list(range(7))
+
+
+HANG_S = 3.0
+
+
+class Counting:
+    """An app whose `/count` answers how many requests its loop is answering, itself included;
+    `/hang` answers after a while, or never to a client that has gone."""
+
+    def __init__(self) -> None:
+        self.hanging = 0
+
+    async def count(self, request: Request) -> PlainTextResponse:
+        return PlainTextResponse(str(upgrades_of(asyncio.get_running_loop()).requests))
+
+    async def hang(self, request: Request) -> PlainTextResponse:
+        self.hanging += 1
+        await asyncio.sleep(HANG_S)
+        return PlainTextResponse("late")
+
+
+@pytest.fixture
+def counting() -> Iterator[tuple[Counting, RunningServer]]:
+    app = Counting()
+    routes = [Route("/count", app.count), Route("/hang", app.hang)]
+    running = serve_in_thread(Starlette(routes=routes), http=protocol_class(30.0))
+    yield app, running
+    running.stop()
+
+
+async def _get(port: int, path: str, keep: int = 1) -> list[bytes]:
+    """`keep` GETs of `path` on one kept-alive connection; each answer's body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    bodies = []
+    try:
+        for _ in range(keep):
+            writer.write(f"GET {path} HTTP/1.1\r\nhost: x\r\n\r\n".encode())
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            bodies.append(await reader.readexactly(length))
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    return bodies
+
+
+async def test_a_request_counts_until_answered_or_its_client_goes(
+    counting: tuple[Counting, RunningServer],
+) -> None:
+    app, running = counting
+    assert await _get(running.port, "/count", keep=3) == [b"1", b"1", b"1"]
+    _reader, writer = await asyncio.open_connection("127.0.0.1", running.port)
+    writer.write(b"GET /hang HTTP/1.1\r\nhost: x\r\n\r\n")
+    await eventually(lambda: app.hanging == 1)
+    assert await _get(running.port, "/count") == [b"2"]
+    writer.close()  # gone before its answer, which comes after HANG_S
+    await writer.wait_closed()
+    counts = [await _get(running.port, "/count")]
+    while counts[-1] != [b"1"] and len(counts) < 50:  # well within HANG_S
+        await asyncio.sleep(0.02)
+        counts.append(await _get(running.port, "/count"))
+    assert counts[-1] == [b"1"]
 
 
 async def test_a_loops_upgrades_do_not_keep_the_loop_alive() -> None:
@@ -53,6 +140,8 @@ def test_a_connection_closed_while_it_waited_is_not_handed_over() -> None:
         transport=SimpleNamespace(is_closing=lambda: True),
         _hand_over_parsed=hand_over,
         parser=object(),
+        _answering=0,
+        _answered=lambda count: None,
     )
     LimitedHttpProtocol.upgrade_now(waiting)
     assert calls == [] and waiting.parser is None  # the parser's cycle is broken all the same
