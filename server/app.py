@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import logging
@@ -52,6 +51,7 @@ from server.scheduler import Scheduler
 from server.services import Services
 from server.store import KeyRing, Store
 from server.store.fence import Fence
+from server.tasks import cancel_all
 from server.webpush import load_vapid_key
 from server.ws import WATCH_PATH, WatchEndpoint
 from server.wsprotocol import WebSocketProtocol
@@ -249,9 +249,7 @@ def create_app(settings: Settings, redis_launches: Callable[[], int] | None = No
         try:
             yield
         finally:
-            following.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await following
+            await cancel_all([following])  # it reads a Redis subscription (server.tasks)
             await close_services(svc)
 
     def services_of(scope: Scope) -> Services:

@@ -42,6 +42,7 @@ from server.outbox import Outbox, offer_each
 from server.store import Resubscribed, Store
 from server.store.books import read_book
 from server.sweeper import Sweeper
+from server.tasks import cancel_all
 from server.ticketreads import TicketReads
 
 log = logging.getLogger(__name__)
@@ -55,18 +56,6 @@ def _retrieve(task: asyncio.Task[None]) -> None:
     """Mark an opening's failure as seen: the watchers awaiting it were told (Unavailable)."""
     if not task.cancelled():
         task.exception()
-
-
-async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
-    """Cancel and await tasks, cancelling again if a cancel was swallowed (redis-py can)."""
-    for _ in range(10):
-        pending = [t for t in tasks if not t.done()]
-        if not pending:
-            return
-        for task in pending:
-            task.cancel()
-        await asyncio.wait(pending, timeout=1.0)
-    log.warning("some background tasks would not stop")
 
 
 @dataclass(eq=False, slots=True)

@@ -10,7 +10,6 @@ close or pause is left alone until the next boundary, because only boundaries ac
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 
@@ -19,6 +18,7 @@ import orjson
 from protocol.hours import Hours, HoursError
 from server.errors import ApiError, Unavailable
 from server.store import Store
+from server.tasks import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +38,7 @@ class Scheduler:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_all([self._task])
 
     async def _loop(self) -> None:
         while True:

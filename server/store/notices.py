@@ -28,6 +28,7 @@ from redis.asyncio.connection import parse_url
 from redis.exceptions import RedisClusterException, RedisError
 
 from server.errors import Unavailable
+from server.tasks import cancel_all
 
 if TYPE_CHECKING:
     from server.store.core import Store
@@ -72,9 +73,9 @@ class _Shard:
 
     async def close(self) -> None:
         if self.reader is not None:
-            self.reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.reader
+            await cancel_all([self.reader])
+            if self.reader.done() and not self.reader.cancelled():
+                self.reader.exception()  # it failed before the close: retrieved, not logged
         with contextlib.suppress(RedisError, OSError, RuntimeError):
             await self.pubsub.aclose()  # type: ignore[no-untyped-call]
         with contextlib.suppress(RedisError, OSError, RuntimeError):
