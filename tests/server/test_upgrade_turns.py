@@ -30,34 +30,36 @@ class Waiting:
         self.done.append(self.number)
 
 
-async def test_upgrades_are_handed_over_a_batch_per_turn_in_order() -> None:
+def seven_waiting() -> tuple[Upgrades, list[int]]:
+    """Upgrades of 3 a turn (1 while busy) with seven waiting; the numbers handed over."""
     done: list[int] = []
     upgrades = Upgrades(per_turn=3, per_turn_busy=1)
     for number in range(7):
         upgrades.add(cast(LimitedHttpProtocol, Waiting(number, done)))
+    return upgrades, done
+
+
+async def handed_over_after_turns(done: list[int], turns: int) -> list[int]:
+    """How many were handed over after each of `turns` turns of the loop."""
     seen = []
-    for _ in range(4):
+    for _ in range(turns):
         await asyncio.sleep(0)  # one turn of the loop
         seen.append(len(done))
-    assert seen == [3, 6, 7, 7]
+    return seen
+
+
+async def test_upgrades_are_handed_over_a_batch_per_turn_in_order() -> None:
+    _upgrades, done = seven_waiting()
+    assert await handed_over_after_turns(done, 4) == [3, 6, 7, 7]
     assert done == list(range(7))
 
 
 async def test_while_a_request_is_answered_fewer_are_handed_over_per_turn() -> None:
-    done: list[int] = []
-    upgrades = Upgrades(per_turn=3, per_turn_busy=1)
-    for number in range(7):
-        upgrades.add(cast(LimitedHttpProtocol, Waiting(number, done)))
-    seen = []
+    upgrades, done = seven_waiting()
     upgrades.requests = 1
-    for _ in range(2):
-        await asyncio.sleep(0)
-        seen.append(len(done))
+    busy = await handed_over_after_turns(done, 2)
     upgrades.requests = 0
-    for _ in range(2):
-        await asyncio.sleep(0)
-        seen.append(len(done))
-    assert seen == [1, 2, 5, 7]
+    assert busy + await handed_over_after_turns(done, 2) == [1, 2, 5, 7]
     assert done == list(range(7))
 
 
