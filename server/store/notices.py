@@ -74,8 +74,6 @@ class _Shard:
     async def close(self) -> None:
         if self.reader is not None:
             await cancel_all([self.reader])
-            if self.reader.done() and not self.reader.cancelled():
-                self.reader.exception()  # it failed before the close: retrieved, not logged
         with contextlib.suppress(RedisError, OSError, RuntimeError):
             await self.pubsub.aclose()  # type: ignore[no-untyped-call]
         with contextlib.suppress(RedisError, OSError, RuntimeError):
