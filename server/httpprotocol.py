@@ -96,7 +96,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._request_timer: asyncio.TimerHandle | None = None
         self._refused = False
-        self._answering = 0  # requests of this connection counted in `Upgrades.requests`
+        self._upgrades = upgrades_of(self.loop)  # looked up once, not at every request
+        self._answering = 0  # requests of this connection counted in `self._upgrades.requests`
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -128,7 +129,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self.cycle is not cycle:  # a request to answer, not an upgrade
             self._answering += 1
-            upgrades_of(self.loop).requests += 1
+            self._upgrades.requests += 1
 
     def on_response_complete(self) -> None:
         self._answered(1)
@@ -138,7 +139,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         count = min(count, self._answering)
         if count:
             self._answering -= count
-            upgrades_of(self.loop).requests -= count
+            self._upgrades.requests -= count
 
     def on_message_complete(self) -> None:
         self._stop_timer()
@@ -147,7 +148,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def handle_websocket_upgrade(self) -> None:
         self._stop_timer()
         self.transport.pause_reading()  # the client waits for its 101: nothing to read before
-        upgrades_of(self.loop).add(self)
+        self._upgrades.add(self)
 
     def upgrade_now(self) -> None:
         """This connection's turn (`Upgrades`): hand it over, unless it closed meanwhile."""
