@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any, cast
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -91,38 +92,27 @@ def counting() -> Iterator[tuple[Counting, RunningServer]]:
     running.stop()
 
 
-async def _get(port: int, path: str, keep: int = 1) -> list[bytes]:
-    """`keep` GETs of `path` on one kept-alive connection; each answer's body."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    bodies = []
-    try:
-        for _ in range(keep):
-            writer.write(f"GET {path} HTTP/1.1\r\nhost: x\r\n\r\n".encode())
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-            bodies.append(await reader.readexactly(length))
-    finally:
-        writer.close()
-        await writer.wait_closed()
-    return bodies
-
-
 async def test_a_request_counts_until_answered_or_its_client_goes(
     counting: tuple[Counting, RunningServer],
 ) -> None:
     app, running = counting
-    assert await _get(running.port, "/count", keep=3) == [b"1", b"1", b"1"]
-    _reader, writer = await asyncio.open_connection("127.0.0.1", running.port)
-    writer.write(b"GET /hang HTTP/1.1\r\nhost: x\r\n\r\n")
-    await eventually(lambda: app.hanging == 1)
-    assert await _get(running.port, "/count") == [b"2"]
-    writer.close()  # gone before its answer, which comes after HANG_S
-    await writer.wait_closed()
-    counts = [await _get(running.port, "/count")]
-    while counts[-1] != [b"1"] and len(counts) < 50:  # well within HANG_S
-        await asyncio.sleep(0.02)
-        counts.append(await _get(running.port, "/count"))
-    assert counts[-1] == [b"1"]
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{running.port}") as http:
+
+        async def count() -> str:
+            return (await http.get("/count")).text
+
+        assert [await count() for _ in range(3)] == ["1", "1", "1"]  # one kept-alive connection
+        _reader, writer = await asyncio.open_connection("127.0.0.1", running.port)
+        writer.write(b"GET /hang HTTP/1.1\r\nhost: x\r\n\r\n")
+        await eventually(lambda: app.hanging == 1)
+        assert await count() == "2"
+        writer.close()  # gone before its answer, which comes after HANG_S
+        await writer.wait_closed()
+        counts = [await count()]
+        while counts[-1] != "1" and len(counts) < 50:  # well within HANG_S
+            await asyncio.sleep(0.02)
+            counts.append(await count())
+        assert counts[-1] == "1"
 
 
 async def test_a_loops_upgrades_do_not_keep_the_loop_alive() -> None:
