@@ -66,7 +66,7 @@ class ResyncReason(enum.Enum):
     RESUBSCRIBE = "resubscribe"  # the pub/sub connection came back: notices may be lost
     DRIFT = "drift"  # the periodic check saw Redis ahead twice
     MISSING = "missing"  # the last snapshot found no queue
-    READER_RESTART = "reader_restart"  # the driver's notice reader failed and restarted
+    READER_RESTART = "reader_restart"  # the driver failed to apply a notice
     REWOUND = "rewound"  # a snapshot found Redis behind what was shown: watchers reconnect
 
 
@@ -385,7 +385,7 @@ class QueueWatch(Generic[W]):
         return self._begin_resync(ResyncReason.RESUBSCRIBE)
 
     def restart(self) -> list[Action[W]]:
-        """The driver's notice reader failed and started over: notices may be lost."""
+        """The driver failed to apply a notice: it may be applied in part, or not at all."""
         return self._begin_resync(ResyncReason.READER_RESTART)
 
     def _begin_resync(self, reason: ResyncReason, notice: Notice | None = None) -> list[Action[W]]:

@@ -57,7 +57,7 @@ class NullTransport:
 
 
 class _NoStore:
-    def notices(self) -> None:
+    def notices(self, deliver: object) -> None:
         return None
 
 

@@ -4,7 +4,8 @@ Per queue with local watchers the node holds a `QueueWatch`, which decides every
 moved by a notice, what each watcher is sent, when to flush and when to resync. This module
 only carries its inputs and actions: notices from the node's pub/sub connection, snapshots and
 ticket reads from Redis, timers from the event loop, frames into the watchers' outboxes. Why it
-stays exact is in docs/architecture.md.
+stays exact is in docs/architecture.md; why a notice is applied, and its flush written, in the
+turn of the loop that read it is there too ("A storm must not hold the loop").
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from server.errors import Unavailable
 from server.outbox import Outbox, offer_each
 from server.store import Resubscribed, Store
 from server.store.books import read_book
+from server.store.notices import Item
 from server.sweeper import Sweeper
 from server.tasks import cancel_all
 from server.ticketreads import TicketReads
@@ -94,6 +96,7 @@ class _Queue:
     watch: QueueWatch[Watcher]
     reads: TicketReads
     flush_handle: asyncio.TimerHandle | None = None
+    flushed_at: float = float("-inf")  # time.time() when its last flush was written
     idle_since: float | None = None
     # Seeding and subscribing, once: every watcher of the queue awaits it before it registers.
     opening: asyncio.Task[None] | None = None
@@ -108,7 +111,7 @@ class Fanout:
         self.sweeper = Sweeper(stuck_close_s)
         # Resyncs started, by cause (/readyz): "drift" stays 0 while the notice path works.
         self.resyncs: dict[str, int] = {reason.value: 0 for reason in ResyncReason}
-        self._notices = store.notices()
+        self._notices = store.notices(self._on_notice)
         self._tasks: list[asyncio.Task[None]] = []
         self._resync_tasks: set[asyncio.Task[None]] = set()
         # Hooks set by the app: prime a new queue's wait estimate from its history
@@ -122,7 +125,6 @@ class Fanout:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._tasks = [
-            loop.create_task(self._read_notices(), name="fanout-notices"),
             loop.create_task(self._check_drift(), name="fanout-drift"),
             loop.create_task(self.sweeper.run(), name="fanout-sweeper"),
         ]
@@ -223,6 +225,7 @@ class Fanout:
     # -- actions --------------------------------------------------------------------------------
 
     def _run(self, q: _Queue, actions: list[Action[Watcher]]) -> None:
+        flush_at: float | None = None
         for action in actions:
             if isinstance(action, Frames):
                 offer_each(action.watchers, action.frames, action.replaceable)
@@ -231,7 +234,7 @@ class Fanout:
             elif isinstance(action, End):
                 action.watcher.end()
             elif isinstance(action, FlushAt):
-                self._schedule_flush(q, action.at_s)
+                flush_at = action.at_s  # after the rest: it may flush at once
             elif isinstance(action, Resync):
                 self._resync(q, action)
             elif isinstance(action, Quote):
@@ -252,6 +255,8 @@ class Fanout:
                     watcher.restart()
             else:
                 assert_never(action)
+        if flush_at is not None:
+            self._schedule_flush(q, flush_at)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -295,46 +300,47 @@ class Fanout:
     def _schedule_flush(self, q: _Queue, at_s: float) -> None:
         if q.flush_handle is not None:
             q.flush_handle.cancel()
-        delay = max(0.0, at_s - time.time())
+            q.flush_handle = None
+        now = time.time()
+        if at_s <= now and now - q.flushed_at >= self.flush_s:
+            # Due, and the queue was quiet for an interval: write it in this turn of the loop.
+            # A timer would wait for the next turn, behind every socket ready meanwhile (tens of
+            # ms in a storm). Right after a flush it does wait: the notices that came during a
+            # long flush are read in one go, and go out in one flush, not one flush each.
+            self._flush(q)
+            return
+        delay = max(0.0, at_s - now)
         q.flush_handle = asyncio.get_running_loop().call_later(delay, self._flush, q)
 
     def _flush(self, q: _Queue) -> None:
         q.flush_handle = None
         self._run(q, q.watch.flush(time.time()))
+        q.flushed_at = time.time()
 
     # -- notices --------------------------------------------------------------------------------
 
-    async def _read_notices(self) -> None:
-        while True:
-            try:
-                await self._consume_notices()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # A bug here must not silence every watcher of this node: log it, start over
-                # and reload every queue, since notices may have been dropped meanwhile.
-                log.exception("notice reader failed; restarting it")
-                await asyncio.sleep(0.5)
-                for q in list(self.queues.values()):
-                    self._run(q, q.watch.restart())
-
-    async def _consume_notices(self) -> None:
-        async for item in self._notices.messages():
+    def _on_notice(self, item: Item) -> None:
+        """A notice, or a confirmed subscription, handed over by the pub/sub reader as it reads
+        it: applied, and its flush written if one is due, before the reader reads on."""
+        name = item.queue if isinstance(item, Resubscribed) else item[0]
+        q = self.queues.get(name)
+        if q is None:
+            return
+        try:
             if isinstance(item, Resubscribed):
-                q = self.queues.get(item.queue)
-                if q is not None:
-                    self._run(q, q.watch.resubscribed())
-                continue
-            queue, raw = item
-            q = self.queues.get(queue)
-            if q is None:
-                continue
+                self._run(q, q.watch.resubscribed())
+                return
             try:
-                notice = Notice.from_wire(raw)
+                notice = Notice.from_wire(item[1])
             except (ValueError, KeyError, TypeError):
-                log.warning("ignoring a malformed notice on queue %s", queue)
-                continue
+                log.warning("ignoring a malformed notice on queue %s", name)
+                return
             self._run(q, q.watch.receive_notice(notice, time.time()))
+        except Exception:
+            # A bug here must not silence the queue's watchers, nor the reader that serves every
+            # queue: log it and reload the queue, whose notice may be applied only in part.
+            log.exception("applying a notice of queue %s failed; resyncing it", name)
+            self._run(q, q.watch.restart())
 
     # -- resync ---------------------------------------------------------------------------------
 

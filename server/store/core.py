@@ -30,7 +30,7 @@ from server.store.lane import ScriptLane, lane_supports
 from server.store.lineops import LineOps
 
 if TYPE_CHECKING:
-    from server.store.notices import NoticeStream
+    from server.store.notices import Deliver, NoticeStream
 
 log = logging.getLogger(__name__)
 
@@ -363,10 +363,11 @@ class Store(LineOps):
 
     # -- notices --------------------------------------------------------------------------------
 
-    def notices(self) -> NoticeStream:
+    def notices(self, deliver: Deliver) -> NoticeStream:
+        """The notices of the queues subscribed to, each handed to `deliver` as it arrives."""
         from server.store.notices import NoticeStream
 
-        return NoticeStream(self)
+        return NoticeStream(self, deliver)
 
 
 def _new_epoch() -> str:

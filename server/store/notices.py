@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as redis
@@ -42,7 +42,7 @@ RETRY_MAX_S = 2.0
 
 
 class Resubscribed:
-    """Marker yielded when a channel's subscription was (re)confirmed: messages may be lost."""
+    """Delivered when a channel's subscription was (re)confirmed: messages may have been lost."""
 
     __slots__ = ("queue",)
 
@@ -50,14 +50,9 @@ class Resubscribed:
         self.queue = queue
 
 
-class _Lost:
-    """A shard reader's report: these channels need a new home (their primary may be gone)."""
-
-    __slots__ = ("channels", "shard")
-
-    def __init__(self, shard: _Shard, channels: set[bytes]) -> None:
-        self.shard = shard
-        self.channels = channels
+# What a node's fan-out is handed: (queue, notice) or a confirmed subscription.
+Item = tuple[str, bytes] | Resubscribed
+Deliver = Callable[[Item], None]
 
 
 class _Shard:
@@ -81,14 +76,21 @@ class _Shard:
 
 
 class NoticeStream:
-    """The notices of every queue this node watches, from whichever shards own them."""
+    """The notices of every queue this node watches, from whichever shards own them.
 
-    def __init__(self, store: Store) -> None:
+    Each is handed to `deliver` by the shard's reader as soon as it is parsed, in the same turn
+    of the event loop that read it: a queue between the reader and the fan-out cost a notice one
+    more turn, and in a connect storm a turn is tens of milliseconds (docs/architecture.md). So
+    `deliver` must not block and must not raise; it gets messages in the order the shard sent
+    them.
+    """
+
+    def __init__(self, store: Store, deliver: Deliver) -> None:
         self._store = store
+        self._deliver = deliver
         self._queues: dict[bytes, str] = {}  # channel -> queue, for every watched queue
         self._shards: dict[str, _Shard] = {}  # address -> shard
         self._home: dict[bytes, _Shard] = {}  # channel -> the shard it is subscribed on
-        self._inbox: asyncio.Queue[tuple[str, bytes] | Resubscribed | _Lost] = asyncio.Queue()
         self._lock = asyncio.Lock()  # placements change one at a time
         self._rehoming: set[asyncio.Task[None]] = set()
 
@@ -132,18 +134,6 @@ class NoticeStream:
             shard.leaving.add(channel)
             with contextlib.suppress(RedisError, OSError):
                 await shard.pubsub.sunsubscribe(channel)
-
-    async def messages(self) -> AsyncIterator[tuple[str, bytes] | Resubscribed]:
-        """Yield (queue, notice) and Resubscribed markers; survive shards going away."""
-        while True:
-            item = await self._inbox.get()
-            if isinstance(item, _Lost):
-                async with self._lock:
-                    self._drop(item.shard)
-                await item.shard.close()
-                self._rehome_later(item.channels)
-            else:
-                yield item
 
     async def close(self) -> None:
         for task in list(self._rehoming):
@@ -215,9 +205,20 @@ class NoticeStream:
 
     def _rehome_later(self, channels: set[bytes]) -> None:
         if channels:
-            task = asyncio.get_running_loop().create_task(self._rehome(channels))
-            self._rehoming.add(task)
-            task.add_done_callback(self._rehoming.discard)
+            self._spawn(self._rehome(channels))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._rehoming.add(task)  # close() cancels it
+        task.add_done_callback(self._rehoming.discard)
+
+    async def _replace(self, shard: _Shard) -> None:
+        """A shard's reader failed: forget the shard, close it, and place its channels again."""
+        channels = set(shard.channels)
+        async with self._lock:
+            self._drop(shard)
+        await shard.close()
+        self._rehome_later(channels)
 
     async def _rehome(self, channels: set[bytes]) -> None:
         """Re-read the topology and subscribe again until every channel has a shard."""
@@ -238,20 +239,20 @@ class NoticeStream:
     # -- reading ----------------------------------------------------------------------------------
 
     async def _read(self, shard: _Shard) -> None:
-        """Move one shard's messages to the inbox; report the shard lost when it fails."""
+        """Hand one shard's messages over; replace the shard when it fails."""
         while True:
             try:
                 message = await shard.pubsub.get_message(timeout=GET_TIMEOUT_S)
+                if message is not None:
+                    self._route(shard, message)
             except (RedisError, OSError, RuntimeError) as exc:
                 log.warning("notices from %s lost (%s); placing them again", shard.address, exc)
-                self._inbox.put_nowait(_Lost(shard, set(shard.channels)))
+                self._spawn(self._replace(shard))
                 return
             except Exception:  # never a reader that stops in silence: its queues would too
                 log.exception("notice reader of %s failed; placing again", shard.address)
-                self._inbox.put_nowait(_Lost(shard, set(shard.channels)))
+                self._spawn(self._replace(shard))
                 return
-            if message is not None:
-                self._route(shard, message)
 
     def _route(self, shard: _Shard, message: dict[str, Any]) -> None:
         channel = message["channel"]
@@ -260,9 +261,9 @@ class NoticeStream:
         if queue is None or self._home.get(channel) is not shard:
             return
         if kind == "smessage":
-            self._inbox.put_nowait((queue, message["data"]))
+            self._deliver((queue, message["data"]))
         elif kind == "ssubscribe":
-            self._inbox.put_nowait(Resubscribed(queue))
+            self._deliver(Resubscribed(queue))
         elif kind == "sunsubscribe" and channel not in shard.leaving:
             # The server dropped it: its slot moved to another primary (failover, migration).
             shard.channels.discard(channel)

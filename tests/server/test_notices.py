@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
@@ -14,6 +13,7 @@ import pytest
 
 from server.embedded import EmbeddedRedis
 from server.store import Resubscribed, Store
+from server.store.notices import Item
 
 
 def _redis7() -> Path | None:
@@ -25,17 +25,17 @@ def _redis7() -> Path | None:
     return Path(found) if major.isdigit() and int(major) >= 7 else None
 
 
-async def _next(items: AsyncIterator[tuple[str, bytes] | Resubscribed]) -> object:
-    return await asyncio.wait_for(anext(items), timeout=10)
+async def _next(items: asyncio.Queue[Item]) -> Item:
+    return await asyncio.wait_for(items.get(), timeout=10)
 
 
 async def _join_is_noticed(url: str) -> None:
     store = Store(url, "n")
-    notices = store.notices()
+    items: asyncio.Queue[Item] = asyncio.Queue()
+    notices = store.notices(items.put_nowait)
     try:
         await store.upsert_queue("q", "v", "Q")
         await notices.subscribe("q")
-        items = notices.messages()
         first = await _next(items)
         assert isinstance(first, Resubscribed) and first.queue == "q"
         joined = await store.join("q", None, None)
@@ -74,12 +74,13 @@ async def test_a_subscription_does_not_wait_for_the_store_pool(
     subscription must not queue behind them (it failed after the pool's wait, and the watchers
     that arrived meanwhile failed with it)."""
     store = Store(redis_server.url, "pool", max_connections=1)
-    notices = store.notices()
+    items: asyncio.Queue[Item] = asyncio.Queue()
+    notices = store.notices(items.put_nowait)
     pool = store.redis.connection_pool
     busy = await pool.get_connection()  # the pool's only connection, taken by a ticket read
     try:
         await asyncio.wait_for(notices.subscribe("q"), timeout=2)
-        first = await _next(notices.messages())
+        first = await _next(items)
         assert isinstance(first, Resubscribed) and first.queue == "q"
     finally:
         await pool.release(busy)
