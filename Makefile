@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format types unit soak bench bench-deps browser-deps balancer-deps clean
+.PHONY: run test lint format types unit screenshots soak bench bench-deps browser-deps balancer-deps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ types: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## screenshots: the browser tests, writing the README's pictures into docs/screenshots
+screenshots: $(STAMP) browser-deps
+	SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest tests/browser $(PYTEST_ARGS)
 
 ## soak: the long runs (PostgreSQL down for a minute, Redis and PostgreSQL SIGKILLed for ~60 s, ...), only when asked
 soak: $(STAMP)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 import pytest_asyncio
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.conftest import ROOT, ServerProcess
+from tests.conftest import ServerProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -28,7 +29,11 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# Where the pages' pictures go: a temporary folder, so that a test run leaves the tree as it was;
+# `make screenshots` sets SCREENSHOTS_DIR to docs/screenshots to refresh the README's.
+SCREENSHOTS = Path(
+    os.environ.get("SCREENSHOTS_DIR") or Path(tempfile.gettempdir()) / "vqueue-shots"
+)
 PHONE = {"width": 390, "height": 844}
 DESK = {"width": 1280, "height": 800}
 TV = {"width": 1920, "height": 1080}
