@@ -348,9 +348,7 @@ class Fanout:
         self.resyncs[resync.reason.value] += 1
         if resync.reason is not ResyncReason.INITIAL:
             log.info("queue %s: resync (%s)", q.name, resync.reason.value)
-        task = asyncio.get_running_loop().create_task(self._read_snapshot(q, resync.delay_s))
-        self._resync_tasks.add(task)
-        task.add_done_callback(self._resync_tasks.discard)
+        self._spawn(self._read_snapshot(q, resync.delay_s))
 
     async def _read_snapshot(self, q: _Queue, delay_s: float) -> None:
         """Read the queue and its watched tickets in one transaction, retrying while Redis is

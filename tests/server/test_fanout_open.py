@@ -18,22 +18,7 @@ from protocol.connection import Connection
 from server.embedded import EmbeddedRedis
 from server.errors import Unavailable
 from server.fanout import Fanout, Watcher
-from server.outbox import Outbox
-
-
-class Frames(Outbox):
-    """The outbox of a socket that takes every frame: they are kept to be read."""
-
-    def __init__(self) -> None:
-        super().__init__(True, lambda _: None)
-        self.frames: list[bytes] = []
-
-    def _try_write(self, frame: bytes) -> bool:
-        self.frames.append(frame)
-        return True
-
-    def _drop(self) -> None:
-        self.closed = True
+from tests.server.frames import Frames
 
 
 def watcher(queue: str, number: int) -> Watcher:

@@ -13,39 +13,17 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 
-import orjson
 import pytest
 
 from protocol.codec import Codec
 from protocol.connection import Connection
 from server.embedded import EmbeddedRedis
 from server.fanout import Fanout, Watcher
-from server.outbox import Outbox
 from server.store import Resubscribed, Store
 from server.store.notices import SINGLE, Item
+from tests.server.frames import Frames
 
 pytestmark = pytest.mark.timeout(60)
-
-
-class Frames(Outbox):
-    """The outbox of a socket that takes every frame (after `delay_s`, a slow write)."""
-
-    def __init__(self) -> None:
-        super().__init__(True, lambda _: None)
-        self.frames: list[bytes] = []
-        self.delay_s = 0.0
-
-    def _try_write(self, frame: bytes) -> bool:
-        time.sleep(self.delay_s)
-        self.frames.append(frame)
-        return True
-
-    def _drop(self) -> None:
-        self.closed = True
-
-    def positions(self) -> list[int]:
-        sent = [orjson.loads(frame) for frame in self.frames]
-        return [m["position"] for m in sent if m["type"] == "position"]
 
 
 async def until(done: Callable[[], bool], timeout_s: float = 10.0) -> None:
@@ -81,8 +59,8 @@ async def _watching(store: Store, fanout: Fanout, behind: int) -> tuple[Watcher,
 
 
 def _held(fanout: Fanout) -> tuple[list[Item], Callable[[], None]]:
-    """Hold what the pub/sub reader hands over; the second item releases them all at once,
-    from the reader, as if they had come in one read."""
+    """Hold what the pub/sub reader hands over; the function returned hands the held items to
+    the fan-out all at once, as if they had come in one read."""
     deliver = fanout._notices._deliver
     held: list[Item] = []
 
