@@ -49,7 +49,9 @@ METHOD = {
     "join_latency": "From writing POST /v1/queues/{q}/tickets on a kept-alive connection "
     "to reading the whole 201 response.",
     "frames_per_s": "Position frames received by all watchers, from the first call to the "
-    "last frame before the line went quiet, divided by that time.",
+    "last frame's arrival (the line then went quiet), divided by that time; frames_window "
+    "gives both ends, and when the harness saw the totals move for the last time (up to 0.6 s "
+    "later), in seconds since the run began.",
     "baseline": "The same number of sockets on a bare websockets.broadcast() server (uvloop, "
     "same harness, same client code). push_all_ms: median over several single broadcasts of "
     "(last arrival - time.time() stamped just before broadcast()). frames_per_s: broadcast "
@@ -73,7 +75,7 @@ def build(run: Run, command: str) -> dict[str, Any]:
     from_resp = [x * 1000.0 for x in run.latency["from_response_s"]]
     from_req = [x * 1000.0 for x in run.latency["from_request_s"]]
     update = summarize(from_resp)
-    frames_per_s, buckets = _frames_per_s(run)
+    frames_per_s, buckets, frames_window = _frames_per_s(run)
     per_call = _per_call(run, from_resp)
     result: dict[str, Any] = {
         **_identity(run, command),
@@ -86,6 +88,7 @@ def build(run: Run, command: str) -> dict[str, Any]:
         "update_latency_after_storm_ms": _after_storm(run, from_resp),
         "update_latency_kept_ms": _kept_through_storm(run, from_resp, from_req),
         "frames_per_s": frames_per_s,
+        "frames_window": frames_window,
         "peak_frames_per_s": _peak(buckets),
         "frames": run.final["frames"],
         "calls": _calls(run),
@@ -95,7 +98,7 @@ def build(run: Run, command: str) -> dict[str, Any]:
         "errors": dict(sorted(Counter(run.final["errors"]).items())),
         **_final(run),
         "verdict": verdict(run),
-        "server": _server(run, sum(buckets)),
+        "server": _server(run, frames_window["frames"]),
         "machine": machine(),
         "method": METHOD,
         "series": {"bucket_s": BUCKET_S, "frames": buckets, "per_call": per_call},
@@ -185,17 +188,28 @@ def _mismatch(m: Any) -> dict[str, str]:
     return {"ticket_id": m.ticket_id, "seen": m.seen, "truth": m.truth}
 
 
-def _frames_per_s(run: Run) -> tuple[float | None, list[int]]:
+def _frames_per_s(run: Run) -> tuple[float | None, list[int], dict[str, Any]]:
+    """Position frames from the first call to the last frame's own arrival, over that time (as
+    the baseline's last arrival ends its rounds); the window's counts per bucket; the window.
+
+    The calls window ends when the harness saw the frame totals move for the last time: its
+    workers report them every half second, so that end falls up to 0.6 s after the last frame
+    (BENCHMARKS.md, "Profile"), and once stretched the time frames per second divide by."""
     assert run.calls_window is not None
     start, end = run.calls_window
     buckets = run.latency["frame_buckets"]
     first = int((start - run.t0) / BUCKET_S)
     last = int((end - run.t0) / BUCKET_S)
-    window = buckets[first : last + 1]
-    total = sum(window)
-    if total == 0:
-        return None, window
-    return round(total / max(end - start, BUCKET_S), 1), window
+    counted, last_at = run.latency["window_frames"], run.latency["last_frame_at"]
+    window = {
+        "frames": counted,
+        "first_call_s": round(start - run.t0, 3),
+        "last_frame_s": None if last_at is None else round(last_at - run.t0, 3),
+        "last_change_seen_s": round(end - run.t0, 3),
+    }
+    if not counted or last_at is None:
+        return None, buckets[first : last + 1], window
+    return round(counted / max(last_at - start, BUCKET_S), 1), buckets[first : last + 1], window
 
 
 def _calls(run: Run) -> dict[str, Any]:

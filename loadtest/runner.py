@@ -222,11 +222,17 @@ def call_table(run: Run) -> tuple[list[Call], int]:
 async def measure_latency(run: Run) -> None:
     table, unknown = call_table(run)
     buckets = int((time.time() - run.t0) / BUCKET_S) + 2
-    args = {"calls": [(c.seq, c.sent_at, c.answered_at) for c in table], "t0": run.t0}
+    assert run.calls_window is not None
+    args = {
+        "calls": [(c.seq, c.sent_at, c.answered_at) for c in table],
+        "t0": run.t0,
+        "window": run.calls_window,
+    }
     replies = await run.pool.all("samples", bucket_s=BUCKET_S, buckets=buckets, **args)
     index, from_resp, from_req = array("i"), array("d"), array("d")
     kept = bytearray()
     frames: list[int] = []
+    arrivals = [r["last_frame_at"] for r in replies if r["last_frame_at"] is not None]
     for reply in replies:
         index.frombytes(reply["call_index"])
         from_resp.frombytes(reply["from_response_s"])
@@ -241,6 +247,8 @@ async def measure_latency(run: Run) -> None:
         "from_request_s": from_req,
         "kept": kept,
         "frame_buckets": frames,
+        "window_frames": sum(reply["window_frames"] for reply in replies),
+        "last_frame_at": max(arrivals, default=None),
     }
 
 

@@ -6,6 +6,7 @@ Pure functions over plain sequences, so the report, the HTML plots and the tests
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from typing import TypedDict
 
@@ -72,6 +73,12 @@ def bucket_counts(times: Iterable[float], start: float, width_s: float, size: in
         if 0 <= index < size:
             counts[index] += 1
     return counts
+
+
+def in_window(times: Sequence[float], start: float, end: float) -> tuple[int, float | None]:
+    """How many of the ascending `times` fall in [start, end], and the last of them."""
+    first, past = bisect_left(times, start), bisect_right(times, end)
+    return past - first, (times[past - 1] if past > first else None)
 
 
 def add_into(total: list[int], part: Sequence[int]) -> list[int]:

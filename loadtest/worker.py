@@ -27,7 +27,7 @@ from loadtest.failover import Failover
 from loadtest.httpc import HttpClient, HttpError, error_kind
 from loadtest.pipes import listen
 from loadtest.sinks import BaselineSinks
-from loadtest.stats import add_into, bucket_counts
+from loadtest.stats import add_into, bucket_counts, in_window
 from loadtest.wsclient import HandshakeError
 from protocol.codec import Codec
 
@@ -275,15 +275,27 @@ class Worker:
         }
 
     async def samples(
-        self, calls: list[tuple[int, float, float]], t0: float, bucket_s: float, buckets: int
+        self,
+        calls: list[tuple[int, float, float]],
+        t0: float,
+        bucket_s: float,
+        buckets: int,
+        window: tuple[float, float],
     ) -> dict[str, Any]:
-        """Update-latency samples for `calls`, and position frames per time bucket."""
+        """Update-latency samples for `calls`; position frames per time bucket, and those that
+        arrived within `window` (from the first call until the line was seen quiet), with the
+        last one's arrival."""
         table = [Call(*call) for call in calls]
         index, from_resp, from_req = array("i"), array("d"), array("d")
         kept = bytearray()  # per sample: 1 if its watcher kept its socket through a storm
         frame_buckets: list[int] = []
+        window_frames, last_frame_at = 0, None
         for customer in self.customers:
             add_into(frame_buckets, bucket_counts(customer.times, t0, bucket_s, buckets))
+            count, last = in_window(customer.times, *window)
+            window_frames += count
+            if last is not None and (last_frame_at is None or last > last_frame_at):
+                last_frame_at = last
             if customer.slow or customer.first_seq is None:
                 continue
             for k, lat_resp, lat_req in update_latencies(
@@ -299,6 +311,8 @@ class Worker:
             "from_request_s": from_req.tobytes(),
             "kept": bytes(kept),
             "frame_buckets": frame_buckets,
+            "window_frames": window_frames,
+            "last_frame_at": last_frame_at,
         }
 
     async def disconnect(self, wait_s: float = 10.0) -> None:

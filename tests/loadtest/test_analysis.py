@@ -9,10 +9,10 @@ from typing import cast
 from loadtest.analysis import Call, final_mismatches, update_latencies
 from loadtest.customer import Customer, Fleet
 from loadtest.options import Options
-from loadtest.report import _kept_through_storm
+from loadtest.report import _frames_per_s, _kept_through_storm
 from loadtest.runner import Run, call_table
 from loadtest.staff import CallRecord
-from loadtest.stats import bucket_counts, histogram, log_bins, percentile, summarize
+from loadtest.stats import bucket_counts, histogram, in_window, log_bins, percentile, summarize
 from loadtest.wsclient import OP_TEXT, client_frame, mask
 from protocol.codec import Codec
 from protocol.messages import Called
@@ -74,6 +74,36 @@ def test_histogram_and_buckets_count_every_sample() -> None:
     samples = [0.4, 1.0, 10.0, 99.0, 1000.0]
     assert sum(histogram(samples, edges)) == len(samples)
     assert bucket_counts([0.05, 0.15, 0.16, 5.0], 0.0, 0.1, 3) == [1, 2, 0]
+
+
+def test_a_window_counts_the_arrivals_within_it_and_ends_at_the_last() -> None:
+    times = [0.5, 1.0, 1.2, 2.9, 3.0, 7.0]
+    assert in_window(times, 1.0, 3.0) == (4, 3.0)
+    assert in_window(times, 3.5, 6.0) == (0, None)
+
+
+def test_frames_per_second_end_at_the_last_frame_not_when_quiet_was_seen() -> None:
+    """The harness sees the line quiet up to 0.6 s after its last frame: 300 frames from the
+    first call at 10 s to the last arrival at 13 s are 100 a second, whenever quiet was seen."""
+    run = SimpleNamespace(
+        t0=0.0,
+        calls_window=(10.0, 13.6),
+        latency={
+            "frame_buckets": [0] * 100 + [3] * 30,
+            "window_frames": 300,
+            "last_frame_at": 13.0,
+        },
+    )
+    frames_per_s, buckets, window = _frames_per_s(cast(Run, run))
+    assert frames_per_s == 100.0 and sum(buckets) == 90
+    assert window == {
+        "frames": 300,
+        "first_call_s": 10.0,
+        "last_frame_s": 13.0,
+        "last_change_seen_s": 13.6,
+    }
+    run.latency.update(window_frames=0, last_frame_at=None)
+    assert _frames_per_s(cast(Run, run))[0] is None
 
 
 def test_client_frames_are_masked_and_unmask_back() -> None:

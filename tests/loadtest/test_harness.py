@@ -200,6 +200,13 @@ async def test_steady_run_against_a_real_server(
     assert report["calls"]["attributed"] == report["calls"]["called_a_ticket"] > 0
     assert report["update_latency_ms"]["count"] > 0
     assert report["frames"]["called"] == report["calls"]["called_a_ticket"]
+    # Frames per second divide by the time to the last frame's arrival, not to when the harness
+    # saw the totals move for the last time (its workers report them every half second).
+    window = report["frames_window"]
+    assert 0 < window["frames"] <= report["frames"]["position"]
+    assert window["first_call_s"] < window["last_frame_s"] <= window["last_change_seen_s"]
+    span = window["last_frame_s"] - window["first_call_s"]
+    assert report["frames_per_s"] == pytest.approx(window["frames"] / span, rel=0.01)
     server_counts = report["server"]
     if server_counts["frames_sent"] is not None:  # once /readyz reports the server's counter
         assert server_counts["frames_received"] <= server_counts["frames_sent"]
