@@ -33,6 +33,7 @@ from server.events import StreamEvent
 from server.recovery import Recovery
 from server.store import Store
 from server.store.events import Backlog, EventStreams
+from server.tasks import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -136,15 +137,8 @@ class Persister:
         log.info("persister %s started", self.consumer)
 
     async def stop(self) -> None:
-        self._stopping = True
-        for task in self._tasks:
-            # A cancel can be lost inside the Redis client (seen with redis-py 8.1 on 3.11): ask
-            # again until the task is done; the loops also check `_stopping`.
-            while not task.done():
-                task.cancel()
-                await asyncio.wait({task}, timeout=0.5)
-            with contextlib.suppress(asyncio.CancelledError, PersisterKilled):
-                await task
+        self._stopping = True  # the loops check it too, should a cancel be lost
+        await cancel_all(self._tasks)
         self._tasks = []
         try:  # best effort: these are statistics, and shutdown must not hang on PostgreSQL
             await asyncio.wait_for(self._flush_quotes(), 2.0)

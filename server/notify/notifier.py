@@ -64,6 +64,7 @@ from server.notify.plan import (
 from server.queuesettings import settings_view
 from server.store import Store
 from server.store.events import EventStreams
+from server.tasks import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -147,12 +148,7 @@ class Notifier:
     async def stop(self) -> None:
         self._stopping = True
         self._wake.set()
-        for task in self._tasks:
-            while not task.done():
-                task.cancel()
-                await asyncio.wait({task}, timeout=0.5)
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         self._tasks = []
         if self._inflight:  # attempts under way finish (their lease would hold them otherwise)
             await asyncio.wait(self._inflight, timeout=ATTEMPT_LIMIT_S)
