@@ -40,6 +40,9 @@ class Spec:
     name: str
     args: tuple[str, ...]
     target: bool  # one of the runs the targets are judged on
+    # The server's CPU and memory read too (`--server-pid`): every target run, and the sections
+    # that compare two servers by frames per server CPU-second.
+    server_figures: bool = False
 
 
 def specs(quick: bool) -> list[Spec]:
@@ -191,7 +194,7 @@ def run_one(server: Server, key: str, spec: Spec, rep: int, out_dir: Path) -> di
         f"{stem}.html",
         "--no-progress",
     ]
-    if spec.target:
+    if spec.target or spec.server_figures:
         args[args.index("--no-progress") : args.index("--no-progress")] = [
             "--server-pid",
             str(server.proc.pid if server.proc else 0),

@@ -198,12 +198,6 @@ def section(lag: dict[str, Any], fanout: dict[str, Any]) -> str:
     met_lag = (
         lag["lag_p99_s"] is not None and lag["lag_p99_s"] < TARGET_P99_S and lag["missing"] == 0
     )
-    sides = bench_metrics.SIDES
-
-    def row(name: str, figures: dict[str, tuple[float, float, float]], ratio: float | None) -> str:
-        cells = [f"{m:,.1f} ({lo:,.1f}-{hi:,.1f})" for m, lo, hi in (figures[x] for x in sides)]
-        return f"| {name} | {cells[0]} | {cells[1]} | {'-' if ratio is None else f'{ratio:.3f}x'} |"
-
     ratio = fanout["frames_ratio"]
     met_fanout = ratio is not None and ratio >= TARGET_RATIO
     load = " / ".join(f"{x:.2f}" for x in lag["load_before"])
@@ -240,8 +234,7 @@ def section(lag: dict[str, Any], fanout: dict[str, Any]) -> str:
         "",
         "| | notifier on | notifier off | on / off |",
         "|---|---:|---:|---:|",
-        row("position frames delivered per second", fanout["frames_per_s"], ratio),
-        row("update latency p99, ms", fanout["update_p99_ms"], fanout["p99_ratio"]),
+        *bench_metrics.rows(fanout),
         "",
         f"Target: frames/s with the notifier on >= {TARGET_RATIO:.2f}x off: "
         f"{'**yes**' if met_fanout else '**NO**'}.",
