@@ -283,8 +283,8 @@ class Worker:
         window: tuple[float, float],
     ) -> dict[str, Any]:
         """Update-latency samples for `calls`; position frames per time bucket, and those that
-        arrived within `window` (from the first call until the line was seen quiet), with the
-        last one's arrival."""
+        arrived within `window` (from the first call until the harness saw the frame totals
+        move for the last time), with the last one's arrival."""
         table = [Call(*call) for call in calls]
         index, from_resp, from_req = array("i"), array("d"), array("d")
         kept = bytearray()  # per sample: 1 if its watcher kept its socket through a storm
