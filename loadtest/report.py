@@ -200,6 +200,7 @@ def _frames_per_s(run: Run) -> tuple[float | None, list[int], dict[str, Any]]:
     buckets = run.latency["frame_buckets"]
     first = int((start - run.t0) / BUCKET_S)
     last = int((end - run.t0) / BUCKET_S)
+    in_calls = buckets[first : last + 1]
     counted, last_at = run.latency["window_frames"], run.latency["last_frame_at"]
     window = {
         "frames": counted,
@@ -208,8 +209,8 @@ def _frames_per_s(run: Run) -> tuple[float | None, list[int], dict[str, Any]]:
         "last_change_seen_s": round(end - run.t0, 3),
     }
     if not counted or last_at is None:
-        return None, buckets[first : last + 1], window
-    return round(counted / max(last_at - start, BUCKET_S), 1), buckets[first : last + 1], window
+        return None, in_calls, window
+    return round(counted / max(last_at - start, BUCKET_S), 1), in_calls, window
 
 
 def _calls(run: Run) -> dict[str, Any]:

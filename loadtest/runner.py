@@ -126,7 +126,9 @@ async def tick_display(run: Run) -> None:
 
 
 async def settle(run: Run) -> float:
-    """Wait until no frame has arrived for `quiet_s` (bounded); returns when the last one came."""
+    """Wait until no frame has arrived for `quiet_s` (bounded); returns when the harness saw the
+    frame totals move for the last time: the workers report them every half second, so up to
+    0.6 s after the last frame itself (the workers know that one: `Worker.samples`)."""
     quiet_s = run.options.quiet_s
     deadline = time.monotonic() + QUIET_LIMIT_S
     last_total, last_change = -1, time.monotonic()

@@ -92,13 +92,13 @@ async def _measure(run: Run) -> None:
     cpu_before, harness_before = cpu_s(options.server_pid), run.pool.cpu_s()
     await _calls(run)
     run.phase("settle")
-    last_frame = await settle(run)
+    last_change_seen = await settle(run)
     cpu_after, harness_after = cpu_s(options.server_pid), run.pool.cpu_s()
     if cpu_before is not None and cpu_after is not None:
         run.memory["cpu_s_calls"] = cpu_after - cpu_before
     run.memory["harness_cpu_s_calls"] = harness_after - harness_before
     assert run.calls_window is not None
-    run.calls_window = (run.calls_window[0], max(last_frame, run.calls_window[0] + 0.001))
+    run.calls_window = (run.calls_window[0], max(last_change_seen, run.calls_window[0] + 0.001))
     run.phase("check")
     await check_final(run)
     # The log has every call's seq, each after the first state a watcher was shown.
