@@ -36,8 +36,10 @@ from server.store.core import Store
 
 log = logging.getLogger(__name__)
 
-INT_FIELDS = frozenset({"waiting", "waited_ms", "service_ms", "priority"})
-CORE_FIELDS = frozenset({"seq", "type", "at", "epoch", "ticket"})
+# The fields of a stream entry, as Redis returns them (bytes): the event's own, and those of
+# `data` that are integers.
+CORE_FIELDS = frozenset({b"seq", b"type", b"at", b"epoch", b"ticket"})
+INT_FIELDS = frozenset({b"waiting", b"waited_ms", b"service_ms", b"priority"})
 HELD_LOOK = 1000  # pending entries read to tell whether another consumer holds older ones
 STREAMS_PER_READ = 500  # keys per XREADGROUP: bounds one command's size on a node with many queues
 
@@ -51,22 +53,25 @@ class Backlog:
 
 
 def parse_entry(queue: str, entry_id: bytes, fields: dict[bytes, bytes]) -> StreamEvent | None:
-    """The event of a stream entry, or None when the entry is not one of ours."""
+    """The event of a stream entry, or None when the entry is not one of ours.
+
+    Every node's persister and notifier parse every event, on the cores that serve joins: one
+    pass over the fields, decoding only what goes into `data`.
+    """
     try:
-        text = {key.decode(): value.decode() for key, value in fields.items()}
         data: dict[str, str | int] = {}
-        for key, value in text.items():
+        for key, value in fields.items():
             if key not in CORE_FIELDS:
-                data[key] = int(value) if key in INT_FIELDS else value
-        ticket = text.get("ticket")
+                data[key.decode()] = int(value) if key in INT_FIELDS else value.decode()
+        ticket = fields.get(b"ticket")
         return StreamEvent(
             queue=queue,
             entry_id=entry_id.decode(),
-            seq=int(text["seq"]),
-            kind=text["type"],
+            seq=int(fields[b"seq"]),
+            kind=fields[b"type"].decode(),
             ticket=None if ticket is None else int(ticket),
-            at_ms=int(text["at"]),
-            epoch=text["epoch"],
+            at_ms=int(fields[b"at"]),
+            epoch=fields[b"epoch"].decode(),
             data=data,
         )
     except (KeyError, ValueError, UnicodeDecodeError):
