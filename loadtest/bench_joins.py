@@ -9,6 +9,8 @@ alternate between the two (vqueue, bare, bare, vqueue, ...) after a warm-up of e
 moment of the shared machine falls on both; each side's median of `runs` runs is reported with
 its spread, and the ratio vqueue/bare. Target: at least 0.8.
 
+Beside each run's rate, the CPU its server process spent per join (`cpu_lines` says why).
+
 Run: python -m loadtest.bench_joins [--runs 3] [--seconds 8] [--out FILE.md]
 """
 
@@ -24,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +42,11 @@ from loadtest.bench import (
 )
 from loadtest.bench_scale import embedded_urls
 from loadtest.benchdoc import arm_rows
+from loadtest.procinfo import cpu_s
 
 CONNECTIONS = 64
 TARGET = 0.8
+SETTLE_S = 0.5
 WRK_SCRIPT = """wrk.method = "POST"
 wrk.body = "{}"
 wrk.headers["Content-Type"] = "application/json"
@@ -76,7 +81,24 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def wrk(url: str, seconds: float, script: Path) -> float:
+@dataclass(frozen=True, slots=True)
+class WrkRun:
+    rate: float  # requests per second
+    requests: int
+
+
+def parse_wrk(output: str) -> WrkRun | None:
+    """wrk's rate and request count; None for a run with any non-2xx answer or socket error."""
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    requests = re.search(r"(\d+) requests in ", output)
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    errors = re.search(r"Socket errors: (.*)", output)
+    if rate is None or requests is None or bad is not None or errors is not None:
+        return None
+    return WrkRun(float(rate.group(1)), int(requests.group(1)))
+
+
+def wrk(url: str, seconds: float, script: Path) -> WrkRun:
     """Joins per second that wrk measured; a run with any non-201 answer is refused."""
     cmd = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "-s", str(script), url]
     done = subprocess.run(
@@ -86,12 +108,14 @@ def wrk(url: str, seconds: float, script: Path) -> float:
         check=True,
         preexec_fn=lambda: os.sched_setaffinity(0, {int(HARNESS_CPU)}),
     )
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
-    errors = re.search(r"Socket errors: (.*)", done.stdout)
-    if rate is None or bad is not None or errors is not None:
+    run = parse_wrk(done.stdout)
+    if run is None:
         raise RuntimeError(f"wrk against {url}: the run is not comparable:\n{done.stdout}")
-    return float(rate.group(1))
+    return run
+
+
+def cpu_per_join_us(cpu_before_s: float, cpu_after_s: float, joins: int) -> float:
+    return (cpu_after_s - cpu_before_s) * 1e6 / max(joins, 1)
 
 
 def measure(runs: int, seconds: float, work: Path) -> dict[str, Any]:
@@ -105,23 +129,36 @@ def measure(runs: int, seconds: float, work: Path) -> dict[str, Any]:
     server.start()
     bare: Bare | None = None
     rates: dict[str, list[float]] = {"vqueue": [], "bare": []}
+    cpu_us: dict[str, list[float]] = {"vqueue": [], "bare": []}
     try:
         redis_url = embedded_urls(work / "vqueue")["REDIS_URL"].rsplit("/", 1)[0] + "/1"
         bare = Bare(redis_url, work / "bare.log")
         urls = {"vqueue": server.url, "bare": bare.url}
+        pids = {"vqueue": server.proc.pid if server.proc else None, "bare": bare.proc.pid}
 
-        def one(arm: str, queue: str, length: float) -> float:
+        def one(arm: str, queue: str, length: float) -> tuple[WrkRun, float | None]:
             if arm == "vqueue":
                 _put_queue(server.url, key, queue)
-            return wrk(f"{urls[arm]}/v1/queues/{queue}/tickets", length, script)
+            before = cpu_s(pids[arm])
+            run = wrk(f"{urls[arm]}/v1/queues/{queue}/tickets", length, script)
+            # The persister and notifier finish the run's last events before the CPU is read.
+            time.sleep(SETTLE_S)
+            after = cpu_s(pids[arm])
+            if before is None or after is None:
+                return run, None
+            return run, cpu_per_join_us(before, after, run.requests)
 
         for arm in urls:  # warm-up: imports, caches, the first connections
             one(arm, "joins-warm", 2)
         for run in range(runs):
             order = ("vqueue", "bare") if run % 2 == 0 else ("bare", "vqueue")
             for arm in order:
-                rates[arm].append(one(arm, f"joins-{run}", seconds))
-                print(f"bench: joins run {run + 1} {arm}: {rates[arm][-1]:.0f}/s", flush=True)
+                measured, cpu = one(arm, f"joins-{run}", seconds)
+                rates[arm].append(measured.rate)
+                if cpu is not None:
+                    cpu_us[arm].append(cpu)
+                shown = "" if cpu is None else f", {cpu:.0f} us of server CPU a join"
+                print(f"bench: joins run {run + 1} {arm}: {measured.rate:.0f}/s{shown}", flush=True)
     finally:
         if bare is not None:
             bare.stop()
@@ -133,6 +170,7 @@ def measure(runs: int, seconds: float, work: Path) -> dict[str, Any]:
         "rates": rates,
         "median": medians,
         "ratio": medians["vqueue"] / medians["bare"],
+        "cpu_us": cpu_us,
         "load": os.getloadavg(),
     }
 
@@ -162,7 +200,31 @@ def section(result: dict[str, Any]) -> str:
         f" Load average after: {load}.",
         "",
     ]
+    lines += cpu_lines(result.get("cpu_us") or {})
     return "\n".join(lines)
+
+
+def cpu_lines(cpu_us: dict[str, list[float]]) -> list[str]:
+    """The server CPU per join of each side, and the ratio of joins per CPU-second."""
+    if not all(cpu_us.get(arm) for arm in ("vqueue", "bare")):
+        return []
+    medians = {arm: statistics.median(values) for arm, values in cpu_us.items()}
+    lines = [
+        "Server CPU per join (user + system of the server process over each run and the"
+        f" {SETTLE_S:g} s after it, divided by the joins wrk counted; the persister and notifier"
+        " are in vqueue's): what each side's own code spends, apart from where the scheduler"
+        " ran the Redis both use and vqueue's PostgreSQL, which moves the rates above.",
+        "",
+        "| server | median us per join | spread (min-max) | runs |",
+        "|---|---:|---|---|",
+    ]
+    lines += arm_rows(cpu_us, medians)
+    lines += [
+        "",
+        f"Joins per server CPU-second, vqueue/bare: **{medians['bare'] / medians['vqueue']:.3f}**.",
+        "",
+    ]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
