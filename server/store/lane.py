@@ -37,15 +37,20 @@ def lane_supports(url: str) -> bool:
 
 
 def pack(args: tuple[bytes | memoryview | str | int | float, ...]) -> bytes:
-    """One command in RESP: an array of bulk strings."""
+    """One command in RESP: an array of bulk strings.
+
+    Every join packs twenty-odd arguments, nearly all `str` and `int`, so those are asked about
+    first, and with plain classes: a `bytes | memoryview` union checked first made this take
+    half as long again.
+    """
     out = [b"*%d\r\n" % len(args)]
     for arg in args:
-        if isinstance(arg, bytes | memoryview):
-            data = bytes(arg)
-        elif isinstance(arg, str):
+        if isinstance(arg, str):
             data = arg.encode()
         elif isinstance(arg, int) and not isinstance(arg, bool):
             data = b"%d" % arg
+        elif isinstance(arg, (bytes, memoryview)):  # a tuple: checking a union is slower
+            data = bytes(arg)
         elif isinstance(arg, float):
             data = repr(arg).encode()
         else:

@@ -8,6 +8,7 @@ and fail the calls in flight when Redis dies, then reconnect.
 from __future__ import annotations
 
 import asyncio
+import enum
 import hashlib
 import os
 import secrets
@@ -37,6 +38,14 @@ async def plain(redis_server: EmbeddedRedis, prefix: str) -> AsyncIterator[Store
     await s.close()
 
 
+class _Name(enum.StrEnum):
+    LINE = "line"
+
+
+class _Count(enum.IntEnum):
+    TWO = 2
+
+
 def _sha(source: str) -> str:
     return hashlib.sha1(source.encode()).hexdigest()
 
@@ -48,6 +57,11 @@ def _sha(source: str) -> str:
         (("SET", "k", 12), b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\n12\r\n"),
         (("SET", b"\r\n", -1), b"*3\r\n$3\r\nSET\r\n$2\r\n\r\n\r\n$2\r\n-1\r\n"),
         (("SET", "é", 0.5), b"*3\r\n$3\r\nSET\r\n$2\r\n\xc3\xa9\r\n$3\r\n0.5\r\n"),
+        # subclasses of str and int (a StrEnum, an IntEnum) and a memoryview, as their values
+        (
+            (_Name.LINE, _Count.TWO, memoryview(b"ab")),
+            b"*3\r\n$4\r\nline\r\n$1\r\n2\r\n$2\r\nab\r\n",
+        ),
     ],
 )
 def test_commands_are_packed_as_resp_arrays(args: tuple[str, ...], wire: bytes) -> None:
