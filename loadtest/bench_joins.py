@@ -140,13 +140,13 @@ def measure(runs: int, seconds: float, work: Path) -> dict[str, Any]:
             if arm == "vqueue":
                 _put_queue(server.url, key, queue)
             before = cpu_s(pids[arm])
-            run = wrk(f"{urls[arm]}/v1/queues/{queue}/tickets", length, script)
+            done = wrk(f"{urls[arm]}/v1/queues/{queue}/tickets", length, script)
             # The persister and notifier finish the run's last events before the CPU is read.
             time.sleep(SETTLE_S)
             after = cpu_s(pids[arm])
             if before is None or after is None:
-                return run, None
-            return run, cpu_per_join_us(before, after, run.requests)
+                return done, None
+            return done, cpu_per_join_us(before, after, done.requests)
 
         for arm in urls:  # warm-up: imports, caches, the first connections
             one(arm, "joins-warm", 2)
