@@ -88,6 +88,10 @@ def test_empty_schedule_has_no_boundary() -> None:
 def test_round_trip_and_seconds() -> None:
     raw = {"tz": "UTC", "weekly": {"tue": [["08:00:30", "24:00"]]}, "at_close": "keep"}
     assert Hours.parse(raw).to_json() == raw
+    whole = {"tz": "UTC", "weekly": {"tue": [["13:00:00", "14:00:05"], ["09:00", "10:00"]]}}
+    assert Hours.parse(whole).to_json()["weekly"] == {
+        "tue": [["09:00", "10:00"], ["13:00", "14:00:05"]]
+    }
 
 
 @pytest.mark.parametrize(

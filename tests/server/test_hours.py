@@ -34,7 +34,8 @@ def zone_and_day(now: datetime, lead_s: int) -> tuple[str, str, datetime]:
 
 
 def clock(at: datetime) -> str:
-    return at.strftime("%H:%M:%S")
+    """A wall time as the queue's summary writes it back: whole minutes as HH:MM."""
+    return at.strftime("%H:%M" if at.second == 0 else "%H:%M:%S")
 
 
 async def wait_for(check: Any, timeout_s: float, what: str) -> Any:
