@@ -99,7 +99,7 @@ def parse_wrk(output: str) -> WrkRun | None:
 
 
 def wrk(url: str, seconds: float, script: Path) -> WrkRun:
-    """Joins per second that wrk measured; a run with any non-201 answer is refused."""
+    """What wrk measured (joins per second, joins); a run with an error answer is refused."""
     cmd = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "-s", str(script), url]
     done = subprocess.run(
         cmd,
