@@ -116,7 +116,7 @@ class Scatter:
 
     def __init__(self) -> None:
         self._random = random.Random(1)  # the same layout every run
-        self._kept: list[object] = []
+        self.kept: list[object] = []  # what else was allocated, and is still alive
 
     def order(self, numbers: tuple[int, ...]) -> list[int]:
         """Connects come in any order: a reconnect storm shuffles them."""
@@ -128,11 +128,11 @@ class Scatter:
         rnd = self._random
         for k in range(self.OBJECTS_PER_WATCHER):
             size = rnd.randrange(8, 400)
-            self._kept.append((bytes(size), [k], {"k": k}, (k, size), object(), "x" * (size // 8)))
+            self.kept.append((bytes(size), [k], {"k": k}, (k, size), object(), "x" * (size // 8)))
 
     def free_half(self) -> None:
-        for i in self._random.sample(range(len(self._kept)), len(self._kept) // 2):
-            self._kept[i] = None
+        for i in self._random.sample(range(len(self.kept)), len(self.kept) // 2):
+            self.kept[i] = None
 
 
 def one_round(fanout: Fanout, q: _Queue, seq: int, head: int, waiting: int) -> tuple[float, float]:

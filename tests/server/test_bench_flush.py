@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.bench_flush import build, one_round
+from server.bench_flush import _SCATTERS, Scatter, build, one_round
 from server.outbox import SENT
 
 
@@ -28,3 +28,6 @@ def test_scattered_watchers_connect_out_of_line_order() -> None:
     assert list(in_a_row.watch.watched()) == sorted(in_a_row.watch.watched())
     order = list(scattered.watch.watched())
     assert sorted(order) == list(range(1, 301)) and order != sorted(order)
+    others = _SCATTERS[-1].kept  # allocated between the watchers', half of them freed since
+    assert len(others) == 300 * Scatter.OBJECTS_PER_WATCHER
+    assert others.count(None) == len(others) // 2
