@@ -76,35 +76,6 @@ async def _app(scope: Any, receive: Any, send: Any) -> None:
     pass
 
 
-def build(watchers: int, scattered: bool = False) -> tuple[Fanout, _Queue]:
-    """A fan-out with one live queue of `watchers` tickets, each watched by one connection
-    (`scattered`: built in a random order among other objects, as `Scatter` describes)."""
-    fanout = Fanout(_NoStore(), flush_ms=0.0, stuck_close_s=10.0, check_s=0.0)  # type: ignore[arg-type]
-    watch: QueueWatch[Watcher] = QueueWatch(QUEUE, 0.0)
-    q = _Queue(QUEUE, watch, TicketReads(_no_reads))
-    fanout.queues[QUEUE] = q
-    numbers = tuple(range(1, watchers + 1))
-    watch.receive_snapshot(Snapshot("e1", 1, "open", numbers), {}, time.time())
-    config = Config(app=_app, ws="none", lifespan="off")
-    state = ServerState()
-    scatter = Scatter() if scattered else None
-    for in_line in scatter.order(numbers) if scatter else numbers:
-        number = in_line
-        if scatter is not None:
-            scatter.allocate()
-            number = int(str(in_line))  # a node parses each number: not the line's int object
-        ws = WebSocketProtocol(config, state, {}, _loop=object())  # type: ignore[arg-type]
-        ws.connection_made(NullTransport())  # type: ignore[arg-type]
-        ws.phase = Phase.OPEN
-        outbox = ChannelOutbox(PushChannel(ws), True, fanout.sweeper.backlogged)
-        watcher = Watcher(QUEUE, number, Connection(Codec.JSON), outbox, lambda: None)
-        watch.register(watcher, number, watcher.conn)
-    if scatter is not None:
-        scatter.free_half()
-        _SCATTERS.append(scatter)  # its objects live on, as a node's other connections do
-    return fanout, q
-
-
 _SCATTERS: list[Scatter] = []
 
 
@@ -133,6 +104,35 @@ class Scatter:
     def free_half(self) -> None:
         for i in self._random.sample(range(len(self.kept)), len(self.kept) // 2):
             self.kept[i] = None
+
+
+def build(watchers: int, scattered: bool = False) -> tuple[Fanout, _Queue]:
+    """A fan-out with one live queue of `watchers` tickets, each watched by one connection
+    (`scattered`: built in a random order among other objects, as `Scatter` describes)."""
+    fanout = Fanout(_NoStore(), flush_ms=0.0, stuck_close_s=10.0, check_s=0.0)  # type: ignore[arg-type]
+    watch: QueueWatch[Watcher] = QueueWatch(QUEUE, 0.0)
+    q = _Queue(QUEUE, watch, TicketReads(_no_reads))
+    fanout.queues[QUEUE] = q
+    numbers = tuple(range(1, watchers + 1))
+    watch.receive_snapshot(Snapshot("e1", 1, "open", numbers), {}, time.time())
+    config = Config(app=_app, ws="none", lifespan="off")
+    state = ServerState()
+    scatter = Scatter() if scattered else None
+    for in_line in scatter.order(numbers) if scatter else numbers:
+        number = in_line
+        if scatter is not None:
+            scatter.allocate()
+            number = int(str(in_line))  # a node parses each number: not the line's int object
+        ws = WebSocketProtocol(config, state, {}, _loop=object())  # type: ignore[arg-type]
+        ws.connection_made(NullTransport())  # type: ignore[arg-type]
+        ws.phase = Phase.OPEN
+        outbox = ChannelOutbox(PushChannel(ws), True, fanout.sweeper.backlogged)
+        watcher = Watcher(QUEUE, number, Connection(Codec.JSON), outbox, lambda: None)
+        watch.register(watcher, number, watcher.conn)
+    if scatter is not None:
+        scatter.free_half()
+        _SCATTERS.append(scatter)  # its objects live on, as a node's other connections do
+    return fanout, q
 
 
 def one_round(fanout: Fanout, q: _Queue, seq: int, head: int, waiting: int) -> tuple[float, float]:
