@@ -34,8 +34,10 @@ from server.wsframes import Upgrade, handshake_request, plain_upgrade
 from server.wsprotocol import WebSocketProtocol
 
 MAX_HEAD_BYTES = 16 * 1024
-# About 10 ms of handshakes (150 us each); each one's watch then comes in a later turn.
-UPGRADES_PER_TURN = 64
+# About 5 ms of handshakes (150 us each); each one's watch then comes in a later turn. A call
+# made in a storm waits for a turn after it is answered (its notice, its flush): 64 a turn made
+# those waits long enough to show (BENCHMARKS.md, Profile, "Thirty-two upgrades a turn").
+UPGRADES_PER_TURN = 32
 # While an HTTP request is being answered (a staff call, a join): its steps go first.
 UPGRADES_PER_TURN_BUSY = 8
 REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
