@@ -136,8 +136,8 @@ def build(watchers: int, scattered: bool = False) -> tuple[Fanout, _Queue]:
 
 
 def one_round(fanout: Fanout, q: _Queue, seq: int, head: int, waiting: int) -> tuple[float, float]:
-    """A call-next of ticket `head`, then the flush that tells everyone behind it, as
-    `Fanout._flush` runs it; returns the seconds spent computing the frames and writing them."""
+    """A call-next of ticket `head`, then the flush that tells everyone behind it, in
+    `Fanout._flush`'s two steps; returns the seconds spent computing the frames and writing them."""
     notice = Notice("e1", seq, EventKind.CALLED, head, waiting, "1", int(time.time() * 1000))
     actions = q.watch.receive_notice(notice, time.time())
     # The flush runs now instead of from a timer (there is no event loop here).
@@ -145,8 +145,7 @@ def one_round(fanout: Fanout, q: _Queue, seq: int, head: int, waiting: int) -> t
     started = time.perf_counter()
     flushed = q.watch.flush(time.time())
     computed = time.perf_counter()
-    fanout._run(q, flushed)
-    q.flushed_at = time.time()
+    fanout._write_flush(q, flushed)
     return computed - started, time.perf_counter() - computed
 
 

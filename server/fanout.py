@@ -314,7 +314,11 @@ class Fanout:
 
     def _flush(self, q: _Queue) -> None:
         q.flush_handle = None
-        self._run(q, q.watch.flush(time.time()))
+        self._write_flush(q, q.watch.flush(time.time()))
+
+    def _write_flush(self, q: _Queue, flushed: list[Action[Watcher]]) -> None:
+        """Carry out what a flush computed; its end is what `_schedule_flush` measures from."""
+        self._run(q, flushed)
         q.flushed_at = time.time()
 
     # -- notices --------------------------------------------------------------------------------
