@@ -230,7 +230,8 @@ def section(lag: dict[str, Any], fanout: dict[str, Any]) -> str:
         f"{'**yes**' if met_lag else '**NO**'}.",
         "",
         f"The fan-out run of the metrics section, {fanout['rounds']} interleaved rounds against a "
-        "server with `VQ_NOTIFY=true` and one with `VQ_NOTIFY=false`: median (lowest-highest).",
+        "server with `VQ_NOTIFY=true` and one with `VQ_NOTIFY=false`: median (lowest-highest); on /"
+        " off is the median of each round's own ratio.",
         "",
         "| | notifier on | notifier off | on / off |",
         "|---|---:|---:|---:|",

@@ -35,6 +35,23 @@ def arm_rows(rates: dict[str, list[float]], medians: dict[str, float]) -> list[s
     return rows
 
 
+def paired_ratio(a: list[float], b: list[float]) -> tuple[float, float, float]:
+    """`a` over `b` as the median of each round's own ratio `a[i] / b[i]`, with its lowest and
+    highest: the two arms of a round run back to back, as the fan-out's runs and their
+    baselines do.
+
+    A ratio of the two arms' medians mixes rounds: when the machine turns slow for a while (the
+    joins of one `make bench` ran at about 3,600 a second in some rounds and 5,700 in others, on
+    both arms alike), one arm's median can fall among the slow rounds and the other's among the
+    fast ones. A round's own ratio compares runs seconds apart, so a slow spell moves it only in
+    the round it starts or ends in.
+    """
+    if len(a) != len(b) or not a or min(b) <= 0:
+        raise ValueError(f"not rounds to compare: {a} against {b}")
+    ratios = [x / y for x, y in zip(a, b, strict=True)]
+    return statistics.median(ratios), min(ratios), max(ratios)
+
+
 def _median(values: list[Any]) -> float | None:
     present = [float(v) for v in values if v is not None]
     return round(statistics.median(present), 3) if present else None

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from loadtest.bench_joins import cpu_lines, cpu_per_join_us, parse_wrk, section
+from loadtest.benchdoc import paired_ratio
 
 # What wrk 4 printed here against a local HTTP server (the second: a path it answered 404).
 CLEAN = """Running 1s test @ http://127.0.0.1:18777/
@@ -58,7 +59,8 @@ def _result(cpu_us: dict[str, list[float]]) -> dict[str, Any]:
         "seconds": 8,
         "rates": rates,
         "median": {"vqueue": 4000.0, "bare": 5000.0},
-        "ratio": 0.8,
+        "ratio": paired_ratio(rates["vqueue"], rates["bare"]),
+        "ratio_of_medians": 0.8,
         "cpu_us": cpu_us,
         "load": (1.0, 1.0, 1.0),
     }
@@ -70,7 +72,7 @@ def test_the_section_shows_joins_per_server_cpu_second_as_vqueue_over_bare() -> 
     text = section(_result({"vqueue": [150.0, 160.0, 170.0], "bare": [120.0, 128.0, 140.0]}))
     assert "| vqueue | 160 | 150-170 | 150, 160, 170 |" in text
     assert "| bare | 128 | 120-140 | 120, 128, 140 |" in text
-    assert "Joins per server CPU-second, vqueue/bare: **0.800**." in text
+    assert "Joins per server CPU-second, vqueue/bare: **0.800**, the median of each" in text
 
 
 def test_without_a_cpu_reading_of_both_sides_there_is_no_cpu_table() -> None:
