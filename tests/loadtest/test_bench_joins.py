@@ -52,8 +52,10 @@ def test_cpu_per_join_is_the_cpu_time_over_the_joins() -> None:
     assert cpu_per_join_us(10.0, 10.0, 0) == 0.0  # a run that joined nothing does not divide by 0
 
 
-def _result(cpu_us: dict[str, list[float]]) -> dict[str, Any]:
-    rates = {"vqueue": [4000.0, 4200.0, 3900.0], "bare": [5000.0, 5100.0, 4900.0]}
+def _result(
+    cpu_us: dict[str, list[float]], rates: dict[str, list[float]] | None = None
+) -> dict[str, Any]:
+    rates = rates or {"vqueue": [4000.0, 4200.0, 3900.0], "bare": [5000.0, 5100.0, 4900.0]}
     return {
         "runs": 3,
         "seconds": 8,
@@ -78,3 +80,16 @@ def test_the_section_shows_joins_per_server_cpu_second_as_vqueue_over_bare() -> 
 def test_without_a_cpu_reading_of_both_sides_there_is_no_cpu_table() -> None:
     assert cpu_lines({"vqueue": [150.0], "bare": []}) == []
     assert "us per join" not in section(_result({}))
+
+
+def test_the_section_pairs_rates_and_cpu_by_round() -> None:
+    rates = {"vqueue": [4000.0, 6000.0, 4100.0], "bare": [5000.0, 7000.0, 5000.0]}
+    cpu = {"vqueue": [200.0, 160.0, 150.0], "bare": [150.0, 130.0, 140.0]}
+    text = section(_result(cpu, rates))
+    # Rounds 0.800, 0.857, 0.820.
+    assert "Ratio vqueue/bare: **0.820**, the median of each round's own ratio (0.800-0.857" in text
+    assert "(target: at least 0.8: met)" in text
+    # Joins per CPU-second, vqueue over bare, by round: 0.750, 0.8125, 0.933.
+    assert "Joins per server CPU-second, vqueue/bare: **0.812**" in text
+    # A reading missed on one side: the rounds no longer pair up, so no CPU table.
+    assert "us per join" not in section(_result({**cpu, "bare": [1.0]}, rates))

@@ -1,5 +1,6 @@
 """Interleaved comparisons (the limits, the joins beside a bare join, metrics and notifier on vs
-off) are judged by the median of each round's own ratio, not by the ratio of the arms' medians."""
+off) are judged by the median of each round's own ratio, not by the ratio of the arms' medians
+(the joins' section: tests/loadtest/test_bench_joins.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from loadtest import bench_joins, bench_limits, bench_metrics
+from loadtest import bench_limits, bench_metrics
 from loadtest.benchdoc import paired_ratio
 
 # Joins a second in the `make bench` of 2026-12-04 18:56, each arm in its run order (the rounds
@@ -50,29 +51,6 @@ def test_the_limits_section_is_judged_by_the_rounds() -> None:
     assert "join throughput: met)." in text
     slow = dict(result, ratio=paired_ratio([3600.0] * 5, OFF))
     assert "NOT met" in bench_limits.section(slow)
-
-
-def test_the_joins_section_pairs_rates_and_cpu_by_round() -> None:
-    rates = {"vqueue": [4000.0, 6000.0, 4100.0], "bare": [5000.0, 7000.0, 5000.0]}
-    cpu = {"vqueue": [200.0, 160.0, 150.0], "bare": [150.0, 130.0, 140.0]}
-    result: dict[str, Any] = {
-        "runs": 3,
-        "seconds": 8,
-        "rates": rates,
-        "median": {"vqueue": 4100.0, "bare": 5000.0},
-        "ratio": paired_ratio(rates["vqueue"], rates["bare"]),
-        "ratio_of_medians": 0.82,
-        "cpu_us": cpu,
-        "load": (1.0, 1.0, 1.0),
-    }
-    text = bench_joins.section(result)
-    # Rounds 0.800, 0.857, 0.820.
-    assert "Ratio vqueue/bare: **0.820**, the median of each round's own ratio (0.800-0.857" in text
-    assert "(target: at least 0.8: met)" in text
-    # Joins per CPU-second, vqueue over bare, by round: 0.750, 0.8125, 0.933.
-    assert "Joins per server CPU-second, vqueue/bare: **0.812**" in text
-    # A reading missed on one side: the rounds no longer pair up, so no CPU table.
-    assert "us per join" not in bench_joins.section(dict(result, cpu_us={**cpu, "bare": [1.0]}))
 
 
 def _fanout(fps: float, p99: float, per_cpu: float) -> dict[str, Any]:
