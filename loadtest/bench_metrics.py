@@ -82,36 +82,32 @@ def _spread(values: list[float]) -> tuple[float, float, float]:
     return statistics.median(values), min(values), max(values)
 
 
-def _round_ratio(
+def _compare(
     results: dict[str, list[dict[str, Any]]], figure: Callable[[dict[str, Any]], float]
-) -> float | None:
-    """On over off as the median of each round's own ratio (`benchdoc.paired_ratio`); None
-    without a reading of every run."""
-    on, off = ([figure(r) for r in results[side]] for side in SIDES)
+) -> tuple[dict[str, tuple[float, float, float]], float | None]:
+    """One figure of every run: each side's median (lowest, highest), and on over off as the
+    median of each round's own ratio (`benchdoc.paired_ratio`; None without a reading of every
+    run)."""
+    values = {side: [figure(r) for r in results[side]] for side in SIDES}
+    spreads = {side: _spread(v) for side, v in values.items()}
+    on, off = values["on"], values["off"]
     if not off or min(off) <= 0 or len(on) != len(off):
-        return None
-    return paired_ratio(on, off)[0]
+        return spreads, None
+    return spreads, paired_ratio(on, off)[0]
 
 
 def summary(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    fps = {side: _spread([float(r["frames_per_s"]) for r in results[side]]) for side in SIDES}
-    p99 = {
-        side: _spread([float(r["update_latency_ms"]["p99"]) for r in results[side]])
-        for side in SIDES
-    }
-    cpu = {
-        side: _spread([float(r["server"]["frames_per_cpu_s"] or 0.0) for r in results[side]])
-        for side in SIDES
-    }
-    fps_ratio = _round_ratio(results, lambda r: float(r["frames_per_s"]))
+    fps, fps_ratio = _compare(results, lambda r: float(r["frames_per_s"]))
+    cpu, cpu_ratio = _compare(results, lambda r: float(r["server"]["frames_per_cpu_s"] or 0.0))
+    p99, p99_ratio = _compare(results, lambda r: float(r["update_latency_ms"]["p99"]))
     return {
         "rounds": len(results["on"]),
         "frames_per_s": fps,
         "frames_per_cpu_s": cpu,
         "update_p99_ms": p99,
         "frames_ratio": fps_ratio,
-        "cpu_ratio": _round_ratio(results, lambda r: float(r["server"]["frames_per_cpu_s"] or 0)),
-        "p99_ratio": _round_ratio(results, lambda r: float(r["update_latency_ms"]["p99"])),
+        "cpu_ratio": cpu_ratio,
+        "p99_ratio": p99_ratio,
         "met": None if fps_ratio is None else fps_ratio >= TARGET_RATIO,
         "commands": [r["bench_command"] for side in SIDES for r in results[side][:1]],
     }
