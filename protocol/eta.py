@@ -87,3 +87,11 @@ def eta_for(position: int, interval_s: float | None) -> int | None:
     if interval_s is None or position < 1:
         return None
     return int(position * interval_s + 0.5)  # interval >= 0: rounds half up, never negative
+
+
+def etas_for(positions: list[int], interval_s: float | None) -> list[int | None]:
+    """`eta_for` of each of `positions` (each 1 or more), as a flush needs them: thousands at
+    once, without a call per position."""
+    if interval_s is None:
+        return [None] * len(positions)
+    return [int(position * interval_s + 0.5) for position in positions]

@@ -19,6 +19,8 @@ from array import array
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from itertools import compress
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -54,6 +56,7 @@ QUEUE_STATE_AFTER = {
 PLACEMENTS = frozenset({EventKind.JOINED, EventKind.REQUEUED, EventKind.TRANSFER_IN})
 # Events that take a ticket out of the line (if it was waiting).
 REMOVALS = frozenset({EventKind.LEFT, EventKind.CALLED, EventKind.REMOVED, EventKind.TRANSFERRED})
+_second = itemgetter(1)  # the number of a watched line's (score, number) entry
 
 
 def _opt_int(data: dict[str, Any], key: str) -> int | None:
@@ -169,9 +172,10 @@ class LineMirror:
         if len(numbers) * 16 < len(self.numbers):
             found = [n for n in numbers if n in self.score_of]
             return found, [bisect_left(self.scores, self.score_of[n]) + 1 for n in found]
+        # Built by C loops (map, compress), with no bytecode run per ticket.
         line = self.numbers
-        places = [i for i, n in enumerate(line, 1) if n in numbers]
-        return [line[i - 1] for i in places], places
+        waiting = list(map(numbers.__contains__, line))
+        return list(compress(line, waiting)), list(compress(range(1, len(line) + 1), waiting))
 
     def score(self, number: int) -> float | None:
         return self.score_of.get(number)
@@ -254,7 +258,7 @@ class LineMirror:
 
     def _behind(self, score: float) -> list[int]:
         start = bisect_right(self._watched_line, (score, float("inf")))
-        return [number for _, number in self._watched_line[start:]]
+        return list(map(_second, self._watched_line[start:]))
 
     def reset(self, snapshot: Snapshot) -> list[int]:
         """Replace the line by a fresh snapshot; return every watched number (all to recheck)."""

@@ -34,7 +34,7 @@ from typing import Generic, TypeVar
 
 from protocol.codec import Codec, PositionsJson
 from protocol.connection import Connection, Role
-from protocol.eta import EtaEstimator, eta_for
+from protocol.eta import EtaEstimator, etas_for
 from protocol.flush import FlushPolicy
 from protocol.line import (
     PLACEMENTS,
@@ -523,22 +523,28 @@ class QueueWatch(Generic[W]):
         solo, groups = self._solo, self._groups
         json_positions = PositionsJson(queue, waiting, seq)
         json_codec = Codec.JSON  # an enum member lookup costs ~0.1 us on Python 3.11
+        numbers, places = mirror.positions(dirty)
+        etas = etas_for(places, interval)
+        if interval is not None and not quoted.issuperset(numbers):  # someone's first estimate
+            actions += self._quotes(numbers, places, etas)
         watchers: list[W] = []
         frames: list[bytes] = []
         pairs: Iterable[tuple[W, Connection]]
-        for number, position in zip(*mirror.positions(dirty), strict=True):
+        for number, position, eta in zip(numbers, places, etas, strict=True):
             pair = solo.get(number)
             if pair is not None:
+                watcher, conn = pair
+                if conn.codec is json_codec:  # almost every watcher: no loop over one pair
+                    if conn.allow_position(position, waiting, eta, seq):
+                        frames.append(json_positions.encode(number, position, eta))
+                        watchers.append(watcher)
+                    continue
                 pairs = (pair,)
             else:
                 group = groups.get(number)
                 if not group:
                     continue
                 pairs = group.items()
-            eta = eta_for(position, interval)
-            if eta is not None and number not in quoted:
-                quoted.add(number)
-                actions.append(Quote(number, position, eta))
             json_frame: bytes | None = None
             for watcher, conn in pairs:
                 if not conn.allow_position(position, waiting, eta, seq):
@@ -557,6 +563,15 @@ class QueueWatch(Generic[W]):
         return actions
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def _quotes(self, numbers: list[int], places: list[int], etas: list[int | None]) -> list[Quote]:
+        """The first estimate of each watched ticket not quoted yet, to be recorded once."""
+        quotes: list[Quote] = []
+        for number, position, eta in zip(numbers, places, etas, strict=True):
+            if eta is not None and number not in self._quoted:
+                self._quoted.add(number)
+                quotes.append(Quote(number, position, eta))
+        return quotes
 
     def _frames(self, group: dict[W, Connection], message: ServerMessage) -> Frames[W]:
         watchers, frames = encoded(group.items(), message)

@@ -198,17 +198,19 @@ def offer_each(to: Sequence[Addressee], frames: Sequence[bytes], replaceable: bo
     Python calls and two more into the transport: at ten thousand watchers a flush is mostly
     this loop (BENCHMARKS.md, Profile).
     """
-    written = 0
+    offered = 0  # frames that took the long way, which counts its own
     for addressee, frame in zip(to, frames, strict=True):
         outbox = addressee.outbox
         write = outbox.direct
-        size = len(frame)
-        if write is not None and size < len(outbox.headers):
-            write(outbox.headers[size] + frame)
-            written += 1
-        else:
-            outbox.offer(frame, replaceable)
-    SENT.value += written
+        if write is not None:
+            headers = outbox.headers
+            size = len(frame)
+            if size < len(headers):
+                write(headers[size] + frame)
+                continue
+        outbox.offer(frame, replaceable)
+        offered += 1
+    SENT.value += len(to) - offered
 
 
 class AsgiOutbox(Outbox):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from protocol.eta import EtaEstimator
+from protocol.eta import EtaEstimator, eta_for, etas_for
 from protocol.flush import FlushPolicy
 from protocol.names import is_slug, parse_ticket_id, ticket_id
 from protocol.ticket import MAX_CALL_INTERVAL_S
@@ -111,3 +111,9 @@ def test_state_reports_are_idempotent() -> None:
     eta.set_state("open", 200.0)
     eta.set_state("open", 300.0)
     assert eta.open_clock(400.0) == 300.0
+
+
+@pytest.mark.parametrize("interval_s", [None, 0.0, 0.5, 1.5, 2.25, 31.7, 600.0])
+def test_a_flush_gets_each_position_the_estimate_of_one(interval_s: float | None) -> None:
+    positions = list(range(1, 400))  # 0.5 and 2.25 make halves: they round up, never to even
+    assert etas_for(positions, interval_s) == [eta_for(p, interval_s) for p in positions]

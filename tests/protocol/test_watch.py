@@ -581,6 +581,33 @@ def test_each_ticket_is_quoted_once() -> None:
     assert [(q.number, q.position) for q in node.quotes] == [(5, 5)]
 
 
+def test_a_ticket_first_quoted_by_a_flush_is_not_quoted_again() -> None:
+    node = Node()
+    node.live(tuple(range(1, 31)))
+    node.watch_ticket(7, 20, 10, tuple(range(1, 31)))  # no estimate yet: no quote at its start
+    for seq, number in enumerate(range(1, 6), start=11):  # calls a minute apart make one
+        node.now += 60.0
+        node.notice(Notice("e1", seq, E.CALLED, number, 30 - number, None, int(node.now * 1000)))
+        node.flush()
+    assert [q.number for q in node.quotes] == [20]
+    assert node.sent[7][-1]["eta_s"] is not None
+
+
+def test_a_closed_connection_is_sent_no_position() -> None:
+    node = Node()
+    node.live(LINE)
+    node.watch_ticket(7, 4, 10, LINE)
+    closing = Connection(Codec.JSON)  # a lone JSON watcher, as almost every one is
+    node.sent[8] = []
+    node.watch.register(8, 5, closing)
+    node.start(8, view(5, 10, LINE))
+    closing.closed()
+    node.notice(notice(11, E.CALLED, 1, 4))
+    node.flush()
+    assert node.shown(7) == 3
+    assert [m["position"] for m in node.sent[8]] == [5]  # only the one from before it closed
+
+
 def test_a_ten_minute_pause_does_not_stretch_the_wait_estimate() -> None:
     """Calls every 60 s, then a 10-minute pause: after the resume, position 5 still reads about
     5 minutes, not 15 (the paused time is not service time)."""
