@@ -210,11 +210,11 @@ def section(result: dict[str, Any]) -> str:
 
 def cpu_lines(cpu_us: dict[str, list[float]]) -> list[str]:
     """The server CPU per join of each side, and the ratio of joins per CPU-second."""
-    vqueue, bare = cpu_us.get("vqueue") or [], cpu_us.get("bare") or []
-    if not vqueue or len(vqueue) != len(bare):  # a reading missed: the rounds do not pair up
+    try:  # joins a CPU-second: the inverse of CPU per join, so bare over vqueue
+        per_cpu_s = paired_ratio(cpu_us.get("bare") or [], cpu_us.get("vqueue") or [])
+    except ValueError:  # a reading missed, or a run joined nothing: the rounds do not pair up
         return []
     medians = {arm: statistics.median(values) for arm, values in cpu_us.items()}
-    per_cpu_s = paired_ratio(cpu_us["bare"], cpu_us["vqueue"])  # joins a CPU-second: inverse
     lines = [
         "Server CPU per join (user + system of the server process over each run and the"
         f" {SETTLE_S:g} s after it, divided by the joins wrk counted; the persister and notifier"

@@ -90,10 +90,10 @@ def _compare(
     run)."""
     values = {side: [figure(r) for r in results[side]] for side in SIDES}
     spreads = {side: _spread(v) for side, v in values.items()}
-    on, off = values["on"], values["off"]
-    if not off or min(off) <= 0 or len(on) != len(off):
+    try:
+        return spreads, paired_ratio(values["on"], values["off"])[0]
+    except ValueError:  # a side without a reading of every run
         return spreads, None
-    return spreads, paired_ratio(on, off)[0]
 
 
 def summary(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:

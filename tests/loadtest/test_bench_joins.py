@@ -79,6 +79,8 @@ def test_the_section_shows_joins_per_server_cpu_second_as_vqueue_over_bare() -> 
 
 def test_without_a_cpu_reading_of_both_sides_there_is_no_cpu_table() -> None:
     assert cpu_lines({"vqueue": [150.0], "bare": []}) == []
+    # A run that joined nothing reads 0 us per join: no ratio to take, and no crash either.
+    assert cpu_lines({"vqueue": [150.0, 0.0], "bare": [120.0, 130.0]}) == []
     assert "us per join" not in section(_result({}))
 
 
