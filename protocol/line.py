@@ -161,21 +161,44 @@ class LineMirror:
             return None
         return bisect_left(self.scores, score) + 1
 
-    def positions(self, numbers: AbstractSet[int]) -> tuple[list[int], list[int]]:
-        """Those of `numbers` that are waiting, and their positions: two lists, pairwise.
+    def positions(
+        self, numbers: AbstractSet[int], behind: float | None = None
+    ) -> tuple[list[int], list[int]]:
+        """Those of `numbers` that are waiting, and their positions: two lists, pairwise. With
+        `behind` (`apply_marked`'s mark), every watched ticket behind that score as well.
 
         A flush asks this for most of the line at once: one pass over the line beats a lookup
         and a binary search per number, unless the numbers are few. Two lists of ints rather
         than a tuple per ticket: thousands of tuples per flush would wake the cyclic garbage
         collector, which then walks every object of every connection (BENCHMARKS.md, Profile).
         """
-        if len(numbers) * 16 < len(self.numbers):
-            found = [n for n in numbers if n in self.score_of]
-            return found, [bisect_left(self.scores, self.score_of[n]) + 1 for n in found]
+        if behind is None:
+            return self._named(numbers, len(self.numbers))
+        start = bisect_right(self.scores, behind)  # the first place behind the mark
+        found, places = self._named(numbers, start) if numbers else ([], [])
+        # The rest of the line holds only watched numbers worth telling: named or marked.
+        line = self.numbers[start:]
+        watched = list(map(self.watched.__contains__, line))
+        found += compress(line, watched)
+        places += compress(range(start + 1, len(self.numbers) + 1), watched)
+        return found, places
+
+    def _named(self, numbers: AbstractSet[int], end: int) -> tuple[list[int], list[int]]:
+        """Those of `numbers` waiting in the first `end` places, and their positions."""
+        if len(numbers) * 16 < end:
+            found: list[int] = []
+            places: list[int] = []
+            for number in numbers:
+                score = self.score_of.get(number)
+                place = None if score is None else bisect_left(self.scores, score)
+                if place is not None and place < end:
+                    found.append(number)
+                    places.append(place + 1)
+            return found, places
         # Built by C loops (map, compress), with no bytecode run per ticket.
-        line = self.numbers
+        line = self.numbers[:end] if end < len(self.numbers) else self.numbers
         waiting = list(map(numbers.__contains__, line))
-        return list(compress(line, waiting)), list(compress(range(1, len(line) + 1), waiting))
+        return list(compress(line, waiting)), list(compress(range(1, end + 1), waiting))
 
     def score(self, number: int) -> float | None:
         return self.score_of.get(number)
@@ -209,40 +232,57 @@ class LineMirror:
 
     def apply(self, notice: Notice) -> tuple[Outcome, list[int]]:
         """Apply one event; return the outcome and the watched numbers whose position changed."""
+        outcome, moved, behind = self.apply_marked(notice)
+        return outcome, moved if behind is None else moved + self._behind(behind)
+
+    def apply_marked(self, notice: Notice) -> tuple[Outcome, list[int], float | None]:
+        """`apply`, with the watched tickets behind the change marked instead of listed.
+
+        Returns the outcome, the numbers named by the event that moved (a watched ticket placed
+        in line), and a score when every watched ticket behind it moved as well (None: none
+        did). A call-next moves everyone behind the head: listing them costs a pass over every
+        watcher per event; the mark costs two bisections, and `positions` reads it in the pass
+        the flush makes anyway.
+        """
         if notice.epoch != self.epoch:
-            return Outcome.GAP, []
+            return Outcome.GAP, [], None
         if notice.seq <= self.seq:
-            return Outcome.STALE, []
+            return Outcome.STALE, [], None
         if notice.seq != self.seq + 1 or notice.respaced:
-            return Outcome.GAP, []
+            return Outcome.GAP, [], None
         self.seq = notice.seq
         moved: list[int] = []
+        changed_at: float | None = None  # the score of the placed or the first removed ticket
         kind = notice.kind
         if kind in PLACEMENTS and notice.number is not None:
             if notice.score is None or notice.number in self.score_of:
-                return Outcome.GAP, []
+                return Outcome.GAP, [], None
             moved = self._insert(notice.number, notice.score)
+            changed_at = notice.score
         elif kind in REMOVALS:
             numbers = notice.numbers or (() if notice.number is None else (notice.number,))
-            moved = self._remove_many(numbers)
+            changed_at = self._remove_many(numbers)
         elif kind in QUEUE_STATE_AFTER:
             self.state = QUEUE_STATE_AFTER[kind]
         if len(self.scores) != notice.waiting:
-            return Outcome.GAP, []  # our line disagrees with Redis's count: do not trust it
-        return Outcome.APPLIED, moved
+            return Outcome.GAP, [], None  # our line disagrees with Redis's count: do not trust it
+        if changed_at is not None and not self._watched_behind(changed_at):
+            changed_at = None
+        return Outcome.APPLIED, moved, changed_at
 
     def _insert(self, number: int, score: float) -> list[int]:
+        """Place a ticket; returns it if watched (those behind it are `apply_marked`'s mark)."""
         i = bisect_left(self.scores, score)
         self.scores.insert(i, score)
         self.numbers.insert(i, number)
         self.score_of[number] = score
-        moved = self._behind(score)
         if number in self.watched:
             insort(self._watched_line, (score, number))
-            moved.insert(0, number)
-        return moved
+            return [number]
+        return []
 
-    def _remove_many(self, numbers: tuple[int, ...]) -> list[int]:
+    def _remove_many(self, numbers: tuple[int, ...]) -> float | None:
+        """Take tickets out of the line; returns the lowest score removed (None: none was)."""
         lowest: float | None = None
         for number in numbers:
             score = self.score_of.pop(number, None)
@@ -254,11 +294,17 @@ class LineMirror:
             if number in self.watched:
                 self._unwatch_line(score, number)
             lowest = score if lowest is None else min(lowest, score)
-        return [] if lowest is None else self._behind(lowest)
+        return lowest
+
+    def _first_behind(self, score: float) -> int:
+        """Where the watched tickets standing behind `score` start in the watched line."""
+        return bisect_right(self._watched_line, (score, float("inf")))
+
+    def _watched_behind(self, score: float) -> bool:
+        return self._first_behind(score) < len(self._watched_line)
 
     def _behind(self, score: float) -> list[int]:
-        start = bisect_right(self._watched_line, (score, float("inf")))
-        return list(map(_second, self._watched_line[start:]))
+        return list(map(_second, self._watched_line[self._first_behind(score) :]))
 
     def reset(self, snapshot: Snapshot) -> list[int]:
         """Replace the line by a fresh snapshot; return every watched number (all to recheck)."""

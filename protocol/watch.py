@@ -162,6 +162,8 @@ class QueueWatch(Generic[W]):
         # watcher (BENCHMARKS.md, Profile). `register` and `unregister` keep it in step.
         self._solo: dict[int, tuple[W, Connection]] = {}
         self._dirty: set[int] = set()  # watched numbers whose position may have changed
+        # ...and every watched ticket behind this score (see `LineMirror.apply_marked`)
+        self._dirty_behind: float | None = None
         self._pending: list[Notice] = []  # arrived while no mirror could take them
         self._again = False  # notices may have been lost during the resync under way
         self._flush_at: float | None = None
@@ -331,13 +333,15 @@ class QueueWatch(Generic[W]):
             return []
         if notice.epoch != mirror.epoch:
             return self._begin_resync(ResyncReason.EPOCH, notice)
-        outcome, moved = mirror.apply(notice)
+        outcome, moved, behind = mirror.apply_marked(notice)
         if outcome is Outcome.GAP:
             return self._begin_resync(ResyncReason.GAP, notice)
         if outcome is Outcome.STALE:
             return []
         self._dirty.update(moved)
-        if self._unflushed_since is None and self._dirty:
+        if behind is not None and (self._dirty_behind is None or behind < self._dirty_behind):
+            self._dirty_behind = behind  # the lower mark covers the higher one's tickets too
+        if self._unflushed_since is None and self._moved():
             self._unflushed_since = now
         actions: list[Action[W]] = self._view_frames(self.views.apply(notice, mirror))
         if notice.kind is EventKind.CALLED:
@@ -503,7 +507,7 @@ class QueueWatch(Generic[W]):
     # -- flushing -------------------------------------------------------------------------------
 
     def _schedule_flush(self, now: float) -> list[Action[W]]:
-        dirty = self._dirty or self.views.dirty
+        dirty = self._moved() or self.views.dirty
         if self._flush_at is not None or not dirty or self.phase is not Phase.LIVE:
             return []
         self._flush_at = now + self._policy.delay_s(now)
@@ -518,12 +522,13 @@ class QueueWatch(Generic[W]):
         self._policy.flushed(now)
         actions: list[Action[W]] = self._view_frames(self.views.flush(mirror))
         dirty, self._dirty = self._dirty, set()
+        behind, self._dirty_behind = self._dirty_behind, None
         interval = self.eta.current_interval_s(now) if mirror.state == "open" else None
         waiting, seq, queue, quoted = mirror.waiting, mirror.seq, self.queue, self._quoted
         solo, groups = self._solo, self._groups
         json_positions = PositionsJson(queue, waiting, seq)
         json_codec = Codec.JSON  # an enum member lookup costs ~0.1 us on Python 3.11
-        numbers, places = mirror.positions(dirty)
+        numbers, places = mirror.positions(dirty, behind)
         etas = etas_for(places, interval)
         if interval is not None and not quoted.issuperset(numbers):  # someone's first estimate
             actions += self._quotes(numbers, places, etas)
@@ -563,6 +568,10 @@ class QueueWatch(Generic[W]):
         return actions
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def _moved(self) -> bool:
+        """Whether a watched ticket's position may have changed since the last flush."""
+        return bool(self._dirty) or self._dirty_behind is not None
 
     def _quotes(self, numbers: list[int], places: list[int], etas: list[int | None]) -> list[Quote]:
         """The first estimate of each watched ticket not quoted yet, to be recorded once."""

@@ -279,3 +279,45 @@ def test_positions_of_many_numbers_agree_with_each_position(asked: int) -> None:
     expected = {n: mirror.position(n) for n in wanted if mirror.position(n) is not None}
     assert dict(zip(found, places, strict=True)) == expected
     assert len(found) == len(expected)
+
+
+@pytest.mark.parametrize("named", [0, 3, 400])  # none, few (a lookup each), most (one pass)
+def test_positions_behind_a_mark_are_the_named_and_every_watched_ticket_behind(
+    named: int,
+) -> None:
+    rng = random.Random(named)
+    for _ in range(40):
+        numbers = tuple(rng.sample(range(1, 5000), 600))
+        scores = tuple(float(s) for s in rng.sample(range(1, 10**6), 600))
+        m = LineMirror(Snapshot("e", 1, "open", numbers, scores))
+        watched = set(rng.sample(numbers, 450)) | set(rng.sample(range(5000, 6000), 20))
+        for n in watched:
+            m.watch(n)
+        asked = set(rng.sample(sorted(watched), min(named, len(watched))))
+        mark = rng.choice([*scores, 0.5, 10.0**7, float(rng.randrange(1, 10**6))])
+        found, places = m.positions(asked, mark)
+        behind = {n for n in watched if (m.score(n) or 0.0) > mark}
+        expected = {n: m.position(n) for n in asked | behind if m.position(n) is not None}
+        assert dict(zip(found, places, strict=True)) == expected
+        assert len(found) == len(expected)  # nobody twice
+
+
+def test_apply_marked_marks_the_watched_behind_and_only_when_there_are_any() -> None:
+    m = mirror()
+    for n in (1, 3, 5):
+        m.watch(n)
+    assert m.apply_marked(notice(11, K.CALLED, 1, 4)) == (Outcome.APPLIED, [], sc(0, 0))
+    found, places = m.positions(set(), sc(0, 0))
+    assert dict(zip(found, places, strict=True)) == {3: 2, 5: 4}
+    # The last in line leaves: no watched ticket stands behind it, so nothing is marked.
+    assert m.apply_marked(notice(12, K.LEFT, 5, 3)) == (Outcome.APPLIED, [], None)
+    # A watched ticket placed ahead of another: it is named, the one behind it marked.
+    m.watch(9)
+    between = sc(0, 1) + 1  # behind ticket 2, ahead of 3
+    assert m.apply_marked(notice(13, K.JOINED, 9, 4, score=between)) == (
+        Outcome.APPLIED,
+        [9],
+        between,
+    )
+    found, places = m.positions({9}, between)
+    assert dict(zip(found, places, strict=True)) == {9: 2, 3: 3}

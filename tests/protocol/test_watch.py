@@ -287,6 +287,21 @@ def test_a_notice_moves_exactly_the_watchers_it_moves(event: Notice, moved: dict
     assert changed == moved
 
 
+@pytest.mark.parametrize("left", [(1, 4), (4, 1)])  # the front one first, or the back one
+def test_notices_coalesced_into_one_flush_move_everyone_either_moved(left: tuple[int, int]) -> None:
+    """Each removal marks the watchers behind it; the flush after both tells everyone behind
+    either of them, not only those behind the last."""
+    node = Node()
+    line = (1, 2, 3, 4, 5, 6)
+    node.live(line)
+    for number in (2, 3, 5, 6):
+        node.watch_ticket(number, number, 10, line)
+    node.notice(notice(11, E.LEFT, left[0], 5))
+    node.notice(notice(12, E.LEFT, left[1], 4))
+    node.flush()
+    assert {w: node.shown(w) for w in (2, 3, 5, 6)} == {2: 1, 3: 2, 5: 3, 6: 4}
+
+
 # Each step: watcher w (of 0..5) watches ticket 4 + w % 3, or leaves; several share a ticket.
 COMINGS_AND_GOINGS = st.lists(st.tuples(st.booleans(), st.integers(0, 5)), max_size=24)
 
