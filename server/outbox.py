@@ -8,6 +8,12 @@ whose backlog does not clear within `stuck_close_s` is aborted by the fan-out's 
 (`server.wsprotocol`, scope extension "vqueue.push"); `AsgiOutbox` is the portable fallback for
 other ASGI servers, with one sender task per connection. `offer_each` is the fan-out's loop: while
 an outbox holds nothing and its transport keeps up, a frame costs one call into the transport.
+
+At ten thousand watchers the objects a frame touches cost more than the bytecode it runs: each
+lies apart from the last, and the kernel's own write pushed it out of the CPU's caches since the
+last flush. So the straight path is the transport itself (not a bound method of it, one object
+more), and it is copied onto the outbox's `front` (the fan-out's watcher, which the flush holds
+anyway), so that `offer_each` never reads the outbox while it may skip it.
 """
 
 from __future__ import annotations
@@ -24,7 +30,18 @@ MAX_BACKLOG_FRAMES = 16
 # newer position replaces an older one: a live watcher never has more than a frame or two out.
 HIGH_WATER_BYTES = 16 * 1024
 
-Write = Callable[[bytes], object]
+
+class Writer(Protocol):
+    """A transport's one method that the straight path calls."""
+
+    def write(self, data: bytes) -> object: ...
+
+
+class Front(Protocol):
+    """Who stands for an outbox in `offer_each`: holds a copy of its straight path."""
+
+    direct: Writer | None
+    headers: tuple[bytes, ...]
 
 
 class PushChannel(Protocol):
@@ -36,7 +53,8 @@ class PushChannel(Protocol):
     def send(self, payload: bytes, text: bool) -> bool: ...
 
     def bind(self, listener: ChannelOutbox, text: bool, high_water_bytes: int) -> tuple[bytes, ...]:
-        """Call `listener.writable(write | None)` from now on; returns the short frame headers."""
+        """Call `listener.writable(transport | None)` from now on; returns the short frame
+        headers."""
         ...
 
     def buffered_bytes(self) -> int: ...
@@ -60,7 +78,16 @@ SENT = _Tally()  # frames written by every outbox of this process (/readyz, /met
 
 
 class Outbox:
-    __slots__ = ("_backlog", "_on_backlog", "closed", "direct", "headers", "stuck_since", "text")
+    __slots__ = (
+        "_backlog",
+        "_front",
+        "_on_backlog",
+        "closed",
+        "direct",
+        "headers",
+        "stuck_since",
+        "text",
+    )
 
     # Connections aborted by this process's outboxes, by cause (/readyz): "stuck_outbox" (the
     # sweeper: a backlog that did not clear in time), "backlog_overflow" (too many frames kept).
@@ -72,10 +99,24 @@ class Outbox:
         self.stuck_since: float | None = None
         self._backlog: deque[tuple[bytes, bool]] | None = None  # made when a frame must wait
         self._on_backlog = on_backlog
-        # Set while a frame may skip this object: the transport's `write`, for a payload of n
-        # bytes, n < len(headers), as `direct(headers[n] + payload)` (see offer_each).
-        self.direct: Write | None = None
+        # Set while a frame may skip this object: the transport, for a payload of n bytes,
+        # n < len(headers), as `direct.write(headers[n] + payload)` (see offer_each).
+        self.direct: Writer | None = None
         self.headers: tuple[bytes, ...] = ()
+        self._front: Front | None = None
+
+    def fronted_by(self, front: Front | None) -> None:
+        """Keep `front.direct` and `front.headers` equal to this outbox's from now on (None:
+        no longer; the front refers to this outbox, so the two are a cycle until then)."""
+        self._front = front
+        if front is not None:
+            front.headers = self.headers
+            front.direct = self.direct
+
+    def _set_direct(self, direct: Writer | None) -> None:
+        self.direct = direct
+        if self._front is not None:
+            self._front.direct = direct
 
     def offer(self, frame: bytes, replaceable: bool) -> None:
         if self.closed:
@@ -91,7 +132,7 @@ class Outbox:
         backlog = self._backlog
         if backlog is None:
             backlog = self._backlog = deque()
-            self.direct = None  # frames keep their order: the next ones wait behind this one
+            self._set_direct(None)  # frames keep their order: the next ones wait behind this one
         if replaceable and backlog and backlog[-1][1]:
             backlog[-1] = (frame, True)
         else:
@@ -154,16 +195,16 @@ class ChannelOutbox(Outbox):
     ) -> None:
         super().__init__(text, on_backlog)
         self.channel = channel
-        self._write: Write | None = None  # what the channel last allowed
+        self._write: Writer | None = None  # what the channel last allowed
         self.headers = channel.bind(self, text, HIGH_WATER_BYTES)
 
-    def writable(self, write: Write | None) -> None:
-        """The channel's word: frames may go straight to `write` (None: they may not)."""
-        self._write = write
-        self.direct = None if self._backlog or self.closed else write
+    def writable(self, transport: Writer | None) -> None:
+        """The channel's word: frames may go straight to `transport` (None: they may not)."""
+        self._write = transport
+        self._set_direct(None if self._backlog or self.closed else transport)
 
     def _cleared(self) -> None:
-        self.direct = None if self.closed else self._write
+        self._set_direct(None if self.closed else self._write)
 
     def _try_write(self, frame: bytes) -> bool:
         sent = self.channel.try_send(frame, self.text)
@@ -175,7 +216,8 @@ class ChannelOutbox(Outbox):
 
     def _close(self) -> None:
         self.closed = True
-        self.direct = self._write = None
+        self._write = None
+        self._set_direct(None)
 
     def _drop(self) -> None:
         self._close()
@@ -183,8 +225,8 @@ class ChannelOutbox(Outbox):
         self.channel.abort()
 
 
-class Addressee(Protocol):
-    """Whoever frames are for: a fan-out watcher, which has an outbox."""
+class Addressee(Front, Protocol):
+    """Whoever frames are for: a fan-out watcher, which fronts its outbox."""
 
     @property
     def outbox(self) -> Outbox: ...
@@ -193,22 +235,21 @@ class Addressee(Protocol):
 def offer_each(to: Sequence[Addressee], frames: Sequence[bytes], replaceable: bool) -> None:
     """`to[i].outbox.offer(frames[i], replaceable)` for each i, as one loop.
 
-    A frame goes straight to the transport when its outbox allows (`Outbox.direct`): open, no
-    backlog, the client keeping up. That is one C call per frame where `offer` makes three
-    Python calls and two more into the transport: at ten thousand watchers a flush is mostly
-    this loop (BENCHMARKS.md, Profile).
+    A frame goes straight to the transport when its outbox allows (`Outbox.direct`, copied on
+    its front): open, no backlog, the client keeping up. That is one C call per frame where
+    `offer` makes three Python calls and two more into the transport: at ten thousand watchers
+    a flush is mostly this loop (BENCHMARKS.md, Profile).
     """
     offered = 0  # frames that took the long way, which counts its own
     for addressee, frame in zip(to, frames, strict=True):
-        outbox = addressee.outbox
-        write = outbox.direct
-        if write is not None:
-            headers = outbox.headers
+        transport = addressee.direct
+        if transport is not None:
+            headers = addressee.headers
             size = len(frame)
             if size < len(headers):
-                write(headers[size] + frame)
+                transport.write(headers[size] + frame)
                 continue
-        outbox.offer(frame, replaceable)
+        addressee.outbox.offer(frame, replaceable)
         offered += 1
     SENT.value += len(to) - offered
 

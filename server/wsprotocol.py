@@ -24,7 +24,6 @@ import logging
 import random
 import socket
 from collections import Counter
-from collections.abc import Callable
 from typing import Any, ClassVar, Protocol, assert_never, cast
 
 from uvicorn._types import ASGIReceiveEvent, ASGISendEvent, WebSocketDisconnectEvent, WebSocketScope
@@ -79,7 +78,7 @@ _OPEN = Phase.OPEN
 class PushListener(Protocol):
     """Who a push channel tells whether frames may go straight to its transport (the outbox)."""
 
-    def writable(self, write: Callable[[bytes], object] | None) -> None: ...
+    def writable(self, transport: asyncio.Transport | None) -> None: ...
 
 
 class PushChannel:
@@ -110,11 +109,11 @@ class PushChannel:
     def bind(self, listener: PushListener, text: bool, high_water_bytes: int) -> tuple[bytes, ...]:
         """From now on, tell `listener` when frames may go straight to the transport.
 
-        `listener.writable(write)` gets the transport's `write` while the connection is open
+        `listener.writable(transport)` gets the transport while the connection is open
         and its transport holds at most `high_water_bytes` unsent (writing pauses above that
-        and resumes at a quarter of it), and None otherwise; it is called once now. A payload of
-        n bytes, n < len(headers), is then written as `write(headers[n] + payload)` with the
-        headers returned here: no call into this class per frame.
+        and resumes at a quarter of it), and None otherwise; it is called once now. A payload
+        of n bytes, n < len(headers), is then written as `transport.write(headers[n] +
+        payload)` with the headers returned here: no call into this class per frame.
         """
         self._ws.bind_push(listener, high_water_bytes)
         return SHORT_TEXT if text else SHORT_BINARY
@@ -351,7 +350,7 @@ class WebSocketProtocol(asyncio.Protocol):
             return
         straight = self.phase is Phase.OPEN and self._drained is None
         if straight and not self.transport.is_closing():
-            self._push.writable(self.transport.write)
+            self._push.writable(self.transport)
         else:
             self._push.writable(None)
 

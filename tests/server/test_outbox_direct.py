@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from server.outbox import HIGH_WATER_BYTES, SENT, ChannelOutbox, Outbox, offer_each
+from server.outbox import HIGH_WATER_BYTES, SENT, ChannelOutbox, Outbox, Writer, offer_each
 from tests.server.threaded import RunningServer, eventually, serve_in_thread
 from tests.wsraw import RawWebSocket
 
@@ -26,9 +26,14 @@ PAD = "x" * 96
 
 @dataclass
 class To:
-    """Whom offer_each writes to: anything with an outbox."""
+    """Whom offer_each writes to: anything that fronts an outbox."""
 
     outbox: Outbox
+    direct: Writer | None = None
+    headers: tuple[bytes, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.outbox.fronted_by(self)
 
 
 def event(i: int) -> bytes:
@@ -54,24 +59,32 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
     await SCENARIOS[mode](mode, outbox, receive, send)
 
 
+def straight(mode: str, front: To) -> bool:
+    """Whether the front may skip its outbox now; notes whether the two agree on it."""
+    agree = front.direct is front.outbox.direct
+    results[f"{mode}.front_agrees"] = results.get(f"{mode}.front_agrees", True) and agree
+    return front.direct is not None
+
+
 async def keeps_order(mode: str, outbox: ChannelOutbox, receive: Any, send: Any) -> None:
     """Events (never replaced) until some are held, then more while the client catches up."""
     to, i = [To(outbox)], 0
+    results[f"{mode}.front_at_open"] = straight(mode, to[0])
     while outbox.pending < 3:
         offer_each(to, [event(i)], False)
         i += 1
         if i % 100 == 0:
             await asyncio.sleep(0)
-    results[f"{mode}.direct_while_held"] = outbox.direct is not None
+    results[f"{mode}.direct_while_held"] = straight(mode, to[0])
     results[f"{mode}.held"] = i
     await eventually(lambda: f"{mode}.reading" in results)  # the test says so
     # The client reads again: the transport drains and resumes writing, the backlog is still
     # there (nobody retried it), so what comes now must wait behind it.
     await eventually(lambda: outbox.channel.buffered_bytes() == 0)
     offer_each(to * 2, [event(i), event(i + 1)], False)
-    results[f"{mode}.direct_before_retry"] = outbox.direct is not None
+    results[f"{mode}.direct_before_retry"] = straight(mode, to[0])
     assert outbox.retry()
-    results[f"{mode}.direct_after_retry"] = outbox.direct is not None
+    results[f"{mode}.direct_after_retry"] = straight(mode, to[0])
     offer_each(to, [event(i + 2)], False)
     results[f"{mode}.last"] = i + 2
     await receive()
@@ -87,8 +100,9 @@ async def bounds_the_transport(mode: str, outbox: ChannelOutbox, receive: Any, s
             await asyncio.sleep(0)
     results[f"{mode}.largest_buffer"] = largest
     results[f"{mode}.pending"] = outbox.pending
-    results[f"{mode}.direct"] = outbox.direct is not None
+    results[f"{mode}.direct"] = straight(mode, to[0])
     outbox.abort("test")
+    results[f"{mode}.direct_after_abort"] = straight(mode, to[0])
     await receive()
 
 
@@ -140,7 +154,7 @@ async def test_a_frame_never_overtakes_a_held_one(server: RunningServer) -> None
     # The app never reads from the client, so the client's reader stays paused until here.
     raw.writer.transport.pause_reading()
     held = await wait_for("order.held")
-    assert results["order.direct_at_open"]
+    assert results["order.direct_at_open"] and results["order.front_at_open"]
     assert not results["order.direct_while_held"]
     raw.writer.transport.resume_reading()
     results["order.reading"] = True
@@ -153,6 +167,7 @@ async def test_a_frame_never_overtakes_a_held_one(server: RunningServer) -> None
     assert seen == list(range(last + 1)), f"out of order after {held} frames held"
     assert not results["order.direct_before_retry"]  # frames still waited behind the backlog
     assert results["order.direct_after_retry"]
+    assert results["order.front_agrees"]  # the watcher's copy of the straight path
     raw.close()
 
 
@@ -163,6 +178,8 @@ async def test_a_stuck_client_holds_no_more_than_the_high_water(server: RunningS
     assert HIGH_WATER_BYTES < largest <= HIGH_WATER_BYTES + len(event(4999)) + 2
     assert results["bounded.pending"] == 1  # the newest position waits in the outbox
     assert not results["bounded.direct"]
+    assert not results["bounded.direct_after_abort"]
+    assert results["bounded.front_agrees"]
     raw.close()
 
 
