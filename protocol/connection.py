@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 from protocol.closecodes import POLICY_VIOLATION
 from protocol.codec import Codec
@@ -64,6 +65,7 @@ class Connection:
         "_shown_waiting",
         "codec",
         "last_seq",
+        "peer",
         "queue",
         "role",
         "state",
@@ -77,6 +79,9 @@ class Connection:
         self.role: Role | None = None
         self.queue: str | None = None
         self.last_seq = -1
+        # Whom a driver knows this connection as (the fan-out's watcher): set by the queue's
+        # watch for a ticket's lone watcher, so that a flush fetches one object, not two.
+        self.peer: Any = None
         # The last position sent, as plain fields: a tuple per frame would be garbage the
         # collector has to chase on the fan-out's hottest path.
         self._shown_position = 0

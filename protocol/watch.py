@@ -157,10 +157,11 @@ class QueueWatch(Generic[W]):
         self.mirror: LineMirror | None = None
         self._policy = FlushPolicy(flush_interval_s)
         self._groups: dict[int, dict[W, Connection]] = {}  # ticket number -> its watchers
-        # The tickets with exactly one watcher (almost all), as (watcher, connection): a flush
-        # reaches those without a dict per ticket, one object fewer to fetch from memory per
-        # watcher (BENCHMARKS.md, Profile). `register` and `unregister` keep it in step.
-        self._solo: dict[int, tuple[W, Connection]] = {}
+        # The tickets with exactly one watcher (almost all), as its connection, which holds the
+        # watcher (`Connection.peer`): a flush reaches those without a dict or a pair per
+        # ticket, objects it would fetch from memory per watcher (BENCHMARKS.md, Profile).
+        # `register` and `unregister` keep it in step.
+        self._solo: dict[int, Connection] = {}
         self._dirty: set[int] = set()  # watched numbers whose position may have changed
         # ...and every watched ticket behind this score (see `LineMirror.apply_marked`)
         self._dirty_behind: float | None = None
@@ -214,9 +215,13 @@ class QueueWatch(Generic[W]):
 
     def _solo_of(self, number: int, group: dict[W, Connection]) -> None:
         if len(group) == 1:
-            self._solo[number] = next(iter(group.items()))
+            watcher, conn = next(iter(group.items()))
+            conn.peer = watcher
+            self._solo[number] = conn
         else:
-            self._solo.pop(number, None)
+            was_solo = self._solo.pop(number, None)
+            if was_solo is not None:
+                was_solo.peer = None  # the watcher refers to its connection too: no cycle left
 
     def start(self, watcher: W, view: TicketView, now: float) -> list[Action[W]]:
         """The registered watcher's first state, from its ticket as read after registering.
@@ -536,15 +541,14 @@ class QueueWatch(Generic[W]):
         frames: list[bytes] = []
         pairs: Iterable[tuple[W, Connection]]
         for number, position, eta in zip(numbers, places, etas, strict=True):
-            pair = solo.get(number)
-            if pair is not None:
-                watcher, conn = pair
+            conn = solo.get(number)
+            if conn is not None:
                 if conn.codec is json_codec:  # almost every watcher: no loop over one pair
                     if conn.allow_position(position, waiting, eta, seq):
                         frames.append(json_positions.encode(number, position, eta))
-                        watchers.append(watcher)
+                        watchers.append(conn.peer)
                     continue
-                pairs = (pair,)
+                pairs = ((conn.peer, conn),)
             else:
                 group = groups.get(number)
                 if not group:

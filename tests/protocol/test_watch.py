@@ -6,6 +6,7 @@ the actions it was asked for. Times are plain numbers.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import weakref
 from dataclasses import dataclass, field
@@ -349,6 +350,33 @@ def test_the_watch_keeps_no_watcher_that_left() -> None:
     del watchers, w
     assert [ref() for ref in gone] == [None] * 5
     assert watch.idle
+
+
+def test_a_connection_holds_its_lone_watcher_only_while_it_is_alone() -> None:
+    """`Connection.peer` names a ticket's lone watcher for the flush. A node's watcher holds
+    its connection too, so the watch must cut the link whenever the watcher stops being alone:
+    then it goes by reference counting, not left in a cycle for the collector."""
+
+    class Watcher:
+        def __init__(self) -> None:
+            self.conn = Connection(Codec.JSON)
+
+    watch: QueueWatch[Watcher] = QueueWatch("q", FLUSH_S)
+    first, second = Watcher(), Watcher()
+    watch.register(first, 1, first.conn)
+    assert first.conn.peer is first
+    watch.register(second, 1, second.conn)  # two on ticket 1: neither is alone
+    assert (first.conn.peer, second.conn.peer) == (None, None)
+    watch.unregister(second, 1)
+    assert (first.conn.peer, second.conn.peer) == (first, None)
+    gone = weakref.ref(first)
+    gc.disable()
+    try:
+        watch.unregister(first, 1)
+        del first
+        assert gone() is None
+    finally:
+        gc.enable()
 
 
 def test_a_call_reaches_every_connection_of_the_ticket_at_once() -> None:
