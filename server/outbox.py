@@ -107,7 +107,10 @@ class Outbox:
 
     def fronted_by(self, front: Front | None) -> None:
         """Keep `front.direct` and `front.headers` equal to this outbox's from now on (None:
-        no longer; the front refers to this outbox, so the two are a cycle until then)."""
+        no longer; the front refers to this outbox, so the two are a cycle until then). A front
+        let go keeps no straight path: whatever still offers through it takes the long way."""
+        if self._front is not None and front is not self._front:
+            self._front.direct = None
         self._front = front
         if front is not None:
             front.headers = self.headers

@@ -86,6 +86,8 @@ async def keeps_order(mode: str, outbox: ChannelOutbox, receive: Any, send: Any)
     assert outbox.retry()
     results[f"{mode}.direct_after_retry"] = straight(mode, to[0])
     offer_each(to, [event(i + 2)], False)
+    outbox.fronted_by(None)  # as the fan-out lets a watcher go
+    results[f"{mode}.let_go_straight"] = to[0].direct is not None
     results[f"{mode}.last"] = i + 2
     await receive()
 
@@ -168,6 +170,7 @@ async def test_a_frame_never_overtakes_a_held_one(server: RunningServer) -> None
     assert not results["order.direct_before_retry"]  # frames still waited behind the backlog
     assert results["order.direct_after_retry"]
     assert results["order.front_agrees"]  # the watcher's copy of the straight path
+    assert not results["order.let_go_straight"]
     raw.close()
 
 
