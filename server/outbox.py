@@ -12,8 +12,8 @@ an outbox holds nothing and its transport keeps up, a frame costs one call into 
 At ten thousand watchers the objects a frame touches cost more than the bytecode it runs: each
 lies apart from the last, and the kernel's own write pushed it out of the CPU's caches since the
 last flush. So the straight path is the transport itself (not a bound method of it, one object
-more), and it is copied onto the outbox's `front` (the fan-out's watcher, which the flush holds
-anyway), so that `offer_each` never reads the outbox while it may skip it.
+more), and `Outbox.fronted_by` copies it onto the fan-out's watcher, which the flush holds
+anyway, so that `offer_each` never reads the outbox while it may skip it.
 """
 
 from __future__ import annotations
