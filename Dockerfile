@@ -1,6 +1,11 @@
 # vqueue server image. Multi-node deployments set REDIS_URL, DATABASE_URL and VQ_SECRET_KEY;
 # with none set the container runs the embedded Redis and PostgreSQL under /data (one box).
 FROM python:3.11-slim AS build
+# A C compiler for the fan-out's write loop (server/_straight.c), built into the wheel; the image
+# that runs it needs none. Without it the wheel would hold the same loop in Python only.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY server ./server

@@ -10,7 +10,7 @@ TEST_WORKERS ?= 2
 
 .PHONY: run test lint format types unit screenshots soak bench bench-deps browser-deps balancer-deps clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml server/_straight.c
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -35,8 +35,15 @@ format: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy server protocol loadtest
 
+# The fan-out's write loop is in C where it was built (server/_straight.c): the tests whose frames go
+# through it run a second time with the loop in Python (test_outbox_direct runs both by itself).
+PURE_TESTS := $(addprefix tests/server/test_,ws.py multinode.py multinode_line.py resync.py \
+	slow_reader.py fanout_open.py watch_race.py ws_teardown.py views_ws.py views_multinode.py \
+	outbox.py stop.py metrics.py)
+
 unit: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	VQ_PURE_PYTHON=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS) $(PURE_TESTS)
 
 ## screenshots: the browser tests, writing the README's pictures into docs/screenshots
 screenshots: $(STAMP) browser-deps

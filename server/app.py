@@ -42,7 +42,7 @@ from server.httpio import JSONResponse, error_response
 from server.notify import webhooks
 from server.notify.setup import COMPANION_GROUPS, build_notifier
 from server.openapi import docs as openapi_docs
-from server.outbox import SENT, Outbox
+from server.outbox import NATIVE, SENT, Outbox
 from server.persister import Persister
 from server.queues import KnownQueues
 from server.recovery import Recovery
@@ -84,6 +84,7 @@ async def readyz(request: Request) -> Response:
         "postgres": db_ok,
         "watchers": svc.fanout.watcher_count,
         "frames_sent": SENT.value,
+        "fanout_loop": "c" if NATIVE else "python",
         "resyncs": svc.fanout.resyncs,
         "closes": close_counts(),
     }

@@ -75,6 +75,7 @@ class Watcher:
     # the watcher already, and reaches the transport without fetching the outbox from memory.
     direct: Writer | None = field(default=None, init=False)
     headers: tuple[bytes, ...] = field(default=(), init=False)
+    fd: int = field(default=-1, init=False)
 
     def __post_init__(self) -> None:
         self.outbox.fronted_by(self)

@@ -14,12 +14,17 @@ lies apart from the last, and the kernel's own write pushed it out of the CPU's 
 last flush. So the straight path is the transport itself (not a bound method of it, one object
 more), and `Outbox.fronted_by` copies it onto the fan-out's watcher, which the flush holds
 anyway, so that `offer_each` never reads the outbox while it may skip it.
+
+`server._straight` (server/_straight.c, built at install when a C compiler is there) is the same
+loop in C, and writes a frame to the socket itself while its transport holds nothing unsent;
+without it, or with VQ_PURE_PYTHON=1, the loop below runs. The tests run both.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -42,6 +47,7 @@ class Front(Protocol):
 
     direct: Writer | None
     headers: tuple[bytes, ...]
+    fd: int
 
 
 class PushChannel(Protocol):
@@ -55,6 +61,11 @@ class PushChannel(Protocol):
     def bind(self, listener: ChannelOutbox, text: bool, high_water_bytes: int) -> tuple[bytes, ...]:
         """Call `listener.writable(transport | None)` from now on; returns the short frame
         headers."""
+        ...
+
+    @property
+    def fd(self) -> int:
+        """The plain TCP socket's descriptor under the transport, -1 if none may be written."""
         ...
 
     def buffered_bytes(self) -> int: ...
@@ -84,6 +95,7 @@ class Outbox:
         "_on_backlog",
         "closed",
         "direct",
+        "fd",
         "headers",
         "stuck_since",
         "text",
@@ -103,6 +115,9 @@ class Outbox:
         # n < len(headers), as `direct.write(headers[n] + payload)` (see offer_each).
         self.direct: Writer | None = None
         self.headers: tuple[bytes, ...] = ()
+        # The socket under `direct`, which `server._straight` writes to while the transport
+        # holds nothing unsent (-1: none; TLS, or not a socket).
+        self.fd = -1
         self._front: Front | None = None
 
     def fronted_by(self, front: Front | None) -> None:
@@ -114,6 +129,7 @@ class Outbox:
         self._front = front
         if front is not None:
             front.headers = self.headers
+            front.fd = self.fd
             front.direct = self.direct
 
     def _set_direct(self, direct: Writer | None) -> None:
@@ -199,6 +215,7 @@ class ChannelOutbox(Outbox):
         super().__init__(text, on_backlog)
         self.channel = channel
         self._write: Writer | None = None  # what the channel last allowed
+        self.fd = channel.fd
         self.headers = channel.bind(self, text, HIGH_WATER_BYTES)
 
     def writable(self, transport: Writer | None) -> None:
@@ -241,8 +258,11 @@ def offer_each(to: Sequence[Addressee], frames: Sequence[bytes], replaceable: bo
     A frame goes straight to the transport when its outbox allows (`Outbox.direct`, copied on
     its front): open, no backlog, the client keeping up. That is one C call per frame where
     `offer` makes three Python calls and two more into the transport: at ten thousand watchers
-    a flush is mostly this loop (BENCHMARKS.md, Profile).
+    a flush is mostly this loop (BENCHMARKS.md, Profile). `server._straight` runs it in C.
     """
+    if _native_offer_each is not None:
+        SENT.value += _native_offer_each(to, frames, replaceable)
+        return
     offered = 0  # frames that took the long way, which counts its own
     for addressee, frame in zip(to, frames, strict=True):
         transport = addressee.direct
@@ -255,6 +275,21 @@ def offer_each(to: Sequence[Addressee], frames: Sequence[bytes], replaceable: bo
         addressee.outbox.offer(frame, replaceable)
         offered += 1
     SENT.value += len(to) - offered
+
+
+def _native() -> Callable[[Sequence[Addressee], Sequence[bytes], bool], int] | None:
+    """`server._straight.offer_each`, unless it was not built or VQ_PURE_PYTHON=1 says not to."""
+    if os.environ.get("VQ_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from server._straight import offer_each as native
+    except ImportError:  # no C compiler at install: the loop in Python does the same
+        return None
+    return native
+
+
+_native_offer_each = _native()
+NATIVE = _native_offer_each is not None  # which loop runs (the tests and the bench say)
 
 
 class AsgiOutbox(Outbox):

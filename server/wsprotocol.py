@@ -118,6 +118,12 @@ class PushChannel:
         self._ws.bind_push(listener, high_water_bytes)
         return SHORT_TEXT if text else SHORT_BINARY
 
+    @property
+    def fd(self) -> int:
+        """The socket's descriptor, for writes that skip the transport while it holds nothing
+        unsent (`server._straight`); -1 under TLS, whose bytes only the transport may write."""
+        return self._ws.fd
+
     def try_send(self, payload: bytes, text: bool) -> int:
         """`send()` unless the transport's writing is paused (above the high water of `bind`).
 
@@ -174,6 +180,7 @@ class WebSocketProtocol(asyncio.Protocol):
         "_secure",
         "_server",
         "_server_state",
+        "fd",
         "phase",
         "transport",
     )
@@ -200,6 +207,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._conn = SansIOServer(config.ws_max_size)
         self._assembler = MessageAssembler()
         self.transport: asyncio.Transport
+        self.fd = -1  # the socket under a plain TCP transport (PushChannel.fd)
         self.phase = Phase.HANDSHAKE
         self._accepted = False
         self._client: tuple[str, int] | None = None
@@ -246,6 +254,7 @@ class WebSocketProtocol(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+        self.fd = -1 if sock is None or secure else sock.fileno()
         self._client = client
         self._server = server
         self._secure = secure

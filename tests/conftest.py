@@ -5,6 +5,7 @@ processes on free ports."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import secrets
 import shutil
@@ -157,11 +158,24 @@ class ServerProcess:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
+                    self._check_loop()
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
         raise RuntimeError(f"server did not start: {self.log_path.read_text()[-3000:]}")
+
+    def _check_loop(self) -> None:
+        """The node writes frames with the C loop where it was built, unless this test process
+        or the node's own environment asks for the Python one (`make unit`'s second pass sets
+        VQ_PURE_PYTHON=1 for both): `/readyz` says which."""
+        pure = any(e.get("VQ_PURE_PYTHON", "0") not in ("", "0") for e in (os.environ, self.env))
+        built = importlib.util.find_spec("server._straight") is not None
+        try:  # a node started with its services down may not answer in time: not checked
+            loop = httpx.get(f"{self.url}/readyz", timeout=5).json().get("fanout_loop")
+        except httpx.HTTPError:
+            return
+        assert loop == ("python" if pure or not built else "c"), loop
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -205,6 +219,8 @@ def server_env(settings: Settings, **extra: str) -> dict[str, str]:
         # The abuse limits exempt loopback here; the tests of the limits set their own.
         VQ_RATE_EXEMPT=LOOPBACK,
     )
+    if "VQ_PURE_PYTHON" in os.environ:  # `make unit`'s second pass: the fan-out loop in Python
+        env["VQ_PURE_PYTHON"] = os.environ["VQ_PURE_PYTHON"]
     env.update(extra)
     return env
 

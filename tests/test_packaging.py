@@ -1,7 +1,9 @@
-"""The built wheel carries what a non-editable install needs: migrations, Lua scripts, pages."""
+"""The built wheel carries what a non-editable install needs: migrations, Lua scripts, pages, and
+(where a C compiler is) the fan-out's write loop in C."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -30,6 +32,9 @@ def test_wheel_runs_migrations_from_the_installed_package(tmp_path: Path) -> Non
         "protocol/codec.py",
     ):
         assert required in names, required
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    built = any(n.startswith("server/_straight.") and n.endswith(".so") for n in names)
+    assert built == bool(compiler)
     target = tmp_path / "site"
     subprocess.run(
         [
@@ -50,7 +55,8 @@ def test_wheel_runs_migrations_from_the_installed_package(tmp_path: Path) -> Non
     code = (
         "import server.db.core as c, server.store.core as s;"
         f"assert c.__file__.startswith({str(target)!r}), c.__file__;"
-        "print([n for n, _ in c.migration_files()]); print(sorted(s._load_scripts()))"
+        "print([n for n, _ in c.migration_files()]); print(sorted(s._load_scripts()));"
+        "import server.outbox as o; print('native', o.NATIVE)"
     )
     out = subprocess.run(
         [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); {code}"],
@@ -60,3 +66,4 @@ def test_wheel_runs_migrations_from_the_installed_package(tmp_path: Path) -> Non
         cwd=tmp_path,
     ).stdout
     assert "001_core.sql" in out and "'join'" in out
+    assert f"native {bool(compiler)}" in out

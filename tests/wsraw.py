@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import socket
+import ssl
 import struct
 
 
@@ -27,11 +28,10 @@ class RawWebSocket:
         path: str = "/v1/ws",
         headers: dict[str, str] | None = None,
         rcvbuf: int = 0,
+        tls: ssl.SSLContext | None = None,
     ) -> RawWebSocket:
-        reader, writer = await asyncio.open_connection(host, port, limit=2**20)
+        reader, writer = await asyncio.open_connection(host, port, limit=2**20, ssl=tls)
         if rcvbuf:
-            import socket
-
             sock = writer.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         key = base64.b64encode(os.urandom(16)).decode()

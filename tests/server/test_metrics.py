@@ -210,7 +210,7 @@ async def test_readyz_details_and_metrics_only_for_operators(settings: Settings)
         assert public.headers["x-request-id"]
         detailed = (await client.get("/readyz", headers=operator)).json()
         assert detailed["ready"] is True and detailed["redis"] is True
-        assert {"watchers", "frames_sent", "resyncs", "persistence"} <= set(detailed)
+        assert {"watchers", "frames_sent", "fanout_loop", "resyncs", "persistence"} <= set(detailed)
         wrong = {"Authorization": "Bearer not-the-token-123"}
         refused = await client.get("/metrics", headers=wrong)
         assert (refused.status_code, refused.json()["error"]["code"]) == (401, "unauthorized")
