@@ -157,6 +157,23 @@ def _get(url: str) -> int | None:
     return asyncio.run(once())
 
 
+def _fanout_loop(url: str) -> str | None:
+    """Which write loop the node's fan-out runs, "c" or "python" (its `/readyz` details, which
+    a loopback client gets)."""
+    import asyncio
+
+    async def ask() -> str | None:
+        client = HttpClient(url, 1)
+        try:
+            reply = await client.request("GET", "/readyz")
+        finally:
+            await client.close()
+        loop = reply.body.get("fanout_loop") if isinstance(reply.body, dict) else None
+        return loop if isinstance(loop, str) else None
+
+    return asyncio.run(ask())
+
+
 def _put_queue(url: str, key: str, queue: str) -> None:
     import asyncio
 
@@ -242,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     created = server.vqueue("venue", "create", "Bench", "--json").strip().splitlines()[-1]
     key = orjson.loads(created)["staff_key"]
     server.start()
+    fanout_loop = _fanout_loop(server.url)
     results: dict[str, list[dict[str, Any]]] = {}
     try:
         for spec in specs(args.quick):
@@ -256,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     from loadtest import bench_priority  # likewise
 
     priority = bench_priority.measure(work, args.quick)
-    text = render(results, started, load_before, os.getloadavg(), args.quick, persist)
+    text = render(results, started, load_before, os.getloadavg(), args.quick, persist, fanout_loop)
     text += "\n" + _limits(work / "limits.md", args.quick)
     text += "\n" + _joins(work / "joins.md", args.quick)
     from loadtest.bench_scale import render as render_scale  # it builds on this module

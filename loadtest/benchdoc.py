@@ -352,8 +352,9 @@ def render(
     load_after: tuple[float, float, float],
     quick: bool,
     persist: dict[str, Any] | None = None,
+    fanout_loop: str | None = None,
 ) -> str:
-    lines = _header(started, load_before, load_after, quick)
+    lines = _header(started, load_before, load_after, quick, fanout_loop)
     lines += [*_targets(results), "", "## Every run", ""]
     for name in ("latency", "fanout"):
         lines += _runs(name, results.get(name, []))
@@ -398,8 +399,15 @@ def _header(
     load_before: tuple[float, float, float],
     load_after: tuple[float, float, float],
     quick: bool,
+    fanout_loop: str | None = None,
 ) -> list[str]:
     m = machine()
+    said = {"c": "in C (`server/_straight.c`)", "python": "in Python"}.get(fanout_loop or "")
+    loop = (
+        f"The node's fan-out wrote its frames with the loop {said}."
+        if said
+        else "The node did not say which loop its fan-out wrote its frames with."
+    )
     versions = ", ".join(f"{p} {version(p)}" for p in ("uvicorn", "websockets", "uvloop", "redis"))
     when = time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(started))
     loads = " / ".join(" ".join(f"{x:.2f}" for x in load) for load in (load_before, load_after))
@@ -410,7 +418,7 @@ def _header(
         f"{' (--quick: small runs, not the targets)' if quick else ''}. "
         "One `vqueue serve` process pinned to CPU 0 (embedded Redis and PostgreSQL unpinned), "
         "the harness (4 processes, source addresses 127.0.0.2-5) pinned to CPU 1, the baseline "
-        "`websockets.broadcast()` server pinned to CPU 0.",
+        f"`websockets.broadcast()` server pinned to CPU 0. {loop}",
         "",
         f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), Linux {platform.release()}, Python "
         f"{m['python']}; {versions}. Load average before / after: {loads} (other work on the "

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from loadtest.benchdoc import _storm_calls, _storms, _targets
+from loadtest.benchdoc import _header, _storm_calls, _storms, _targets
 from loadtest.comparison import _storm as bare_storm
 
 
@@ -136,3 +136,16 @@ def test_a_call_during_a_storm_is_judged_by_its_kept_watchers(
         f"| 200.0 / {during_ms:,.1f} | {during_ms / 200:.2f} | 900.0 | 0 | none |"
     ]
     assert _storm_calls({}) == []  # an older bench without the runs: no section
+
+
+@pytest.mark.parametrize(
+    ("loop", "said"),
+    [
+        ("c", "with the loop in C (`server/_straight.c`)."),
+        ("python", "with the loop in Python."),
+        (None, "The node did not say which loop"),
+    ],
+)
+def test_the_header_says_which_write_loop_the_node_ran(loop: str | None, said: str) -> None:
+    header = " ".join(_header(0.0, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), False, loop))
+    assert said in header
