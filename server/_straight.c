@@ -12,7 +12,7 @@
  *
  * At ten thousand watchers a flush is mostly this loop; in Python each frame costs an interpreter
  * turn, a bytes concatenation and the transport's buffering (docs/architecture.md, BENCHMARKS.md
- * Profile). VQ_PURE_PYTHON=1 makes server.outbox ignore this module; the tests run both ways.
+ * Profile). VQ_PURE_PYTHON=true makes server.outbox ignore this module; the tests run both ways.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

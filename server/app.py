@@ -42,7 +42,7 @@ from server.httpio import JSONResponse, error_response
 from server.notify import webhooks
 from server.notify.setup import COMPANION_GROUPS, build_notifier
 from server.openapi import docs as openapi_docs
-from server.outbox import NATIVE, SENT, Outbox
+from server.outbox import SENT, Outbox, runs_c_loop, use_c_loop
 from server.persister import Persister
 from server.queues import KnownQueues
 from server.recovery import Recovery
@@ -84,7 +84,7 @@ async def readyz(request: Request) -> Response:
         "postgres": db_ok,
         "watchers": svc.fanout.watcher_count,
         "frames_sent": SENT.value,
-        "fanout_loop": "c" if NATIVE else "python",
+        "fanout_loop": "c" if runs_c_loop() else "python",
         "resyncs": svc.fanout.resyncs,
         "closes": close_counts(),
     }
@@ -233,6 +233,7 @@ def create_app(settings: Settings, redis_launches: Callable[[], int] | None = No
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         svc = await build_services(settings, redis_launches)
         Tally.enabled = settings.metrics
+        use_c_loop(not settings.pure_python)
         svc.metrics = metrics.build_registry(svc) if settings.metrics else None
         app.state.services = svc
         following = keyroutes.start_following(svc.store, svc.keys, svc.fanout.close_views_of_key)

@@ -36,8 +36,9 @@ from protocol.line import EventKind, Notice, Snapshot
 from protocol.ticket import TicketView
 from protocol.watch import FlushAt, QueueWatch
 from server.app import GC_THRESHOLDS
+from server.config import Settings
 from server.fanout import Fanout, Watcher, _Queue
-from server.outbox import SENT, ChannelOutbox
+from server.outbox import SENT, ChannelOutbox, use_c_loop
 from server.ticketreads import TicketReads
 from server.wsprotocol import Phase, PushChannel, WebSocketProtocol
 
@@ -159,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scattered", action="store_true", help="a node's layout (see above)")
     parser.add_argument("--profile", action="store_true", help="cProfile the rounds")
     args = parser.parse_args(argv)
+    use_c_loop(not Settings.from_environ().pure_python)  # VQ_PURE_PYTHON, as a node reads it
     fanout, q = build(args.watchers, args.scattered)
     # As a node runs (server.app): what start-up built is frozen, young passes are rare.
     gc.collect()

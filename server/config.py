@@ -242,6 +242,8 @@ class Settings:
     log_format: str = "text"  # "json": one JSON object per line
     access_log: bool = True  # one line per HTTP request (route template, status, duration)
     metrics: bool = True  # False: no /metrics and no counting on the request path (benchmarks)
+    # True: the fan-out writes frames with its loop in Python even where the C one was built
+    pure_python: bool = False
     join_rate_ip: Rate | None = Rate(30, 60)
     join_rate_queue: Rate | None = None
     rate_exempt: tuple[Network, ...] = ()
@@ -311,6 +313,7 @@ class Settings:
             log_format=log_format,
             access_log=_bool(env, "VQ_ACCESS_LOG", True),
             metrics=_bool(env, "VQ_METRICS", True),
+            pure_python=_bool(env, "VQ_PURE_PYTHON", False),
             join_rate_ip=_rate(env, "VQ_JOIN_RATE_IP", "30/minute"),
             join_rate_queue=_rate(env, "VQ_JOIN_RATE_QUEUE", "off"),
             rate_exempt=_networks(env, "VQ_RATE_EXEMPT"),

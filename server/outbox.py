@@ -17,14 +17,13 @@ anyway, so that `offer_each` never reads the outbox while it may skip it.
 
 `server._straight` (server/_straight.c, built at install when a C compiler is there) is the same
 loop in C, and writes a frame to the socket itself while its transport holds nothing unsent;
-without it, or with VQ_PURE_PYTHON=1, the loop below runs. The tests run both.
+without it, or with VQ_PURE_PYTHON=true (`use_c_loop`), the loop below runs. The tests run both.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -121,9 +120,10 @@ class Outbox:
         self._front: Front | None = None
 
     def fronted_by(self, front: Front | None) -> None:
-        """Keep `front.direct` and `front.headers` equal to this outbox's from now on (None:
-        no longer; the front refers to this outbox, so the two are a cycle until then). A front
-        let go keeps no straight path: whatever still offers through it takes the long way."""
+        """Keep `front.direct`, `front.headers` and `front.fd` equal to this outbox's from now
+        on (None: no longer; the front refers to this outbox, so the two are a cycle until then).
+        A front let go keeps no straight path: whatever still offers through it takes the long
+        way."""
         if self._front is not None and front is not self._front:
             self._front.direct = None
         self._front = front
@@ -277,10 +277,8 @@ def offer_each(to: Sequence[Addressee], frames: Sequence[bytes], replaceable: bo
     SENT.value += len(to) - offered
 
 
-def _native() -> Callable[[Sequence[Addressee], Sequence[bytes], bool], int] | None:
-    """`server._straight.offer_each`, unless it was not built or VQ_PURE_PYTHON=1 says not to."""
-    if os.environ.get("VQ_PURE_PYTHON", "") not in ("", "0"):
-        return None
+def _built() -> Callable[[Sequence[Addressee], Sequence[bytes], bool], int] | None:
+    """`server._straight.offer_each`, if it was built."""
     try:
         from server._straight import offer_each as native
     except ImportError:  # no C compiler at install: the loop in Python does the same
@@ -288,8 +286,20 @@ def _native() -> Callable[[Sequence[Addressee], Sequence[bytes], bool], int] | N
     return native
 
 
-_native_offer_each = _native()
-NATIVE = _native_offer_each is not None  # which loop runs (the tests and the bench say)
+_BUILT = _built()
+_native_offer_each = _BUILT  # the loop `offer_each` runs in C, or None: the one in Python
+
+
+def use_c_loop(wanted: bool) -> None:
+    """Run `offer_each` in C from now on if it was built and `wanted` (the app passes
+    `not Settings.pure_python`, VQ_PURE_PYTHON); else in Python."""
+    global _native_offer_each  # noqa: PLW0603 (one process-wide choice, made at start-up)
+    _native_offer_each = _BUILT if wanted else None
+
+
+def runs_c_loop() -> bool:
+    """Whether `offer_each` runs in C (`/readyz` says so, as `fanout_loop`)."""
+    return _native_offer_each is not None
 
 
 class AsgiOutbox(Outbox):

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from server.config import Secret, Settings
 from server.db import Database
 from server.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from server.embedded import _exit_with_parent as exit_with_parent
+from server.outbox import use_c_loop
 from server.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,6 +94,7 @@ def settings(
         redis_prefix=prefix,
         demo=False,
         resync_check_s=0.0,
+        pure_python=PURE_PYTHON,
     )
 
 
@@ -169,7 +171,7 @@ class ServerProcess:
         """The node writes frames with the C loop where it was built, unless this test process
         or the node's own environment asks for the Python one (`make unit`'s second pass sets
         VQ_PURE_PYTHON=1 for both): `/readyz` says which."""
-        pure = any(e.get("VQ_PURE_PYTHON", "0") not in ("", "0") for e in (os.environ, self.env))
+        pure = PURE_PYTHON or pure_python(self.env)
         built = importlib.util.find_spec("server._straight") is not None
         try:  # a node started with its services down may not answer in time: not checked
             loop = httpx.get(f"{self.url}/readyz", timeout=5).json().get("fanout_loop")
@@ -200,6 +202,17 @@ class ServerProcess:
 def somaxconn() -> int:
     """The kernel's cap on any listener's backlog (net.core.somaxconn)."""
     return int(Path("/proc/sys/net/core/somaxconn").read_text())
+
+
+def pure_python(env: Mapping[str, str]) -> bool:
+    """VQ_PURE_PYTHON in `env`, read as a node reads it."""
+    return Settings.from_environ({"VQ_PURE_PYTHON": env.get("VQ_PURE_PYTHON", "")}).pure_python
+
+
+# `make unit`'s second pass sets VQ_PURE_PYTHON: every fan-out in this process, and in the nodes
+# it starts, writes with the loop in Python, as the apps it builds do (`Settings.pure_python`).
+PURE_PYTHON = pure_python(os.environ)
+use_c_loop(not PURE_PYTHON)
 
 
 def server_env(settings: Settings, **extra: str) -> dict[str, str]:

@@ -56,7 +56,7 @@ def test_wheel_runs_migrations_from_the_installed_package(tmp_path: Path) -> Non
         "import server.db.core as c, server.store.core as s;"
         f"assert c.__file__.startswith({str(target)!r}), c.__file__;"
         "print([n for n, _ in c.migration_files()]); print(sorted(s._load_scripts()));"
-        "import server.outbox as o; print('native', o.NATIVE)"
+        "import server.outbox as o; print('native', o.runs_c_loop())"
     )
     out = subprocess.run(
         [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); {code}"],

@@ -124,6 +124,18 @@ def test_the_harness_compares_with_vqueues_default_backlog() -> None:
     assert HARNESS_BACKLOG == LISTEN_BACKLOG == Settings.from_environ({}).listen_backlog
 
 
+@pytest.mark.parametrize(
+    ("raw", "pure"), [("", False), ("0", False), ("false", False), ("1", True), ("TRUE", True)]
+)
+def test_vq_pure_python_reads_as_every_other_switch(raw: str, pure: bool) -> None:
+    assert Settings.from_environ({"VQ_PURE_PYTHON": raw}).pure_python is pure
+
+
+def test_a_bad_vq_pure_python_is_refused() -> None:
+    with pytest.raises(ConfigError, match="VQ_PURE_PYTHON"):
+        Settings.from_environ({"VQ_PURE_PYTHON": "python"})
+
+
 @pytest.mark.parametrize("raw", ["0", "-5", "65536", "many", "12.5", "0x10"])
 def test_a_bad_listen_backlog_is_refused(raw: str) -> None:
     with pytest.raises(ConfigError, match="VQ_LISTEN_BACKLOG"):
