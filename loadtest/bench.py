@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from loadtest.benchdoc import render
-from loadtest.httpc import HttpClient
+from loadtest.httpc import HttpClient, Reply
 
 START_TIMEOUT_S = 90.0
 SERVER_CPU, HARNESS_CPU = "0", "1"
@@ -141,52 +141,47 @@ def stop_process(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
         proc.wait()
 
 
-def _get(url: str) -> int | None:
+def _request(
+    base_url: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    key: str | None = None,
+    timeout_s: float = 30.0,
+) -> Reply:
+    """One request from synchronous code, on a client of its own."""
     import asyncio
 
-    async def once() -> int | None:
-        parts = url.split("/", 3)
-        client = HttpClient("/".join(parts[:3]), 1, timeout_s=2.0)
+    async def once() -> Reply:
+        client = HttpClient(base_url, 1, timeout_s=timeout_s)
         try:
-            return (await client.request("GET", "/" + parts[3])).status
-        except Exception:  # not up yet: any failure means "try again"
-            return None
+            return await client.request(method, path, body, key)
         finally:
             await client.close()
 
     return asyncio.run(once())
 
 
+def _get(url: str) -> int | None:
+    parts = url.split("/", 3)
+    try:
+        return _request("/".join(parts[:3]), "GET", "/" + parts[3], timeout_s=2.0).status
+    except Exception:  # not up yet: any failure means "try again"
+        return None
+
+
 def _fanout_loop(url: str) -> str | None:
     """Which write loop the node's fan-out runs, "c" or "python" (its `/readyz` details, which
     a loopback client gets)."""
-    import asyncio
-
-    async def ask() -> str | None:
-        client = HttpClient(url, 1)
-        try:
-            reply = await client.request("GET", "/readyz")
-        finally:
-            await client.close()
-        loop = reply.body.get("fanout_loop") if isinstance(reply.body, dict) else None
-        return loop if isinstance(loop, str) else None
-
-    return asyncio.run(ask())
+    body = _request(url, "GET", "/readyz").body
+    loop = body.get("fanout_loop") if isinstance(body, dict) else None
+    return loop if isinstance(loop, str) else None
 
 
 def _put_queue(url: str, key: str, queue: str) -> None:
-    import asyncio
-
-    async def put() -> None:
-        client = HttpClient(url, 1)
-        try:
-            reply = await client.request("PUT", f"/v1/queues/{queue}", {"name": queue}, key)
-        finally:
-            await client.close()
-        if reply.status not in (200, 201):
-            raise RuntimeError(f"PUT /v1/queues/{queue} answered {reply.status}")
-
-    asyncio.run(put())
+    reply = _request(url, "PUT", f"/v1/queues/{queue}", {"name": queue}, key)
+    if reply.status not in (200, 201):
+        raise RuntimeError(f"PUT /v1/queues/{queue} answered {reply.status}")
 
 
 def run_one(server: Server, key: str, spec: Spec, rep: int, out_dir: Path) -> dict[str, Any]:
