@@ -133,7 +133,7 @@ class Worker:
         return {
             "joined": self.joins,
             "connected": fleet.connected + self.sinks.connected,
-            "frames": dict(fleet.frames),
+            "frames": fleet.frame_counts(),
             "baseline_frames": self.sinks.frames,
             "errors": dict(fleet.errors),
             "reconnecting": sum(1 for c in self.customers if c.dropped_at is not None),
@@ -221,7 +221,7 @@ class Worker:
             await self._connect(joined[0])
 
     def _leave_one(self) -> None:
-        waiting = [c for c in self.customers if c.last[0] == "position" and c.ws and not c.slow]
+        waiting = [c for c in self.customers if c.last_kind == "position" and c.ws and not c.slow]
         if waiting:
             self.fleet.rng.choice(waiting).leave()
 
@@ -261,7 +261,7 @@ class Worker:
         # the drop: that is no position the server showed it now, so it is not compared.
         checked = [c for c in connected if c.dropped_at is None]
         return {
-            "last_seen": [(c.ticket_id, c.last[0], c.last[1]) for c in checked],
+            "last_seen": [(c.ticket_id, c.last_kind, c.last_place) for c in checked],
             "unchecked": len(self.customers) - len(checked),
             "awaiting_state": len(connected) - len(checked),
             "slow": sum(1 for c in self.customers if c.slow),
@@ -269,7 +269,7 @@ class Worker:
             "first_seq": min(
                 (c.first_seq for c in self.customers if c.first_seq is not None), default=None
             ),
-            "frames": dict(self.fleet.frames),
+            "frames": self.fleet.frame_counts(),
             "frames_per_connection_max": max((c.frames for c in self.customers), default=0),
             "errors": dict(self.fleet.errors),
         }

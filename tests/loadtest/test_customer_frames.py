@@ -27,9 +27,9 @@ def test_positions_are_recorded_once_each_in_order(customer: Customer) -> None:
         customer._on_message(OP_TEXT, position("q.7", seq, place), 100.0 + seq)
     assert list(customer.seqs) == [10, 11, 11, 13]
     assert list(customer.times) == [110.0, 111.0, 111.0, 113.0]
-    assert customer.last == ("position", 2)
+    assert (customer.last_kind, customer.last_place) == ("position", 2)
     assert (customer.first_seq, customer.last_seq) == (10, 13)
-    assert customer.fleet.frames["position"] == 4
+    assert customer.fleet.frame_counts() == {"position": 4}
     assert not customer.fleet.errors
 
 
@@ -37,7 +37,8 @@ def test_another_tickets_frame_is_an_error_not_a_position(customer: Customer) ->
     customer._on_message(OP_TEXT, position("q.7", 10, 5), 1.0)
     customer._on_message(OP_TEXT, position("q.8", 11, 4), 2.0)  # past the first frame
     assert list(customer.seqs) == [10]
-    assert customer.last == ("position", 5) and customer.last_seq == 10
+    assert (customer.last_kind, customer.last_place) == ("position", 5)
+    assert customer.last_seq == 10
     assert customer.fleet.errors == {"frame_for_another_ticket": 1}
 
 
@@ -64,3 +65,13 @@ def test_a_frame_of_the_wrong_type_or_shape_is_a_bad_frame(customer: Customer) -
     customer._on_message(OP_TEXT, orjson.dumps({"type": "position", "ticket_id": "q.7"}), 1.0)
     assert customer.fleet.errors == {"bad_frame": 3}
     assert not customer.seqs and customer.first_seq is None
+
+
+def test_frames_are_counted_by_type_positions_with_the_rest(customer: Customer) -> None:
+    customer._on_message(OP_TEXT, position("q.7", 10, 1), 1.0)
+    customer._on_message(OP_TEXT, position("q.7", 11, 1), 2.0)
+    called = {"type": "called", "ticket_id": "q.7", "counter": "A", "seq": 12}
+    customer._on_message(OP_TEXT, orjson.dumps(called), 3.0)
+    assert customer.fleet.frame_counts() == {"position": 2, "called": 1}
+    assert (customer.last_kind, customer.last_place) == ("called", None)
+    assert customer.called_seq == 12 and not customer.fleet.errors
