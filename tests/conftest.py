@@ -171,13 +171,11 @@ class ServerProcess:
         """The node writes frames with the C loop where it was built, unless this test process
         or the node's own environment asks for the Python one (`make unit`'s second pass sets
         VQ_PURE_PYTHON=1 for both): `/readyz` says which."""
-        pure = PURE_PYTHON or pure_python(self.env)
-        built = importlib.util.find_spec("server._straight") is not None
         try:  # a node started with its services down may not answer in time: not checked
             loop = httpx.get(f"{self.url}/readyz", timeout=5).json().get("fanout_loop")
         except httpx.HTTPError:
             return
-        assert loop == ("python" if pure or not built else "c"), loop
+        assert loop == expected_fanout_loop(PURE_PYTHON or pure_python(self.env)), loop
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -207,6 +205,13 @@ def somaxconn() -> int:
 def pure_python(env: Mapping[str, str]) -> bool:
     """VQ_PURE_PYTHON in `env`, read as a node reads it."""
     return Settings.from_environ({"VQ_PURE_PYTHON": env.get("VQ_PURE_PYTHON", "")}).pure_python
+
+
+def expected_fanout_loop(pure: bool) -> str:
+    """What `/readyz` says of the fan-out's write loop (`fanout_loop`): "c" where it was built,
+    unless asked for the Python one."""
+    built = importlib.util.find_spec("server._straight") is not None
+    return "python" if pure or not built else "c"
 
 
 # `make unit`'s second pass sets VQ_PURE_PYTHON: every fan-out in this process, and in the nodes

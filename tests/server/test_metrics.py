@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import importlib.util
 import secrets
 from typing import Any
 
@@ -19,7 +18,7 @@ from server.app import create_app
 from server.config import Secret, Settings
 from server.metrics import operator_allowed
 from server.store import Store
-from tests.conftest import PURE_PYTHON
+from tests.conftest import PURE_PYTHON, expected_fanout_loop
 from tests.server.watchers import RecordingWatcher, settle
 
 FAMILIES = {
@@ -214,8 +213,7 @@ async def test_readyz_details_and_metrics_only_for_operators(settings: Settings)
         assert detailed["ready"] is True and detailed["redis"] is True
         assert {"watchers", "frames_sent", "fanout_loop", "resyncs", "persistence"} <= set(detailed)
         # The loop the pass asked for (`make unit` runs this file again with VQ_PURE_PYTHON).
-        built = importlib.util.find_spec("server._straight") is not None
-        assert detailed["fanout_loop"] == ("python" if PURE_PYTHON or not built else "c")
+        assert detailed["fanout_loop"] == expected_fanout_loop(PURE_PYTHON)
         wrong = {"Authorization": "Bearer not-the-token-123"}
         refused = await client.get("/metrics", headers=wrong)
         assert (refused.status_code, refused.json()["error"]["code"]) == (401, "unauthorized")

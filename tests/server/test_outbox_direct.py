@@ -71,13 +71,11 @@ def loop_kind(request: pytest.FixtureRequest) -> Iterator[str]:
     """Which `offer_each` loop runs: the server's thread reads the module's choice per call."""
     kept = outbox_module._native_offer_each
     if request.param == "c":
-        try:
-            from server._straight import offer_each as native
-        except ImportError:
+        if outbox_module._BUILT is None:
             if shutil.which("cc") or shutil.which("gcc"):
                 pytest.fail("server._straight was not built, though a C compiler is here")
             pytest.skip("no C compiler here: server._straight was not built")
-        outbox_module._native_offer_each = native
+        outbox_module._native_offer_each = outbox_module._BUILT
     else:
         outbox_module._native_offer_each = None
     results.clear()
